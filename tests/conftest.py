@@ -1,0 +1,62 @@
+"""Fixtures shared by the whole suite: one backend fixture runs every DB test on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.databases import (
+    BACKENDS,
+    TestDatabase,
+    create_empty_database,
+    drop_database,
+    reset_tables,
+)
+from usagegraph.db.engine import create_engine
+from usagegraph.db.schema_version import upgrade_to_head
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def migrated_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestDatabase]:
+    """One throwaway database per backend for the whole run, migrated to head once."""
+    database = create_empty_database(request.param, tmp_path_factory.mktemp("db"))
+
+    async def migrate() -> None:
+        engine = create_engine(database.url)
+        try:
+            await upgrade_to_head(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(migrate())
+    yield database
+    drop_database(database)
+
+
+@pytest.fixture
+async def engine(migrated_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    """An engine on the migrated database, with every table emptied first."""
+    engine = create_engine(migrated_database.url)
+    await reset_tables(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def database(migrated_database: TestDatabase, engine: AsyncEngine) -> TestDatabase:
+    """The migrated, emptied database, for tests that run the CLI or a server against it."""
+    return migrated_database
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+    """A database with no schema at all, for migration and startup tests."""
+    database = create_empty_database(request.param, tmp_path)
+    yield database
+    drop_database(database)

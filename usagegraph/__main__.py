@@ -1,0 +1,3 @@
+from usagegraph.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""Institution API keys: shown once at creation, stored only as a SHA-256 hash.
+
+The keys are 256-bit random strings, so a fast unsalted hash is safe (nothing to brute-force)
+and lets us look a key up by its hash; the final comparison is constant-time all the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.db.models import ApiKey
+
+KEY_PREFIX = "ug_live_"
+MIN_KEY_LENGTH = 16
+_DISPLAY_PREFIX_LENGTH = 12
+
+
+def generate_api_key() -> str:
+    """A new random key; `.` is never in it, so it cannot be mistaken for a JWT."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key_row(institution_id: str, key: str, name: str | None = None) -> ApiKey:
+    """The row to store for `key` (which itself is not stored)."""
+    if len(key) < MIN_KEY_LENGTH:
+        raise ValueError(f"an API key must be at least {MIN_KEY_LENGTH} characters")
+    return ApiKey(
+        institution_id=institution_id,
+        name=name,
+        key_hash=hash_api_key(key),
+        display_prefix=key[:_DISPLAY_PREFIX_LENGTH],
+    )
+
+
+async def create_api_key(
+    session: AsyncSession, institution_id: str, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """Store a new key for the institution; return the row and the key (shown only now)."""
+    key = generate_api_key()
+    row = new_api_key_row(institution_id, key, name)
+    session.add(row)
+    await session.flush()
+    return row, key
+
+
+async def institution_for_api_key(session: AsyncSession, key: str) -> str | None:
+    """The institution a live key acts for, or None for an unknown or revoked key."""
+    digest = hash_api_key(key)
+    row = await session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+    )
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return row.institution_id

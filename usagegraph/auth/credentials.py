@@ -1,0 +1,64 @@
+"""Which credential each route family accepts, and in which header (CONTRACT.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from usagegraph.auth.tokens import looks_like_jwt
+
+
+class Source(Enum):
+    ACCESS_TOKEN_HEADER = auto()  # x-access-token: <jwt>
+    BEARER_JWT = auto()  # Authorization: Bearer <jwt>
+    API_KEY = auto()  # Authorization: Bearer <key> or X-API-Key: <key>
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedCredential:
+    """What the request carried: a JWT or an API key, before verification."""
+
+    is_jwt: bool
+    value: str
+
+
+# Longest prefix first: /api/v1/clients/ is more specific than /api/.
+_ROUTE_SOURCES: tuple[tuple[str, frozenset[Source]], ...] = (
+    ("/api/v1/clients/", frozenset({Source.BEARER_JWT, Source.API_KEY})),
+    ("/api/", frozenset({Source.ACCESS_TOKEN_HEADER})),
+    ("/auth/", frozenset({Source.BEARER_JWT})),
+    ("/graphql", frozenset({Source.BEARER_JWT})),
+    ("/v1/", frozenset({Source.API_KEY})),
+)
+
+
+def accepted_sources(path: str) -> frozenset[Source]:
+    for prefix, sources in _ROUTE_SOURCES:
+        if path.startswith(prefix):
+            return sources
+    return frozenset()
+
+
+def _bearer(headers: dict[str, str]) -> str | None:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def presented_credential(path: str, headers: dict[str, str]) -> PresentedCredential | None:
+    """The credential this route reads from these headers, if any (headers lower-cased)."""
+    sources = accepted_sources(path)
+    if Source.ACCESS_TOKEN_HEADER in sources and headers.get("x-access-token"):
+        return PresentedCredential(is_jwt=True, value=headers["x-access-token"].strip())
+    bearer = _bearer(headers)
+    if bearer is not None:
+        if Source.BEARER_JWT in sources and looks_like_jwt(bearer):
+            return PresentedCredential(is_jwt=True, value=bearer)
+        if Source.API_KEY in sources:
+            return PresentedCredential(is_jwt=False, value=bearer)
+        if Source.BEARER_JWT in sources:
+            return PresentedCredential(is_jwt=True, value=bearer)
+    if Source.API_KEY in sources and headers.get("x-api-key"):
+        return PresentedCredential(is_jwt=False, value=headers["x-api-key"].strip())
+    return None

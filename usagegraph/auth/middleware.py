@@ -1,0 +1,33 @@
+"""ASGI middleware that resolves the caller once per request into `request.state.principal`."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from usagegraph.auth.credentials import presented_credential
+from usagegraph.auth.resolve import resolve_principal
+
+
+class PrincipalMiddleware:
+    """Reads the credential the route accepts; never rejects (routes decide their 401 shape).
+
+    The session factory and secret come from the app state at call time, because the engine
+    only exists once the lifespan has started.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {
+                key.decode("latin-1").lower(): value.decode("latin-1")
+                for key, value in scope["headers"]
+            }
+            credential = presented_credential(scope["path"], headers)
+            state = scope["app"].state
+            principal = await resolve_principal(
+                state.sessions, state.settings.jwt_secret, credential
+            )
+            scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)

@@ -1,0 +1,223 @@
+"""The `usagegraph` command: serve, migrate, import, demo, token and apikey."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from usagegraph.auth.api_keys import create_api_key
+from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, mint_token
+from usagegraph.db.engine import create_engine, session_factory
+from usagegraph.db.models import Institution, User
+from usagegraph.db.schema_version import SchemaBehindError, ensure_schema, upgrade_to_head
+from usagegraph.settings import Settings, SettingsError
+
+app = typer.Typer(
+    help="usagegraph: a GraphQL usage-and-billing gateway with REST shims.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+apikey_app = typer.Typer(help="Manage institution API keys.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        _fail(str(exc), code=2)
+
+
+def _run_with_database(
+    settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]], *, check_schema: bool = True
+) -> T:
+    """Open the database, check (or, for the embedded default, apply) its schema, run `work`."""
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            if check_schema:
+                await ensure_schema(engine, migrate=settings.embedded_database)
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    where = settings.database_url.render_as_string(hide_password=True)
+    try:
+        return asyncio.run(run())
+    except SchemaBehindError as exc:
+        _fail(str(exc))
+    except (OperationalError, DBAPIError, OSError) as exc:
+        _fail(f"cannot use the database at {where}: {type(exc).__name__}: {exc}".splitlines()[0])
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve /graphql, the REST shims and the health probes with uvicorn."""
+    import uvicorn
+
+    from usagegraph.app import create_app
+
+    settings = _settings()
+
+    async def check(_engine: AsyncEngine) -> None:
+        return None
+
+    _run_with_database(settings, check)  # refuse to start on a schema that is behind
+    out.print(f"usagegraph serving on http://{host}:{port}/graphql", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the configured database's schema up to date."""
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> str:
+        status = await upgrade_to_head(engine)
+        return status.head
+
+    head = _run_with_database(settings, work, check_schema=False)
+    out.print(f"database schema is at revision {head} (up to date)", highlight=False)
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An NDJSON file.")],
+) -> None:
+    """Load an NDJSON file in one transaction: all of it, or nothing."""
+    from usagegraph.importer import ImportFileError, import_file
+
+    settings = _settings()
+    total = sum(1 for _ in file.open(encoding="utf-8"))
+
+    async def work(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+        with _progress() as progress:
+            task = progress.add_task("importing", total=total)
+            return await import_file(engine, file, lambda n: progress.update(task, completed=n))
+
+    try:
+        summary = _run_with_database(settings, work)
+    except ImportFileError as exc:
+        _fail(f"{file}: {exc} — nothing was imported")
+    written = ", ".join(f"{count} {kind}" for kind, count in sorted(summary.written.items()))
+    out.print(f"imported {written or 'nothing'}", highlight=False)
+    if summary.duplicate_usage:
+        out.print(
+            f"skipped {summary.duplicate_usage} usage line(s) whose idempotency_key was "
+            "already recorded",
+            highlight=False,
+        )
+
+
+@app.command()
+def token(
+    user: Annotated[int, typer.Option("--user", help="The user id the token identifies.")],
+    ttl: Annotated[int, typer.Option(help="Seconds until it expires.", min=1)] = (
+        DEFAULT_TTL_SECONDS
+    ),
+) -> None:
+    """Print a JWT for a user, signed with the configured secret."""
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> bool:
+        async with session_factory(engine)() as session:
+            return await session.get(User, user) is not None
+
+    if not _run_with_database(settings, work):
+        _fail(f"user {user} does not exist")
+    print(mint_token(user, settings.jwt_secret, ttl))
+
+
+@apikey_app.command("create")
+def apikey_create(
+    institution: Annotated[str, typer.Option(help="The institution the key acts for.")],
+    name: Annotated[str | None, typer.Option(help="A label to tell keys apart.")] = None,
+) -> None:
+    """Create an API key and print it. It is shown only this once."""
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> str | None:
+        async with session_factory(engine)() as session, session.begin():
+            if await session.get(Institution, institution) is None:
+                return None
+            _row, key = await create_api_key(session, institution, name)
+            return key
+
+    key = _run_with_database(settings, work)
+    if key is None:
+        _fail(f"institution {institution} does not exist")
+    print(key)
+
+
+@app.command()
+def demo(
+    users: Annotated[int, typer.Option(min=1, help="Users to create.")] = 200,
+    institutions: Annotated[int, typer.Option(min=1, help="Institutions to create.")] = 5,
+    events: Annotated[int, typer.Option(min=0, help="Usage events to create.")] = 100_000,
+    days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 180,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+) -> None:
+    """Generate a realistic demo data set and add it to the database."""
+    from usagegraph.demo_data import DemoSpec, generate_demo
+
+    settings = _settings()
+    spec = DemoSpec(users=users, institutions=institutions, events=events, days=days, seed=seed)
+
+    async def work(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+        with _progress() as progress:
+            tasks: dict[str, int] = {}
+
+            def report(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = progress.add_task(phase, total=total)
+                progress.update(tasks[phase], completed=done, total=total)
+
+            return await generate_demo(engine, spec, report)
+
+    summary = _run_with_database(settings, work)
+    out.print(
+        f"demo data added: {summary.institutions} institutions, {summary.users} users, "
+        f"{summary.usage_events} usage events, {summary.ledger_entries} ledger entries, "
+        f"{summary.snapshots} snapshots",
+        highlight=False,
+    )
+    out.print(
+        f"try: usagegraph token --user {summary.super_user_id}   (a super user)",
+        highlight=False,
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""SQLAlchemy queries and the per-request dataloaders; every read is scoped by construction."""

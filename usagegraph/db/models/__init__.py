@@ -1,0 +1,28 @@
+"""Every table, importable from one place (Alembic reads `Base.metadata` from here)."""
+
+from usagegraph.db.models.api_keys import ApiKey
+from usagegraph.db.models.base import Base, utcnow
+from usagegraph.db.models.buckets import ClientBucket, Snapshot
+from usagegraph.db.models.institutions import Institution, Membership, new_institution_id
+from usagegraph.db.models.usage import PERSONAL_INSTANCE, UsageEvent, UsageIdempotencyKey
+from usagegraph.db.models.users import User
+from usagegraph.db.models.wallets import LedgerEntry, Subscription, Wallet, signed_amount
+
+__all__ = [
+    "PERSONAL_INSTANCE",
+    "ApiKey",
+    "Base",
+    "ClientBucket",
+    "Institution",
+    "LedgerEntry",
+    "Membership",
+    "Snapshot",
+    "Subscription",
+    "UsageEvent",
+    "UsageIdempotencyKey",
+    "User",
+    "Wallet",
+    "new_institution_id",
+    "signed_amount",
+    "utcnow",
+]

@@ -1,0 +1,79 @@
+"""The credit wallet, its append-only ledger, and the user's subscription."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import JSON
+
+from usagegraph.db.models.base import Base, BigIntPK, utcnow
+from usagegraph.db.types import Money, UTCDateTime
+
+LEDGER_TYPES = ("credit", "debit", "adjustment")
+
+
+class Wallet(Base):
+    """One per user. The row is also the lock for every write that moves its credits."""
+
+    __tablename__ = "wallets"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    # balance equals the signed sum of the ledger; kept here so reads need no scan.
+    balance: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    reserved: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    auto_reload_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_reload_threshold: Mapped[Decimal | None] = mapped_column(Money)
+    auto_reload_amount: Mapped[Decimal | None] = mapped_column(Money)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def available(self) -> Decimal:
+        """What may still be spent: balance less what reservations hold."""
+        return self.balance - self.reserved
+
+
+class LedgerEntry(Base):
+    """An immutable movement of credits. `amount` is positive for credit and debit."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    balance_after: Mapped[Decimal] = mapped_column(Money)
+    description: Mapped[str | None] = mapped_column(String(500))
+    reference: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_ledger_entries_user_time", "user_id", "created_at", "id"),
+        CheckConstraint("type IN ('credit', 'debit', 'adjustment')", name="type_known"),
+    )
+
+
+def signed_amount(entry_type: str, amount: Decimal) -> Decimal:
+    """How an entry moves the balance: debits subtract, adjustments carry their own sign."""
+    return -amount if entry_type == "debit" else amount
+
+
+class Subscription(Base):
+    """A user's plan, at most one."""
+
+    __tablename__ = "subscriptions"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    plan: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(32))
+    current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)

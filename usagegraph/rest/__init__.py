@@ -1,0 +1,1 @@
+"""The REST shims: thin translations of the five documented APIs onto the resolvers."""

@@ -1,0 +1,1 @@
+"""The one GraphQL graph: Strawberry types, assembled into `usagegraph.schema.root.schema`."""
