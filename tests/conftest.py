@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,8 +17,10 @@ from tests.databases import (
     drop_database,
     reset_tables,
 )
+from usagegraph.app import create_app
 from usagegraph.db.engine import create_engine
 from usagegraph.db.schema_version import upgrade_to_head
+from usagegraph.settings import Settings
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -60,3 +63,29 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[T
     database = create_empty_database(request.param, tmp_path)
     yield database
     drop_database(database)
+
+
+TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+@pytest.fixture
+def settings(database: TestDatabase, tmp_path: Path) -> Settings:
+    """Settings of a server on the test database (not the embedded default)."""
+    return Settings(
+        database_url=database.url,
+        embedded_database=False,
+        jwt_secret=TEST_JWT_SECRET,
+        redis_url=None,
+        data_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the real ASGI app, lifespan and middleware included."""
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        yield http

@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,8 +29,8 @@ app = typer.Typer(
 apikey_app = typer.Typer(help="Manage institution API keys.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
@@ -106,12 +107,12 @@ def import_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An NDJSON file.")],
 ) -> None:
     """Load an NDJSON file in one transaction: all of it, or nothing."""
-    from usagegraph.importer import ImportFileError, import_file
+    from usagegraph.importer import ImportFileError, ImportSummary, import_file
 
     settings = _settings()
     total = sum(1 for _ in file.open(encoding="utf-8"))
 
-    async def work(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+    async def work(engine: AsyncEngine) -> ImportSummary:
         with _progress() as progress:
             task = progress.add_task("importing", total=total)
             return await import_file(engine, file, lambda n: progress.update(task, completed=n))
@@ -177,14 +178,25 @@ def demo(
     events: Annotated[int, typer.Option(min=0, help="Usage events to create.")] = 100_000,
     days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 180,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing when the database already has users.")
+    ] = False,
 ) -> None:
     """Generate a realistic demo data set and add it to the database."""
-    from usagegraph.demo_data import DemoSpec, generate_demo
+    from usagegraph.demo_data import DemoSpec, DemoSummary, generate_demo
 
     settings = _settings()
     spec = DemoSpec(users=users, institutions=institutions, events=events, days=days, seed=seed)
 
-    async def work(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+    if if_empty:
+        populated, super_user_id = _run_with_database(settings, _populated)
+        if populated:
+            out.print("the database already has users: no demo data added (--if-empty)")
+            if super_user_id is not None:
+                out.print(f"try: usagegraph token --user {super_user_id}   (a super user)")
+            return
+
+    async def work(engine: AsyncEngine) -> DemoSummary:
         with _progress() as progress:
             tasks: dict[str, int] = {}
 
@@ -206,6 +218,30 @@ def demo(
         f"try: usagegraph token --user {summary.super_user_id}   (a super user)",
         highlight=False,
     )
+
+
+@app.command("export-schema")
+def export_schema(
+    output: Annotated[
+        Path | None, typer.Option(help="Write the SDL here instead of to standard output.")
+    ] = None,
+) -> None:
+    """Print the GraphQL schema (SDL); the repo keeps it in schema.graphql."""
+    from usagegraph.schema.root import schema
+
+    sdl = schema.as_str() + "\n"
+    if output is None:
+        print(sdl, end="")
+    else:
+        output.write_text(sdl)
+
+
+async def _populated(engine: AsyncEngine) -> tuple[bool, int | None]:
+    """Whether the database has users, and the id of a super user if there is one."""
+    async with session_factory(engine)() as session:
+        populated = bool(await session.scalar(select(exists().where(User.id.is_not(None)))))
+        super_user_id = await session.scalar(select(func.min(User.id)).where(User.role == "super"))
+    return populated, super_user_id
 
 
 def _progress() -> Progress:

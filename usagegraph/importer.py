@@ -112,6 +112,9 @@ class _Importer:
         self.pending_usage: list[tuple[int, dict[str, Any], str | None]] = []
         self.pending_ledger: list[tuple[int, dict[str, Any]]] = []
         self.seen_keys: set[tuple[int, str]] = set()
+        # Ids known to exist: one lookup per id, not per line (usage files repeat them a lot).
+        self.known_users: set[int] = set()
+        self.known_institutions: set[str] = set()
         self.handlers = {
             "institution": self._institution,
             "user": self._user,
@@ -148,15 +151,21 @@ class _Importer:
 
     async def _existing_user(self, reader: FieldReader, name: str = "user") -> int:
         user_id = reader.required_integer(name, minimum=1)
+        if user_id in self.known_users:
+            return user_id
         if await self.session.get(User, user_id) is None:
             raise FieldError(f"{name} {user_id} does not exist (import users first)")
+        self.known_users.add(user_id)
         return user_id
 
     async def _existing_institution(self, institution_id: Any, name: str) -> str:
         if not isinstance(institution_id, str) or not _INSTITUTION_ID.match(institution_id):
             raise FieldError(f"{name} must be a 24-character lowercase hex id")
+        if institution_id in self.known_institutions:
+            return institution_id
         if await self.session.get(Institution, institution_id) is None:
             raise FieldError(f"{name} {institution_id} does not exist")
+        self.known_institutions.add(institution_id)
         return institution_id
 
     async def _wallet_for(self, user_id: int) -> Wallet:

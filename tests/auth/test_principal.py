@@ -1,0 +1,108 @@
+"""The caller is resolved from the database on every request, through the real app."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import TEST_JWT_SECRET
+from tests.factories import add_institution, add_user
+from usagegraph.auth.credentials import presented_credential
+from usagegraph.auth.tokens import mint_token
+
+VIEWER = {"query": "{ viewer { kind userId role email } }"}
+
+
+async def _viewer(client: httpx.AsyncClient, headers: dict[str, str]) -> dict:
+    response = await client.post("/graphql", json=VIEWER, headers=headers)
+    assert response.status_code == 200
+    return response.json()["data"]["viewer"]
+
+
+async def test_valid_token_identifies_the_user_with_role_from_the_database(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    user_id = await add_user(engine, email="ada@acme.edu", role="admin")
+    token = mint_token(user_id, TEST_JWT_SECRET)
+    viewer = await _viewer(client, {"Authorization": f"Bearer {token}"})
+    assert viewer == {"kind": "USER", "userId": user_id, "role": "admin", "email": "ada@acme.edu"}
+
+
+async def test_role_claims_in_the_token_are_ignored(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    user_id = await add_user(engine, email="u@acme.edu", role="user")
+    token = jwt.encode(
+        {"sub": str(user_id), "role": "super", "exp": datetime.now(UTC) + timedelta(hours=1)},
+        TEST_JWT_SECRET,
+        algorithm="HS256",
+    )
+    viewer = await _viewer(client, {"Authorization": f"Bearer {token}"})
+    assert viewer["role"] == "user"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode({"sub": "1", "exp": datetime.now(UTC) - timedelta(hours=1)}, TEST_JWT_SECRET),
+        jwt.encode({"sub": "1", "exp": datetime.now(UTC) + timedelta(hours=1)}, "x" * 40),
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIiwiZXhwIjo0MTAyNDQ0ODAwfQ.",
+        "garbage",
+    ],
+    ids=["expired", "wrong-key", "alg-none", "malformed"],
+)
+async def test_bad_tokens_leave_the_caller_anonymous(
+    engine: AsyncEngine, client: httpx.AsyncClient, token: str
+) -> None:
+    await add_user(engine, email="one@acme.edu")
+    viewer = await _viewer(client, {"Authorization": f"Bearer {token}"})
+    assert viewer == {"kind": "ANONYMOUS", "userId": None, "role": None, "email": None}
+
+
+async def test_token_of_a_deleted_user_is_anonymous(client: httpx.AsyncClient) -> None:
+    viewer = await _viewer(client, {"Authorization": f"Bearer {mint_token(999, TEST_JWT_SECRET)}"})
+    assert viewer["kind"] == "ANONYMOUS"
+
+
+async def test_graphql_ignores_the_x_access_token_header(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """CONTRACT: x-access-token is for /api/...; /graphql takes Authorization: Bearer."""
+    user_id = await add_user(engine, email="a@acme.edu")
+    viewer = await _viewer(client, {"x-access-token": mint_token(user_id, TEST_JWT_SECRET)})
+    assert viewer["kind"] == "ANONYMOUS"
+
+
+async def test_graphql_does_not_accept_api_keys(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    await add_institution(engine, institution_id="a" * 24, name="Acme")
+    viewer = await _viewer(client, {"X-API-Key": "ug_live_whatever_key_value"})
+    assert viewer["kind"] == "ANONYMOUS"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "expected"),
+    [
+        ("/api/user/usage-history", {"x-access-token": "a.b.c"}, (True, "a.b.c")),
+        ("/api/user/usage-history", {"authorization": "Bearer a.b.c"}, None),
+        ("/auth/account/credits", {"authorization": "Bearer a.b.c"}, (True, "a.b.c")),
+        ("/v1/billing/usage-history", {"authorization": "Bearer key123"}, (False, "key123")),
+        ("/v1/billing/usage-history", {"x-api-key": "key123"}, (False, "key123")),
+        ("/v1/billing/usage-history", {"x-access-token": "a.b.c"}, None),
+        ("/api/v1/clients/acme/history", {"authorization": "Bearer a.b.c"}, (True, "a.b.c")),
+        ("/api/v1/clients/acme/history", {"authorization": "Bearer key123"}, (False, "key123")),
+        ("/api/v1/clients/acme/history", {"x-api-key": "key123"}, (False, "key123")),
+        ("/healthz", {"authorization": "Bearer a.b.c"}, None),
+    ],
+)
+def test_each_route_reads_its_documented_header(
+    path: str, headers: dict[str, str], expected: tuple[bool, str] | None
+) -> None:
+    credential = presented_credential(path, headers)
+    got = None if credential is None else (credential.is_jwt, credential.value)
+    assert got == expected

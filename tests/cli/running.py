@@ -1,0 +1,75 @@
+"""Run the `usagegraph` command and its server the way a user does: as processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TEST_JWT_SECRET
+
+
+def cli_env(tmp_path: Path, database_url: str | None, **extra: str) -> dict[str, str]:
+    """An environment with its own data dir and secret; no database URL means the default."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USAGEGRAPH_")}
+    env.update(USAGEGRAPH_DATA_DIR=str(tmp_path / "data"), USAGEGRAPH_JWT_SECRET=TEST_JWT_SECRET)
+    if database_url is not None:
+        env["USAGEGRAPH_DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "usagegraph", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], timeout: float = 30) -> Iterator[str]:
+    """`usagegraph serve` on a free port; yields its base URL once /healthz answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "usagegraph", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"serve exited early:\n{process.stdout.read()}")  # type: ignore[union-attr]
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("serve did not start in time")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,70 @@
+"""Settings: defaults, driver pinning and clear errors for unusable values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from usagegraph.settings import Settings, SettingsError
+
+SECRET = "s" * 40
+
+
+def test_no_database_configured_means_the_embedded_sqlite_file(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET}
+    )
+    assert settings.embedded_database
+    assert settings.backend == "sqlite"
+    assert settings.database_url.database == str(tmp_path / "usagegraph.sqlite3")
+    assert settings.redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "driver"),
+    [
+        ("postgresql://u@db/usage", "postgresql+asyncpg"),
+        ("postgres://u@db/usage", "postgresql+asyncpg"),
+        ("postgresql+asyncpg://u@db/usage", "postgresql+asyncpg"),
+        ("sqlite:////var/lib/usage.db", "sqlite+aiosqlite"),
+    ],
+)
+def test_database_urls_are_pinned_to_the_async_driver(
+    tmp_path: Path, raw: str, driver: str
+) -> None:
+    settings = Settings.from_env(
+        {
+            "USAGEGRAPH_DATABASE_URL": raw,
+            "USAGEGRAPH_DATA_DIR": str(tmp_path),
+            "USAGEGRAPH_JWT_SECRET": SECRET,
+        }
+    )
+    assert settings.database_url.drivername == driver
+    assert not settings.embedded_database
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("USAGEGRAPH_DATABASE_URL", "postgresql+psycopg2://u@db/x", "not supported"),
+        ("USAGEGRAPH_DATABASE_URL", "sqlite://", "in-memory"),
+        ("USAGEGRAPH_DATABASE_URL", "postgresql://u@db", "must name a database"),
+        ("USAGEGRAPH_REDIS_URL", "redis://", "must name a host"),
+    ],
+)
+def test_unusable_values_name_the_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    env = {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET, variable: value}
+    with pytest.raises(SettingsError, match=message) as raised:
+        Settings.from_env(env)
+    assert variable in str(raised.value)
+
+
+def test_generated_secret_is_kept_for_the_next_process(tmp_path: Path) -> None:
+    first = Settings.from_env({"USAGEGRAPH_DATA_DIR": str(tmp_path)})
+    second = Settings.from_env({"USAGEGRAPH_DATA_DIR": str(tmp_path)})
+    assert first.jwt_secret == second.jwt_secret
+    assert len(first.jwt_secret) >= 32
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
