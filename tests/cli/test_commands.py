@@ -118,3 +118,16 @@ def test_unreachable_database_is_reported_without_a_traceback(tmp_path: Path) ->
     assert result.returncode == 1
     assert "cannot use the database at postgresql+asyncpg://postgres@127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_adds_data_once_with_if_empty(database: TestDatabase, tmp_path: Path) -> None:
+    env = cli_env(tmp_path, database.url_string)
+    args = ("demo", "--users", "12", "--institutions", "2", "--events", "500", "--days", "20")
+    first = run_cli(env, *args, "--if-empty")
+    assert first.returncode == 0, first.stderr
+    assert "12 users, 500 usage events" in first.stdout
+    second = run_cli(env, *args, "--if-empty")
+    assert second.returncode == 0, second.stderr
+    assert "no demo data added" in second.stdout
+    token = run_cli(env, "token", "--user", second.stdout.split("--user ")[1].split()[0])
+    assert token.returncode == 0, token.stderr

@@ -1,0 +1,63 @@
+"""Expected failures, with machine-readable codes shared by GraphQL and every REST shim.
+
+Resolvers raise `UsageGraphError`; each API renders it in its documented envelope. Messages
+are written for clients: they never hold SQL, stack traces or another tenant's identifiers.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "INVALID_REQUEST"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND"
+    INSUFFICIENT_CREDITS = "INSUFFICIENT_CREDITS"
+    CAP_REACHED = "CAP_REACHED"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.ENDPOINT_NOT_FOUND: 404,
+    ErrorCode.INSUFFICIENT_CREDITS: 402,
+    ErrorCode.CAP_REACHED: 403,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+class UsageGraphError(Exception):
+    """An expected failure: a code for machines and a message for people."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+
+def invalid(message: str) -> UsageGraphError:
+    return UsageGraphError(ErrorCode.INVALID_REQUEST, message)
+
+
+def unauthorized(message: str = "Authentication required") -> UsageGraphError:
+    return UsageGraphError(ErrorCode.UNAUTHORIZED, message)
+
+
+def forbidden(message: str = "Forbidden") -> UsageGraphError:
+    return UsageGraphError(ErrorCode.FORBIDDEN, message)
+
+
+def not_found(message: str = "Not found") -> UsageGraphError:
+    return UsageGraphError(ErrorCode.NOT_FOUND, message)

@@ -1,0 +1,46 @@
+"""JSON bodies for the REST shims: Decimals as exact JSON numbers, times as ISO 8601 `Z`."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from usagegraph.db.types import canonical_money
+
+
+def decimal_number(value: Decimal) -> orjson.Fragment:
+    """An exact JSON number (`3.5`, `12`), never routed through a binary float."""
+    return orjson.Fragment(format(canonical_money(value), "f"))
+
+
+def iso_timestamp(moment: datetime) -> str:
+    """`2026-05-01T00:00:00.000Z`: UTC with milliseconds, as the seed documents show."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return decimal_number(value)
+    if isinstance(value, datetime):
+        return iso_timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot render {type(value).__name__} as JSON")
+
+
+def dumps(payload: Any) -> bytes:
+    return orjson.dumps(payload, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+class JSON(Response):
+    """A JSON response rendered with `dumps`."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
