@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -66,6 +67,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[T
 
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+# "Now" for every in-process app: a Wednesday afternoon, so windows can be worked out by hand.
+FIXED_NOW = datetime(2026, 5, 20, 15, 30, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -82,8 +85,8 @@ def settings(database: TestDatabase, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to the real ASGI app, lifespan and middleware included."""
-    app = create_app(settings)
+    """An HTTP client on the real ASGI app (lifespan, middleware) whose clock reads FIXED_NOW."""
+    app = create_app(settings, clock=lambda: FIXED_NOW)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,

@@ -10,15 +10,17 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from usagegraph.auth.middleware import PrincipalMiddleware
+from usagegraph.clock import Clock, system_clock
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.schema_version import ensure_schema
 from usagegraph.health import healthz, readyz
 from usagegraph.request_id import RequestIdMiddleware
+from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> Starlette:
     """Build the app; the database is opened (and its schema checked) by the lifespan."""
     settings = settings or Settings.from_env()
 
@@ -39,9 +41,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            *rest_routes(),
         ],
         middleware=[Middleware(RequestIdMiddleware), Middleware(PrincipalMiddleware)],
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.clock = clock
     return app
