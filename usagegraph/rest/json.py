@@ -17,9 +17,11 @@ def decimal_number(value: Decimal) -> orjson.Fragment:
     return orjson.Fragment(format(canonical_money(value), "f"))
 
 
-def iso_timestamp(moment: datetime) -> str:
-    """`2026-05-01T00:00:00.000Z`: UTC with milliseconds, as the seed documents show."""
+def iso_timestamp(moment: datetime, *, milliseconds: bool = True) -> str:
+    """`2026-05-01T00:00:00.000Z` (seed 000's form), or `2026-05-01T00:00:00Z` (seed 001's)."""
     moment = moment.astimezone(UTC)
+    if not milliseconds:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
