@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from usagegraph.auth.access import is_institution_admin, is_super
+from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.db.models import UsageEvent
 
@@ -47,7 +47,7 @@ def readable_usage(principal: Principal) -> ColumnElement[bool]:
         return UsageEvent.institution_id == principal.institution_id
     if principal.kind is not CallerKind.USER or principal.user_id is None:
         return false()
-    administered = sorted(i for i in principal.memberships if is_institution_admin(principal, i))
+    administered = administered_institutions(principal)
     own = UsageEvent.user_id == principal.user_id
     return or_(own, UsageEvent.institution_id.in_(administered)) if administered else own
 

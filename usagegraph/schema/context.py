@@ -1,13 +1,15 @@
-"""What every resolver gets: the caller and a way to the database, built per request."""
+"""What every resolver gets: the caller, the clock, the database and this request's loaders."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
 from usagegraph.auth.principal import Principal
+from usagegraph.datasources.loaders import Loaders
 
 
 @dataclass(slots=True)
@@ -17,6 +19,8 @@ class GraphQLContext:
     principal: Principal
     sessions: async_sessionmaker[AsyncSession]
     request_id: str
+    now: datetime
+    loaders: Loaders
 
 
 Info = StrawberryInfo[GraphQLContext, None]

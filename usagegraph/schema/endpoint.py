@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from usagegraph.datasources.loaders import Loaders
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.root import schema
 
@@ -20,10 +21,13 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
         self, request: Request | WebSocket, response: Response | None = None
     ) -> GraphQLContext:
         state: Any = request.app.state
+        principal = request.state.principal
         return GraphQLContext(
-            principal=request.state.principal,
+            principal=principal,
             sessions=state.sessions,
             request_id=request.state.request_id,
+            now=state.clock(),
+            loaders=Loaders(state.sessions, principal),
         )
 
 

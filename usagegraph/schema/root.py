@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
-import strawberry
+from typing import Annotated
 
+import strawberry
+from strawberry import relay
+from strawberry.schema.config import StrawberryConfig
+
+from usagegraph.datasources import directory
+from usagegraph.schema.connections import build_connection
+from usagegraph.schema.context import Info
+from usagegraph.schema.directory import (
+    Institution,
+    InstitutionConnection,
+    Membership,
+    User,
+    resolve_institution,
+)
+from usagegraph.schema.errors import CodedErrors
+from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
+from usagegraph.schema.scalars import SCALAR_MAP
 from usagegraph.schema.viewer import Viewer, resolve_viewer
 
 
@@ -12,6 +29,59 @@ class Query:
     viewer: Viewer = strawberry.field(
         resolver=resolve_viewer, description="The caller of this request."
     )
+    node: relay.Node | None = relay.node(
+        description="Any object by its global id; null when it does not exist or is not yours "
+        "to see."
+    )
+
+    @strawberry.field(description="A user by integer id; null unless you may see them.")
+    async def user(
+        self, info: Info, id: Annotated[int, strawberry.argument(description="The user id.")]
+    ) -> User | None:
+        row = await info.context.loaders.user.load(id)
+        return User.from_row(row) if row else None
+
+    @strawberry.field(
+        description="An institution you belong to (super: any); FORBIDDEN for any other id."
+    )
+    async def institution(
+        self,
+        info: Info,
+        id: Annotated[str, strawberry.argument(description="The 24-hex institution id.")],
+    ) -> Institution:
+        return await resolve_institution(info, id)
+
+    @strawberry.field(description="The institutions you belong to (super: all), by id.")
+    async def institutions(
+        self,
+        info: Info,
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="The cursor to continue after.")
+        ] = None,
+    ) -> InstitutionConnection:
+        size = page_size(first)
+        cursor = decode_cursor(after, 1)
+        async with info.context.sessions() as session:
+            rows, total = await directory.institution_page(
+                session, info.context.principal, first=size, after_id=cursor[0] if cursor else None
+            )
+        return build_connection(
+            InstitutionConnection,
+            rows,
+            size=size,
+            after=after,
+            total=total,
+            cursor_of=lambda row: encode_cursor(row.id),
+            node_of=Institution.from_row,
+        )
 
 
-schema = strawberry.Schema(query=Query)
+schema = strawberry.Schema(
+    query=Query,
+    types=[Membership],
+    extensions=[CodedErrors],
+    config=StrawberryConfig(scalar_map=SCALAR_MAP),
+)

@@ -1,0 +1,160 @@
+"""Users, institutions and memberships: the directory, read only where the caller may.
+
+Each `readable_*` clause is the single statement of who sees which rows; every query here
+starts from it, so a resolver that forgets a check returns nothing it should not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, false, func, or_, select, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.auth.access import administered_institutions, is_super
+from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.db.models import Institution, Membership, User
+
+
+def readable_institutions(principal: Principal) -> ColumnElement[bool]:
+    """Members see their institutions; super sees all; an API key sees its own."""
+    if is_super(principal):
+        return true()
+    if principal.kind is CallerKind.INSTITUTION and principal.institution_id:
+        return Institution.id == principal.institution_id
+    if principal.kind is CallerKind.USER and principal.memberships:
+        return Institution.id.in_(sorted(principal.memberships))
+    return false()
+
+
+def readable_users(principal: Principal) -> ColumnElement[bool]:
+    """Oneself, and the members of institutions one administers (super: everyone)."""
+    if is_super(principal):
+        return true()
+    if principal.kind is not CallerKind.USER or principal.user_id is None:
+        return false()
+    administered = administered_institutions(principal)
+    own = User.id == principal.user_id
+    if not administered:
+        return own
+    members = select(Membership.user_id).where(Membership.institution_id.in_(administered))
+    return or_(own, User.id.in_(members))
+
+
+def readable_memberships(principal: Principal) -> ColumnElement[bool]:
+    """One's own memberships, and every membership of institutions one administers."""
+    if is_super(principal):
+        return true()
+    if principal.kind is not CallerKind.USER or principal.user_id is None:
+        return false()
+    administered = administered_institutions(principal)
+    own = Membership.user_id == principal.user_id
+    return or_(own, Membership.institution_id.in_(administered)) if administered else own
+
+
+async def users_by_id(
+    session: AsyncSession, principal: Principal, ids: Sequence[int]
+) -> dict[int, User]:
+    rows = await session.scalars(select(User).where(readable_users(principal), User.id.in_(ids)))
+    return {user.id: user for user in rows}
+
+
+async def institutions_by_id(
+    session: AsyncSession, principal: Principal, ids: Sequence[str]
+) -> dict[str, Institution]:
+    rows = await session.scalars(
+        select(Institution).where(readable_institutions(principal), Institution.id.in_(ids))
+    )
+    return {institution.id: institution for institution in rows}
+
+
+async def memberships_of_users(
+    session: AsyncSession, principal: Principal, user_ids: Sequence[int]
+) -> dict[int, list[Membership]]:
+    rows = await session.scalars(
+        select(Membership)
+        .where(readable_memberships(principal), Membership.user_id.in_(user_ids))
+        .order_by(Membership.user_id, Membership.institution_id)
+    )
+    found: dict[int, list[Membership]] = {user_id: [] for user_id in user_ids}
+    for membership in rows:
+        found[membership.user_id].append(membership)
+    return found
+
+
+async def memberships_by_key(
+    session: AsyncSession, principal: Principal, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], Membership]:
+    rows = await session.scalars(
+        select(Membership).where(
+            readable_memberships(principal),
+            tuple_(Membership.user_id, Membership.institution_id).in_(keys),
+        )
+    )
+    return {(m.user_id, m.institution_id): m for m in rows}
+
+
+async def member_pages(
+    session: AsyncSession,
+    principal: Principal,
+    institution_ids: Sequence[str],
+    *,
+    first: int,
+    after_user_id: int | None,
+) -> dict[str, list[Membership]]:
+    """Up to `first + 1` members of each institution after a cursor, in one statement.
+
+    The extra row tells the caller whether a next page exists.
+    """
+    rank = (
+        func.row_number()
+        .over(partition_by=Membership.institution_id, order_by=Membership.user_id)
+        .label("rank")
+    )
+    inner = select(Membership.user_id, Membership.institution_id, rank).where(
+        readable_memberships(principal), Membership.institution_id.in_(institution_ids)
+    )
+    if after_user_id is not None:
+        inner = inner.where(Membership.user_id > after_user_id)
+    ranked = inner.subquery()
+    statement = (
+        select(Membership)
+        .join(
+            ranked,
+            (Membership.user_id == ranked.c.user_id)
+            & (Membership.institution_id == ranked.c.institution_id),
+        )
+        .where(ranked.c.rank <= first + 1)
+        .order_by(Membership.institution_id, Membership.user_id)
+    )
+    pages: dict[str, list[Membership]] = {i: [] for i in institution_ids}
+    for membership in await session.scalars(statement):
+        pages[membership.institution_id].append(membership)
+    return pages
+
+
+async def member_counts(
+    session: AsyncSession, principal: Principal, institution_ids: Sequence[str]
+) -> dict[str, int]:
+    rows = await session.execute(
+        select(Membership.institution_id, func.count())
+        .where(readable_memberships(principal), Membership.institution_id.in_(institution_ids))
+        .group_by(Membership.institution_id)
+    )
+    counts = dict.fromkeys(institution_ids, 0)
+    counts.update({institution_id: count for institution_id, count in rows})
+    return counts
+
+
+async def institution_page(
+    session: AsyncSession, principal: Principal, *, first: int, after_id: str | None
+) -> tuple[list[Institution], int]:
+    """The caller's institutions ordered by id, `first + 1` of them, and their total count."""
+    statement = select(Institution).where(readable_institutions(principal))
+    total = await session.scalar(
+        select(func.count()).select_from(Institution).where(readable_institutions(principal))
+    )
+    if after_id is not None:
+        statement = statement.where(Institution.id > after_id)
+    rows = await session.scalars(statement.order_by(Institution.id).limit(first + 1))
+    return list(rows), int(total or 0)

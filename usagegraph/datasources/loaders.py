@@ -1,0 +1,77 @@
+"""Per-request DataLoaders: every relation in the graph is fetched in batches by key.
+
+A `Loaders` is built for one request, inside its event loop, and bound to its caller: each
+batch function opens its own session (Strawberry resolves sibling fields concurrently, and
+one AsyncSession must not be shared between concurrent tasks) and reads through the
+caller-scoped queries, so a loader can never return a row the caller may not read.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiodataloader import DataLoader
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from usagegraph.auth.principal import Principal
+from usagegraph.datasources import directory
+from usagegraph.db.models import Membership
+
+
+class Loaders:
+    """The DataLoaders of one request."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], principal: Principal) -> None:
+        self.sessions = sessions
+        self.principal = principal
+        self.user = self._by_key(directory.users_by_id)
+        self.institution = self._by_key(directory.institutions_by_id)
+        self.membership = self._by_key(directory.memberships_by_key)
+        self.memberships_of_user = self._by_key(directory.memberships_of_users, default=list)
+        self.member_count = self._by_key(directory.member_counts)
+        self.member_page: DataLoader[tuple[str, int, int | None], list[Membership]] = self._grouped(
+            self._member_pages
+        )
+
+    def _by_key(
+        self,
+        fetch: Callable[[AsyncSession, Principal, Sequence[Any]], Awaitable[dict[Any, Any]]],
+        default: Callable[[], Any] | None = None,
+    ) -> DataLoader[Any, Any]:
+        """A loader for a fetch that maps keys to values (missing keys load as None)."""
+
+        async def batch(keys: list[Any]) -> list[Any]:
+            async with self.sessions() as session:
+                found = await fetch(session, self.principal, keys)
+            return [found.get(key, default() if default else None) for key in keys]
+
+        return DataLoader(batch)
+
+    def _grouped(
+        self, fetch: Callable[[Any, list[Any]], Awaitable[dict[Any, Any]]]
+    ) -> DataLoader[Any, Any]:
+        """A loader whose keys are (parent, *arguments): one fetch per distinct arguments."""
+
+        async def batch(keys: list[tuple[Any, ...]]) -> list[Any]:
+            groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+            for parent, *arguments in keys:
+                groups[tuple(arguments)].append(parent)
+            results: dict[tuple[Any, ...], Any] = {}
+            for arguments, parents in groups.items():
+                found = await fetch(arguments, parents)
+                for parent in parents:
+                    results[(parent, *arguments)] = found[parent]
+            return [results[key] for key in keys]
+
+        return DataLoader(batch)
+
+    async def _member_pages(
+        self, arguments: tuple[int, int | None], institution_ids: list[str]
+    ) -> dict[str, list[Membership]]:
+        first, after_user_id = arguments
+        async with self.sessions() as session:
+            return await directory.member_pages(
+                session, self.principal, institution_ids, first=first, after_user_id=after_user_id
+            )

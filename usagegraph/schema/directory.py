@@ -1,0 +1,219 @@
+"""Users, institutions and memberships in the graph.
+
+Objects are built from ORM rows that the caller-scoped loaders returned, so holding one
+already means the caller may see it; fields that need more (members of an institution,
+a user's wallet) check `auth.access` before loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Self
+
+import strawberry
+from strawberry import relay
+
+from usagegraph.auth.access import is_institution_admin, is_member
+from usagegraph.db import models
+from usagegraph.errors import forbidden
+from usagegraph.schema.connections import CountedConnection, build_connection
+from usagegraph.schema.context import Info
+from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
+
+
+def _ints(node_ids: Iterable[str]) -> list[int | None]:
+    return [int(node_id) if node_id.isdigit() else None for node_id in node_ids]
+
+
+@strawberry.type(description="A person who uses the service.")
+class User(relay.Node):
+    database_id: strawberry.Private[int]
+    email: str = strawberry.field(description="Email address (unique, case-insensitive).")
+    fname: str | None = strawberry.field(description="First name.")
+    lname: str | None = strawberry.field(description="Last name.")
+    role: str = strawberry.field(description="`user`, `admin` or `super`.")
+    permissions: list[str] = strawberry.field(description="Granted permissions.")
+    created_at: datetime = strawberry.field(description="When the account was created.")
+    last_login_at: datetime | None = strawberry.field(description="The last sign-in, if any.")
+
+    @strawberry.field(description="The user's integer id, as the REST APIs show it.")
+    def user_id(self) -> int:
+        return self.database_id
+
+    @classmethod
+    def resolve_id(cls, root: Self, *, info: Any) -> str:
+        return str(root.database_id)
+
+    @classmethod
+    def from_row(cls, row: models.User) -> User:
+        return cls(
+            database_id=row.id,
+            email=row.email,
+            fname=row.fname,
+            lname=row.lname,
+            role=row.role,
+            permissions=list(row.permissions or []),
+            created_at=row.created_at,
+            last_login_at=row.last_login_at,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[User | None]:
+        ids = _ints(node_ids)
+        rows = await info.context.loaders.user.load_many([i or 0 for i in ids])
+        return [cls.from_row(row) if row else None for row in rows]
+
+    @strawberry.field(description="The institutions this user belongs to (that you may see).")
+    async def memberships(self, info: Info) -> list[Membership]:
+        rows = await info.context.loaders.memberships_of_user.load(self.database_id)
+        return [Membership.from_row(row) for row in rows]
+
+
+@strawberry.type(description="A tenant: an organisation whose members use the service.")
+class Institution(relay.Node):
+    institution_id: strawberry.Private[str]
+    name: str = strawberry.field(description="Display name.")
+    ai_name: str | None = strawberry.field(description="The name of its assistant, if any.")
+    currency: str = strawberry.field(description="Billing currency, e.g. `usd`.")
+    plan_limit: int | None = strawberry.field(
+        description="Messages included per calendar month; null means unlimited."
+    )
+    default_cap: Decimal | None = strawberry.field(
+        description="Credits each member may spend unless their membership says otherwise.",
+    )
+    created_at: datetime = strawberry.field(description="When the institution was created.")
+
+    @strawberry.field(description="The 24-hex institution id, as the REST APIs show it.")
+    def database_id(self) -> str:
+        return self.institution_id
+
+    @classmethod
+    def resolve_id(cls, root: Self, *, info: Any) -> str:
+        return root.institution_id
+
+    @classmethod
+    def from_row(cls, row: models.Institution) -> Institution:
+        return cls(
+            institution_id=row.id,
+            name=row.name,
+            ai_name=row.ai_name,
+            currency=row.currency,
+            plan_limit=row.plan_limit,
+            default_cap=row.default_cap,
+            created_at=row.created_at,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Institution | None]:
+        rows = await info.context.loaders.institution.load_many(list(node_ids))
+        return [cls.from_row(row) if row else None for row in rows]
+
+    @strawberry.field(
+        description="Members, ordered by user id. Admins of the institution and super only."
+    )
+    async def members(
+        self,
+        info: Info,
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="The cursor to continue after.")
+        ] = None,
+    ) -> MembershipConnection:
+        if not is_institution_admin(info.context.principal, self.institution_id):
+            raise forbidden("only the institution's admins may list its members")
+        size = page_size(first)
+        cursor = decode_cursor(after, 1)
+        after_user_id = int(cursor[0]) if cursor else None
+        loaders = info.context.loaders
+        rows = await loaders.member_page.load((self.institution_id, size, after_user_id))
+        total = await loaders.member_count.load(self.institution_id)
+        return build_connection(
+            MembershipConnection,
+            rows,
+            size=size,
+            after=after,
+            total=total,
+            cursor_of=lambda row: encode_cursor(row.user_id),
+            node_of=Membership.from_row,
+        )
+
+
+@strawberry.type(description="A user's place in an institution.")
+class Membership(relay.Node):
+    user_database_id: strawberry.Private[int]
+    institution_database_id: strawberry.Private[str]
+    role: str = strawberry.field(description="`user` or `admin` inside the institution.")
+    cap_limit: Decimal | None = strawberry.field(
+        description="This member's own credit cap, overriding the institution's default_cap.",
+    )
+
+    @classmethod
+    def resolve_id(cls, root: Self, *, info: Any) -> str:
+        return f"{root.user_database_id}:{root.institution_database_id}"
+
+    @classmethod
+    def from_row(cls, row: models.Membership) -> Membership:
+        return cls(
+            user_database_id=row.user_id,
+            institution_database_id=row.institution_id,
+            role=row.role,
+            cap_limit=row.cap_limit,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Membership | None]:
+        keys: list[tuple[int, str]] = []
+        for node_id in node_ids:
+            user_id, _, institution_id = node_id.partition(":")
+            keys.append((int(user_id) if user_id.isdigit() else 0, institution_id))
+        rows = await info.context.loaders.membership.load_many(keys)
+        return [cls.from_row(row) if row else None for row in rows]
+
+    @strawberry.field(description="The member.")
+    async def user(self, info: Info) -> User | None:
+        row = await info.context.loaders.user.load(self.user_database_id)
+        return User.from_row(row) if row else None
+
+    @strawberry.field(description="The institution.")
+    async def institution(self, info: Info) -> Institution | None:
+        row = await info.context.loaders.institution.load(self.institution_database_id)
+        return Institution.from_row(row) if row else None
+
+    @strawberry.field(
+        description="The cap that applies: cap_limit, else the institution's default_cap.",
+    )
+    async def effective_cap(self, info: Info) -> Decimal | None:
+        if self.cap_limit is not None:
+            return self.cap_limit
+        row = await info.context.loaders.institution.load(self.institution_database_id)
+        return row.default_cap if row else None
+
+
+@strawberry.type(description="A page of an institution's members.")
+class MembershipConnection(CountedConnection[Membership]):
+    pass
+
+
+@strawberry.type(description="A page of institutions.")
+class InstitutionConnection(CountedConnection[Institution]):
+    pass
+
+
+async def resolve_institution(info: Info, institution_id: str) -> Institution:
+    """An institution the caller belongs to; FORBIDDEN for any other id, known or not."""
+    if not is_member(info.context.principal, institution_id):
+        raise forbidden("you are not a member of that institution")
+    row = await info.context.loaders.institution.load(institution_id)
+    if row is None:
+        raise forbidden("you are not a member of that institution")
+    return Institution.from_row(row)

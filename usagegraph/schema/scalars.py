@@ -1,0 +1,36 @@
+"""Custom scalars: exact decimals for money and credits (wired in through `SCALAR_MAP`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+import strawberry
+
+from usagegraph.db.types import canonical_money
+
+
+def _serialize(value: Decimal) -> str:
+    return format(canonical_money(value), "f")
+
+
+def _parse(value: object) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"{value!r} is not a decimal number") from exc
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return amount
+
+
+SCALAR_MAP = {
+    Decimal: strawberry.scalar(
+        name="Decimal",
+        description=(
+            "An exact decimal number (money, credits), serialized as a string such as "
+            '"3.5" so no client parses it through a binary float.'
+        ),
+        serialize=_serialize,
+        parse_value=_parse,
+    )
+}
