@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from tests.databases import (
     BACKENDS,
@@ -84,11 +85,16 @@ def settings(database: TestDatabase, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the real ASGI app (lifespan, middleware) whose clock reads FIXED_NOW."""
-    app = create_app(settings, clock=lambda: FIXED_NOW)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The real ASGI app, lifespan started, whose clock reads FIXED_NOW."""
+    application = create_app(settings, clock=lambda: FIXED_NOW)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the real app (lifespan, middleware), without a network hop."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
