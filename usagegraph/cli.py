@@ -244,6 +244,24 @@ async def _populated(engine: AsyncEngine) -> tuple[bool, int | None]:
     return populated, super_user_id
 
 
+@app.command("export-openapi")
+def export_openapi(
+    output: Annotated[
+        Path | None, typer.Option(help="Write the document here instead of to standard output.")
+    ] = None,
+) -> None:
+    """Print the OpenAPI document of the REST APIs; the repo keeps it in openapi.json."""
+    import json
+
+    from usagegraph.rest.openapi import openapi_document
+
+    text = json.dumps(openapi_document(), indent=2) + "\n"
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description:<16}"),

@@ -1,0 +1,441 @@
+"""The OpenAPI 3.1 document of the five REST APIs, served at /openapi.json.
+
+Written from CONTRACT.md and the seed documents; `openapi.json` in the repo is this document
+exported, a test fails when they drift, and a schemathesis run checks the server against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from usagegraph import __version__
+from usagegraph.rest.json import JSON
+
+INSTITUTION_ID = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
+NUMBER = {"type": "number"}
+INTEGER = {"type": "integer"}
+DATE_TIME = {"type": "string", "format": "date-time"}
+DATE = {"type": "string", "format": "date"}
+REQUEST_ID = {"type": "string", "pattern": "^req_[0-9a-f]+$"}
+
+
+def _object(properties: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
+    """An object whose listed properties are all required."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+    }
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str, *, required: bool = False):
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
+
+
+LEGACY_ERRORS = {
+    "400": _json("LegacyError", "Invalid parameters."),
+    "401": _json("LegacyError", "Missing or invalid token."),
+    "403": _json("LegacyError", "Not allowed."),
+}
+CODED_ERRORS = {
+    "400": _json("CodedError", "Invalid request (the message names the parameter)."),
+    "401": _json("CodedError", "Invalid or missing credentials."),
+}
+
+_USAGE_STATS = _object(
+    {
+        "user_id": INTEGER,
+        "period": {"type": "string", "enum": ["daily", "monthly", "yearly"]},
+        "total_requests": INTEGER,
+        "successful_requests": INTEGER,
+        "failed_requests": INTEGER,
+        "credits_consumed": NUMBER,
+        "requests_by_endpoint": {"type": "object", "additionalProperties": INTEGER},
+        "period_start": DATE_TIME,
+        "period_end": DATE_TIME,
+    }
+)
+_CREDIT_BALANCE = _object(
+    {
+        "user_id": INTEGER,
+        "balance": NUMBER,
+        "reserved": NUMBER,
+        "available": NUMBER,
+        "currency": {"type": "string"},
+        "last_updated": _nullable(DATE_TIME),
+        "auto_reload_enabled": {"type": "boolean"},
+        "auto_reload_threshold": _nullable(NUMBER),
+        "auto_reload_amount": _nullable(NUMBER),
+    }
+)
+_LEDGER_ENTRY = _object(
+    {
+        "id": INTEGER,
+        "user_id": INTEGER,
+        "type": {"type": "string", "enum": ["credit", "debit", "adjustment"]},
+        "amount": NUMBER,
+        "balance_after": NUMBER,
+        "description": _nullable({"type": "string"}),
+        "reference": _nullable({"type": "string"}),
+        "metadata": {"type": "object"},
+        "created_at": DATE_TIME,
+    }
+)
+_SUBSCRIPTION = _object(
+    {
+        "plan": {"type": "string"},
+        "status": {"type": "string"},
+        "current_period_start": _nullable(DATE_TIME),
+        "current_period_end": _nullable(DATE_TIME),
+    }
+)
+_USER_STATS_ROW = _object(
+    {
+        "user": {"type": "string"},
+        "email": {"type": "string"},
+        "fname": _nullable({"type": "string"}),
+        "lname": _nullable({"type": "string"}),
+        "institution": _nullable(INSTITUTION_ID),
+        "instanceName": {"type": "string"},
+        "aiName": _nullable({"type": "string"}),
+        "periodStart": DATE_TIME,
+        "queryCount": INTEGER,
+        "creditsUsed": NUMBER,
+        "lifetimeUsed": NUMBER,
+        "capLimit": _nullable(NUMBER),
+        "capUsedPct": _nullable(NUMBER),
+        "atCap": {"type": "boolean"},
+    }
+)
+_SNAPSHOT = _object(
+    {
+        "bucket_id": {"type": "string"},
+        "snapshot_date": DATE,
+        "records": _object(
+            {
+                key: INTEGER
+                for key in (
+                    "person",
+                    "organisation",
+                    "member",
+                    "payment",
+                    "ticket",
+                    "booking",
+                    "total",
+                )
+            },
+            extra=True,
+        ),
+        "storage": _object(
+            {
+                "object_count": INTEGER,
+                "total_bytes": INTEGER,
+                "by_prefix": {
+                    "type": "object",
+                    "additionalProperties": _object({"count": INTEGER, "bytes": INTEGER}),
+                },
+            }
+        ),
+        "computed_at": DATE_TIME,
+    }
+)
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {
+        "accessToken": {"type": "apiKey", "in": "header", "name": "x-access-token"},
+        "bearerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        "bearerApiKey": {"type": "http", "scheme": "bearer"},
+        "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    },
+    "schemas": {
+        "LegacyError": _object({"success": {"const": False}, "message": {"type": "string"}}),
+        "CodedError": _object(
+            {
+                "error": _object({"code": {"type": "string"}, "message": {"type": "string"}}),
+                "meta": _object({"request_id": REQUEST_ID}),
+            }
+        ),
+        "ClientsError": _object({"error": {"type": "string"}, "request_id": REQUEST_ID}),
+        "UsageHistory": _object(
+            {
+                "success": {"const": True},
+                "instanceId": {"type": "string"},
+                "window": {"type": "integer", "enum": [7, 14, 30, 90, 180]},
+                "interval": {"type": "string", "enum": ["daily", "weekly", "monthly"]},
+                "scope": {"type": "string", "enum": ["own", "all"]},
+                "currency": {"type": "string"},
+                "buckets": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "start": DATE_TIME,
+                            "credits": NUMBER,
+                            "messages": INTEGER,
+                            "users": INTEGER,
+                        }
+                    ),
+                },
+                "totals": _object({"credits": NUMBER, "messages": INTEGER, "users": INTEGER}),
+            }
+        ),
+        "UserStatsRequest": {
+            "type": "object",
+            "properties": {
+                "granularity": {"type": "string", "enum": ["day", "week", "month"]},
+                "range": {"type": "integer", "maximum": -1},
+                "daterange": _object({"start": DATE_TIME, "end": DATE_TIME}),
+                "account": {"type": "string", "description": "Space-separated user ids."},
+                "institution": {
+                    "type": "string",
+                    "description": "Space-separated institution ids.",
+                },
+                "role": {"type": "string", "enum": ["user", "admin", "super"]},
+                "usersearch": {"type": "string"},
+            },
+        },
+        "UserStats": _object(
+            {
+                "success": {"const": True},
+                "truncated": {"type": "boolean"},
+                "windowSource": {"type": "string", "enum": ["daterange", "range", "default"]},
+                "defaultDaysApplied": _nullable(INTEGER),
+                "windowStart": DATE_TIME,
+                "windowEnd": DATE_TIME,
+                "data": {"type": "array", "items": _USER_STATS_ROW, "maxItems": 5000},
+                "summary": _object(
+                    {
+                        "meanCreditsPerUserAccount": NUMBER,
+                        "meanCreditsPerUserInstitution": NUMBER,
+                        "usersAtCap": INTEGER,
+                    }
+                ),
+            }
+        ),
+        "BillingUsageHistory": _object(
+            {
+                "data": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "period_start": DATE,
+                            "period_end": DATE,
+                            "message_count": INTEGER,
+                            "overage_count": INTEGER,
+                            "plan_limit": _nullable(INTEGER),
+                        }
+                    ),
+                },
+                "meta": _object(
+                    {
+                        "request_id": REQUEST_ID,
+                        "total": INTEGER,
+                        "limit": INTEGER,
+                        "offset": INTEGER,
+                        "has_more": {"type": "boolean"},
+                    }
+                ),
+            }
+        ),
+        "UsageStats": _USAGE_STATS,
+        "AccountUsage": _object({"data": {"type": "array", "items": _USAGE_STATS}}),
+        "CreditBalance": _CREDIT_BALANCE,
+        "CreditLedger": _object(
+            {
+                "data": {"type": "array", "items": _LEDGER_ENTRY},
+                "total": INTEGER,
+                "limit": INTEGER,
+                "offset": INTEGER,
+                "has_more": {"type": "boolean"},
+            }
+        ),
+        "AccountSummary": _object(
+            {
+                "user_id": INTEGER,
+                "email": {"type": "string"},
+                "credit_balance": _CREDIT_BALANCE,
+                "subscription": _nullable(_SUBSCRIPTION),
+                "usage_this_month": _USAGE_STATS,
+                "total_requests_all_time": INTEGER,
+                "account_created_at": DATE_TIME,
+                "last_login_at": _nullable(DATE_TIME),
+            }
+        ),
+        "ClientHistory": _object(
+            {"snapshots": {"type": "array", "items": _SNAPSHOT}, "count": INTEGER}
+        ),
+    },
+}
+
+_ISO = "ISO 8601 date-time; UTC when no offset is given."
+_ACCOUNT_SECURITY = [{"bearerJwt": []}]
+
+PATHS: dict[str, Any] = {
+    "/api/user/usage-history": {
+        "get": {
+            "summary": "Per-bucket usage of the caller within an instance (seed 000).",
+            "security": [{"accessToken": []}],
+            "parameters": [
+                _query(
+                    "instanceId",
+                    {"type": "string"},
+                    "`personal` or the id of an institution the caller is a member of.",
+                    required=True,
+                ),
+                _query("window", {"type": "string"}, "7, 14, 30, 90 or 180 days; else 30."),
+                _query(
+                    "interval",
+                    {"type": "string"},
+                    "daily, weekly or monthly; else daily up to 30 days, weekly beyond.",
+                ),
+                _query("scope", {"type": "string"}, "own (default) or all (admins only)."),
+            ],
+            "responses": {"200": _json("UsageHistory", "Bucketed usage."), **LEGACY_ERRORS},
+        }
+    },
+    "/api/admin/histories/charts/user-stats": {
+        "post": {
+            "summary": "Per-user, per-institution, per-period usage extract (seed 001).",
+            "security": [{"accessToken": []}],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/UserStatsRequest"}
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Rows and summary; CSV rows with `Accept: text/csv`.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/UserStats"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                **LEGACY_ERRORS,
+            },
+        }
+    },
+    "/v1/billing/usage-history": {
+        "get": {
+            "summary": "Monthly message counts and overage of the key's institution (seed 002).",
+            "security": [{"bearerApiKey": []}, {"apiKeyHeader": []}],
+            "parameters": [
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 24}, "Months."),
+                _query("offset", {"type": "integer", "minimum": 0}, "Months to skip."),
+            ],
+            "responses": {
+                "200": _json("BillingUsageHistory", "Months, newest first."),
+                **CODED_ERRORS,
+            },
+        }
+    },
+    "/auth/account/usage": {
+        "get": {
+            "summary": "The caller's usage statistics per period (seed 003).",
+            "security": _ACCOUNT_SECURITY,
+            "parameters": [
+                _query("period", {"type": "string", "enum": ["daily", "monthly", "yearly"]}, ""),
+                _query("from", {"type": "string"}, _ISO + " Default: start of this month."),
+                _query("to", {"type": "string"}, _ISO + " Default: now."),
+            ],
+            "responses": {"200": _json("AccountUsage", "Usage per period."), **CODED_ERRORS},
+        }
+    },
+    "/auth/account/credits": {
+        "get": {
+            "summary": "The caller's credit balance (seed 003).",
+            "security": _ACCOUNT_SECURITY,
+            "responses": {"200": _json("CreditBalance", "The balance."), **CODED_ERRORS},
+        }
+    },
+    "/auth/account/ledger": {
+        "get": {
+            "summary": "The caller's credit ledger, newest first (seed 003).",
+            "security": _ACCOUNT_SECURITY,
+            "parameters": [
+                _query("type", {"type": "string", "enum": ["credit", "debit", "adjustment"]}, ""),
+                _query("from", {"type": "string"}, _ISO),
+                _query("to", {"type": "string"}, _ISO),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Default 50."),
+                _query("offset", {"type": "integer", "minimum": 0}, "Default 0."),
+            ],
+            "responses": {"200": _json("CreditLedger", "A page of entries."), **CODED_ERRORS},
+        }
+    },
+    "/auth/account/summary": {
+        "get": {
+            "summary": "The caller's account overview (seed 003).",
+            "security": _ACCOUNT_SECURITY,
+            "responses": {"200": _json("AccountSummary", "The summary."), **CODED_ERRORS},
+        }
+    },
+    "/api/v1/clients/{bucket_id}/history": {
+        "get": {
+            "summary": "A client bucket's snapshots, newest first (seed 004).",
+            "security": [{"bearerJwt": []}, {"bearerApiKey": []}, {"apiKeyHeader": []}],
+            "parameters": [
+                {
+                    "name": "bucket_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "Must match ^[A-Za-z0-9_-]{1,64}$.",
+                },
+                _query("start_date", DATE, "Inclusive, YYYY-MM-DD."),
+                _query("end_date", DATE, "Inclusive, YYYY-MM-DD."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Default 100."),
+            ],
+            "responses": {
+                "200": _json("ClientHistory", "Snapshots."),
+                "400": _json("ClientsError", "Invalid bucket_id or parameter."),
+                "401": _json("ClientsError", "No valid credential."),
+                "404": _json("ClientsError", "Unknown bucket, or no access to it."),
+            },
+        }
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "usagegraph REST APIs",
+            "version": __version__,
+            "description": "The five documented REST APIs served by usagegraph. "
+            "The GraphQL API at /graphql covers the same data.",
+        },
+        "paths": PATHS,
+        "components": COMPONENTS,
+    }
+
+
+async def serve_openapi(_request: Request) -> JSON:
+    return JSON(openapi_document())
+
+
+routes = [Route("/openapi.json", serve_openapi, methods=["GET"])]
