@@ -1,7 +1,243 @@
-"""GET /auth/account/{usage,credits,ledger,summary} (seed 003): the caller's own account."""
+"""GET /auth/account/{usage,credits,ledger,summary} (seed 003): the caller's own account.
+
+A thin translation: query strings become typed values, the resolvers decide everything,
+and their dataclasses are rendered with the seed's field names. Errors use the coded
+envelope (seed 003 documents none): {"error": {"code", "message"}, "meta": {"request_id"}}.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, time
+from enum import StrEnum
+from typing import Any, TypeVar
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from usagegraph.auth.principal import Principal
+from usagegraph.errors import UsageGraphError, invalid
+from usagegraph.iso_dates import parse_date, parse_datetime
+from usagegraph.resolvers.account import (
+    AccountPeriod,
+    AccountSummary,
+    CreditBalance,
+    SubscriptionDetails,
+    UsageStats,
+    account_credits,
+    account_holder_id,
+    account_summary,
+    account_usage,
+)
+from usagegraph.resolvers.ledger import (
+    DEFAULT_LEDGER_LIMIT,
+    CreditLedgerEntry,
+    LedgerFilter,
+    LedgerPage,
+    LedgerType,
+    account_ledger,
+)
+from usagegraph.rest.context import now_of, principal_of, sessions_of
+from usagegraph.rest.envelopes import coded_error
+from usagegraph.rest.json import JSON
+
+_INTEGER = re.compile(r"^[+-]?\d{1,19}$")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+# --- query parameters --------------------------------------------------------------------
+
+
+def _param(request: Request, name: str) -> str | None:
+    """A query parameter's value; absent and blank (`?type=`) both read as not given."""
+    value = request.query_params.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _choice(request: Request, name: str, choices: type[_Choice]) -> _Choice | None:
+    value = _param(request, name)
+    if value is None:
+        return None
+    try:
+        return choices(value)
+    except ValueError:
+        allowed = ", ".join(choice.value for choice in choices)
+        raise invalid(f"'{name}' must be one of {allowed}") from None
+
+
+def _moment(request: Request, name: str) -> datetime | None:
+    """An ISO 8601 date-time (no offset = UTC), or a date meaning 00:00 UTC that day."""
+    value = _param(request, name)
+    if value is None:
+        return None
+    try:
+        if _DATE_ONLY.match(value):
+            return datetime.combine(parse_date(value), time(0), tzinfo=UTC)
+        return parse_datetime(value)
+    except (ValueError, OverflowError):
+        raise invalid(f"'{name}' must be an ISO 8601 date or date-time") from None
+
+
+def _integer(request: Request, name: str, default: int) -> int:
+    value = _param(request, name)
+    if value is None:
+        return default
+    if not _INTEGER.match(value):
+        raise invalid(f"'{name}' must be an integer")
+    return int(value)
+
+
+# --- rendering (the seed's field names) --------------------------------------------------
+
+
+def usage_stats_json(stats: UsageStats) -> dict[str, Any]:
+    return {
+        "user_id": stats.user_id,
+        "period": stats.period.value,
+        "total_requests": stats.total_requests,
+        "successful_requests": stats.successful_requests,
+        "failed_requests": stats.failed_requests,
+        "credits_consumed": stats.credits_consumed,
+        "requests_by_endpoint": dict(stats.requests_by_endpoint),
+        "period_start": stats.period_start,
+        "period_end": stats.period_end,
+    }
+
+
+def credit_balance_json(balance: CreditBalance) -> dict[str, Any]:
+    return {
+        "user_id": balance.user_id,
+        "balance": balance.balance,
+        "reserved": balance.reserved,
+        "available": balance.available,
+        "currency": balance.currency,
+        "last_updated": balance.last_updated,
+        "auto_reload_enabled": balance.auto_reload_enabled,
+        "auto_reload_threshold": balance.auto_reload_threshold,
+        "auto_reload_amount": balance.auto_reload_amount,
+    }
+
+
+def ledger_entry_json(entry: CreditLedgerEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "user_id": entry.user_id,
+        "type": entry.type.value,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "description": entry.description,
+        "reference": entry.reference,
+        "metadata": entry.metadata,
+        "created_at": entry.created_at,
+    }
+
+
+def ledger_page_json(page: LedgerPage) -> dict[str, Any]:
+    return {
+        "data": [ledger_entry_json(entry) for entry in page.entries],
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "has_more": page.has_more,
+    }
+
+
+def subscription_json(subscription: SubscriptionDetails | None) -> dict[str, Any] | None:
+    if subscription is None:
+        return None
+    return {
+        "plan": subscription.plan,
+        "status": subscription.status,
+        "current_period_start": subscription.current_period_start,
+        "current_period_end": subscription.current_period_end,
+    }
+
+
+def summary_json(summary: AccountSummary) -> dict[str, Any]:
+    return {
+        "user_id": summary.user_id,
+        "email": summary.email,
+        "credit_balance": credit_balance_json(summary.credit_balance),
+        "subscription": subscription_json(summary.subscription),
+        "usage_this_month": usage_stats_json(summary.usage_this_month),
+        "total_requests_all_time": summary.total_requests_all_time,
+        "account_created_at": summary.account_created_at,
+        "last_login_at": summary.last_login_at,
+    }
+
+
+# --- endpoints ---------------------------------------------------------------------------
+
+Handler = Callable[[Request, Principal], Awaitable[Any]]
+
+
+def _account_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Runs a handler for an authenticated user and renders its payload or its error.
+
+    The caller is checked before any parameter, so an anonymous request gets 401, not 400.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            principal = principal_of(request)
+            account_holder_id(principal)
+            payload = await handler(request, principal)
+        except UsageGraphError as error:
+            return coded_error(error, request)
+        return JSON(payload)
+
+    return endpoint
+
+
+async def _usage(request: Request, principal: Principal) -> dict[str, Any]:
+    period = _choice(request, "period", AccountPeriod) or AccountPeriod.MONTHLY
+    start, end = _moment(request, "from"), _moment(request, "to")
+    async with sessions_of(request)() as session:
+        stats = await account_usage(
+            session, principal, now_of(request), period=period, start=start, end=end
+        )
+    return {"data": [usage_stats_json(item) for item in stats]}
+
+
+async def _credits(request: Request, principal: Principal) -> dict[str, Any]:
+    async with sessions_of(request)() as session:
+        balance = await account_credits(session, principal, now_of(request))
+    return credit_balance_json(balance)
+
+
+async def _ledger(request: Request, principal: Principal) -> dict[str, Any]:
+    ledger_filter = LedgerFilter(
+        entry_type=_choice(request, "type", LedgerType),
+        start=_moment(request, "from"),
+        end=_moment(request, "to"),
+    )
+    limit = _integer(request, "limit", DEFAULT_LEDGER_LIMIT)
+    offset = _integer(request, "offset", 0)
+    async with sessions_of(request)() as session:
+        page = await account_ledger(
+            session,
+            principal,
+            now_of(request),
+            ledger_filter=ledger_filter,
+            limit=limit,
+            offset=offset,
+        )
+    return ledger_page_json(page)
+
+
+async def _summary(request: Request, principal: Principal) -> dict[str, Any]:
+    async with sessions_of(request)() as session:
+        summary = await account_summary(session, principal, now_of(request))
+    return summary_json(summary)
+
+
+routes: list[BaseRoute] = [
+    Route("/auth/account/usage", _account_endpoint(_usage), methods=["GET"]),
+    Route("/auth/account/credits", _account_endpoint(_credits), methods=["GET"]),
+    Route("/auth/account/ledger", _account_endpoint(_ledger), methods=["GET"]),
+    Route("/auth/account/summary", _account_endpoint(_summary), methods=["GET"]),
+]

@@ -1,0 +1,183 @@
+"""The caller's credit ledger: filtered, newest first, paginated in SQL.
+
+Two ways to page the same filtered list: offset pages with a total (seed 003's
+`/auth/account/ledger`) and keyset slices after a position (for a Relay connection in the
+graph). Both read the caller's own entries only, whatever their role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.auth.principal import Principal
+from usagegraph.datasources.wallets import (
+    LedgerPosition,
+    LedgerQuery,
+    count_ledger_entries,
+    ledger_entries,
+)
+from usagegraph.db.models import LedgerEntry
+from usagegraph.errors import invalid
+from usagegraph.resolvers.account import account_holder_id
+
+DEFAULT_LEDGER_LIMIT = 50
+MAX_LEDGER_LIMIT = 100
+# The largest OFFSET both databases take (a signed 64-bit integer).
+MAX_LEDGER_OFFSET = 2**63 - 1
+
+
+class LedgerType(StrEnum):
+    """credit adds `amount`, debit subtracts it, adjustment carries its own sign."""
+
+    CREDIT = "credit"
+    DEBIT = "debit"
+    ADJUSTMENT = "adjustment"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFilter:
+    """Optional type and created_at window [start, end)."""
+
+    entry_type: LedgerType | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLedgerEntry:
+    id: int
+    user_id: int
+    type: LedgerType
+    amount: Decimal
+    balance_after: Decimal
+    description: str | None
+    reference: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def position(self) -> LedgerPosition:
+        """Where this entry sits in the newest-first order (a keyset cursor)."""
+        return LedgerPosition(created_at=self.created_at, id=self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPage:
+    """One offset page; `total` counts every entry matching the filter."""
+
+    entries: tuple[CreditLedgerEntry, ...]
+    total: int
+    limit: int
+    offset: int
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSlice:
+    """Up to `first` entries strictly after a keyset position, and whether more follow."""
+
+    entries: tuple[CreditLedgerEntry, ...]
+    has_more: bool
+
+
+def validate_filter(ledger_filter: LedgerFilter) -> None:
+    if (
+        ledger_filter.start is not None
+        and ledger_filter.end is not None
+        and ledger_filter.start >= ledger_filter.end
+    ):
+        raise invalid("'from' must be earlier than 'to'")
+
+
+def validate_limit(limit: int, name: str = "limit") -> None:
+    if not 1 <= limit <= MAX_LEDGER_LIMIT:
+        raise invalid(f"'{name}' must be an integer from 1 to {MAX_LEDGER_LIMIT}")
+
+
+def validate_offset(offset: int) -> None:
+    if not 0 <= offset <= MAX_LEDGER_OFFSET:
+        raise invalid(f"'offset' must be an integer from 0 to {MAX_LEDGER_OFFSET}")
+
+
+def _query(user_id: int, ledger_filter: LedgerFilter) -> LedgerQuery:
+    entry_type = ledger_filter.entry_type
+    return LedgerQuery(
+        user_id=user_id,
+        entry_type=entry_type.value if entry_type is not None else None,
+        start=ledger_filter.start,
+        end=ledger_filter.end,
+    )
+
+
+def ledger_entry(row: LedgerEntry) -> CreditLedgerEntry:
+    return CreditLedgerEntry(
+        id=row.id,
+        user_id=row.user_id,
+        type=LedgerType(row.type),
+        amount=row.amount,
+        balance_after=row.balance_after,
+        description=row.description,
+        reference=row.reference,
+        metadata=dict(row.metadata_ or {}),
+        created_at=row.created_at,
+    )
+
+
+async def account_ledger(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    ledger_filter: LedgerFilter | None = None,
+    limit: int = DEFAULT_LEDGER_LIMIT,
+    offset: int = 0,
+) -> LedgerPage:
+    """One page of the caller's ledger, newest first (created_at, then id, descending)."""
+    user_id = account_holder_id(principal)
+    ledger_filter = ledger_filter or LedgerFilter()
+    validate_filter(ledger_filter)
+    validate_limit(limit)
+    validate_offset(offset)
+    query = _query(user_id, ledger_filter)
+    total = await count_ledger_entries(session, principal, query)
+    rows = await ledger_entries(session, principal, query, limit=limit, offset=offset)
+    entries = tuple(ledger_entry(row) for row in rows)
+    return LedgerPage(
+        entries=entries,
+        total=total,
+        limit=limit,
+        offset=offset,
+        has_more=offset + len(entries) < total,
+    )
+
+
+async def account_ledger_slice(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    ledger_filter: LedgerFilter | None = None,
+    first: int = DEFAULT_LEDGER_LIMIT,
+    after: LedgerPosition | None = None,
+) -> LedgerSlice:
+    """Keyset paging for a connection: the `first` entries older than `after`.
+
+    Reads one row more than asked to learn whether another page follows, without a COUNT.
+    """
+    user_id = account_holder_id(principal)
+    ledger_filter = ledger_filter or LedgerFilter()
+    validate_filter(ledger_filter)
+    validate_limit(first, "first")
+    rows = await ledger_entries(
+        session, principal, _query(user_id, ledger_filter), limit=first + 1, before=after
+    )
+    return LedgerSlice(
+        entries=tuple(ledger_entry(row) for row in rows[:first]),
+        has_more=len(rows) > first,
+    )
