@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
 from tests.factories import add_institution, add_user
+from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.credentials import presented_credential
 from usagegraph.auth.tokens import mint_token
+from usagegraph.db.engine import session_factory
 
 VIEWER = {"query": "{ viewer { kind userId role email } }"}
 
@@ -77,12 +79,16 @@ async def test_graphql_ignores_the_x_access_token_header(
     assert viewer["kind"] == "ANONYMOUS"
 
 
-async def test_graphql_does_not_accept_api_keys(
+async def test_graphql_accepts_an_institutions_api_key(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
     await add_institution(engine, institution_id="a" * 24, name="Acme")
-    viewer = await _viewer(client, {"X-API-Key": "ug_live_whatever_key_value"})
-    assert viewer["kind"] == "ANONYMOUS"
+    async with session_factory(engine)() as session, session.begin():
+        _row, key = await create_api_key(session, "a" * 24)
+    for headers in ({"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
+        viewer = await _viewer(client, headers)
+        assert viewer["kind"] == "INSTITUTION"
+    assert (await _viewer(client, {"X-API-Key": key + "x"}))["kind"] == "ANONYMOUS"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ _ROUTE_SOURCES: tuple[tuple[str, frozenset[Source]], ...] = (
     ("/api/v1/clients/", frozenset({Source.BEARER_JWT, Source.API_KEY})),
     ("/api/", frozenset({Source.ACCESS_TOKEN_HEADER})),
     ("/auth/", frozenset({Source.BEARER_JWT})),
-    ("/graphql", frozenset({Source.BEARER_JWT})),
+    # API keys reach the graph too: an institution's key records its members' usage there.
+    ("/graphql", frozenset({Source.BEARER_JWT, Source.API_KEY})),
     ("/v1/", frozenset({Source.API_KEY})),
 )
 

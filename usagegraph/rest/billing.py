@@ -1,7 +1,97 @@
-"""GET /v1/billing/usage-history (seed 002) and the /v1 not-found answer."""
+"""GET /v1/billing/usage-history (seed 002) and the /v1 not-found answer.
+
+A thin translation: the API key's institution and the query strings go to the
+billing-periods resolver; its page comes back in the seed's field names. Checks run in this
+order: credential (401), then parameters (400). Every body, errors included, carries
+`meta.request_id`, the same id the middleware puts in the `X-Request-Id` header.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import re
+from typing import Any
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from usagegraph.auth.principal import CallerKind
+from usagegraph.errors import ErrorCode, UsageGraphError, invalid, unauthorized
+from usagegraph.resolvers.billing_periods import BillingPeriod, BillingPeriodPage, billing_periods
+from usagegraph.rest.context import now_of, principal_of, sessions_of
+from usagegraph.rest.envelopes import coded_error
+from usagegraph.rest.json import JSON
+
+_INTEGER = re.compile(r"^-?[0-9]+$")
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _integer_param(request: Request, name: str) -> int | None:
+    """The query parameter as an integer, None when absent; anything else is a 400."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise invalid(f"{name} must be given at most once")
+    if not _INTEGER.match(values[0]):
+        raise invalid(f"{name} must be an integer")
+    return int(values[0])
+
+
+def _period_json(period: BillingPeriod) -> dict[str, Any]:
+    return {
+        "period_start": period.period_start,
+        "period_end": period.period_end,
+        "message_count": period.message_count,
+        "overage_count": period.overage_count,
+        "plan_limit": period.plan_limit,
+    }
+
+
+def _page_json(page: BillingPeriodPage, request_id: str) -> dict[str, Any]:
+    return {
+        "data": [_period_json(period) for period in page.periods],
+        "meta": {
+            "request_id": request_id,
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "has_more": page.has_more,
+        },
+    }
+
+
+async def usage_history(request: Request) -> Response:
+    principal = principal_of(request)
+    if principal.kind is not CallerKind.INSTITUTION or principal.institution_id is None:
+        return coded_error(unauthorized("Invalid or missing API key"), request)
+    try:
+        limit = _integer_param(request, "limit")
+        offset = _integer_param(request, "offset")
+        async with sessions_of(request)() as session:
+            page = await billing_periods(
+                session,
+                principal,
+                now_of(request),
+                principal.institution_id,
+                limit=limit,
+                offset=offset,
+            )
+    except UsageGraphError as error:
+        return coded_error(error, request)
+    return JSON(_page_json(page, request.state.request_id))
+
+
+async def endpoint_not_found(request: Request) -> Response:
+    """Any other /v1 path, whatever the method or credential: the seed's 404 body."""
+    error = UsageGraphError(ErrorCode.ENDPOINT_NOT_FOUND, "endpoint not found")
+    return coded_error(error, request)
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/billing/usage-history", usage_history, methods=["GET"]),
+    # Last: every other /v1 path and every other method (a function endpoint would default to
+    # GET only, so the methods are listed).
+    Route("/v1", endpoint_not_found, methods=_ALL_METHODS),
+    Route("/v1/{path:path}", endpoint_not_found, methods=_ALL_METHODS),
+]

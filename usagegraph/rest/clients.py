@@ -1,7 +1,103 @@
-"""GET /api/v1/clients/{bucket_id}/history (seed 004): a client bucket's snapshots."""
+"""GET /api/v1/clients/{bucket_id}/history (seed 004): a client bucket's snapshots.
+
+A thin translation onto the snapshots resolver. Checks run in this order:
+1. no valid credential (JWT or API key) -> 401 "Unauthorized";
+2. malformed bucket_id, then start_date, end_date, limit, then start after end -> 400;
+3. unknown bucket, or one the caller may not read -> 404 "Not found" (the same answer).
+Errors use the family's `{"error", "request_id"}` body.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import re
+from datetime import date
+from typing import Any
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from usagegraph.errors import UsageGraphError, invalid, unauthorized
+from usagegraph.iso_dates import parse_date
+from usagegraph.resolvers.snapshots import BucketSnapshot, bucket_snapshots, validate_bucket_id
+from usagegraph.rest.context import now_of, principal_of, sessions_of
+from usagegraph.rest.envelopes import clients_error
+from usagegraph.rest.json import JSON
+
+_INTEGER = re.compile(r"^-?[0-9]+$")
+
+
+def _single(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise invalid(f"Invalid {name}: given more than once")
+    return values[0] if values else None
+
+
+def _date_param(request: Request, name: str) -> date | None:
+    value = _single(request, name)
+    if value is None:
+        return None
+    try:
+        return parse_date(value)
+    except ValueError:
+        raise invalid(f"Invalid {name}: expected an existing date as YYYY-MM-DD") from None
+
+
+def _integer_param(request: Request, name: str) -> int | None:
+    value = _single(request, name)
+    if value is None:
+        return None
+    if not _INTEGER.match(value):
+        raise invalid(f"Invalid {name}: must be an integer")
+    return int(value)
+
+
+def _snapshot_json(snapshot: BucketSnapshot) -> dict[str, Any]:
+    storage = snapshot.storage
+    return {
+        "bucket_id": snapshot.bucket_id,
+        "snapshot_date": snapshot.snapshot_date,
+        "records": dict(snapshot.records),
+        "storage": {
+            "object_count": storage.object_count,
+            "total_bytes": storage.total_bytes,
+            "by_prefix": {
+                prefix: {"count": metrics.count, "bytes": metrics.bytes}
+                for prefix, metrics in storage.by_prefix.items()
+            },
+        },
+        "computed_at": snapshot.computed_at,
+    }
+
+
+async def bucket_history(request: Request) -> Response:
+    principal = principal_of(request)
+    if not principal.is_authenticated:
+        return clients_error(unauthorized("Unauthorized"), request)
+    try:
+        bucket_id = validate_bucket_id(request.path_params["bucket_id"])
+        start_date = _date_param(request, "start_date")
+        end_date = _date_param(request, "end_date")
+        limit = _integer_param(request, "limit")
+        async with sessions_of(request)() as session:
+            snapshots = await bucket_snapshots(
+                session,
+                principal,
+                now_of(request),
+                bucket_id,
+                start_date=start_date,
+                end_date=end_date,
+                limit=limit,
+            )
+    except UsageGraphError as error:
+        return clients_error(error, request)
+    return JSON(
+        {"snapshots": [_snapshot_json(snapshot) for snapshot in snapshots], "count": len(snapshots)}
+    )
+
+
+routes: list[BaseRoute] = [
+    # `path` so that an empty or slash-holding id still reaches the 400 "Invalid bucket_id".
+    Route("/api/v1/clients/{bucket_id:path}/history", bucket_history, methods=["GET"]),
+]

@@ -1,0 +1,85 @@
+"""Client buckets and their snapshots: every query starts from the buckets a caller may read.
+
+`readable_buckets` is the only place that turns a Principal into a WHERE clause over
+buckets. Lookups narrow that set by id, so a bucket the caller may not read and a bucket
+that does not exist are the same empty result: nothing downstream can tell them apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import ColumnElement, false, func, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from usagegraph.auth.access import is_member, is_super
+from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.db.models import ClientBucket, Snapshot
+
+
+def readable_buckets(principal: Principal) -> ColumnElement[bool]:
+    """Buckets the caller may read.
+
+    Super reads all; a user reads the buckets of institutions they are a member of; an API
+    key reads its own institution's buckets; anyone else reads none.
+    """
+    if is_super(principal):
+        return true()
+    if principal.kind is CallerKind.INSTITUTION and principal.institution_id:
+        return ClientBucket.institution_id == principal.institution_id
+    if principal.kind is not CallerKind.USER:
+        return false()
+    member_of = sorted(i for i in principal.memberships if is_member(principal, i))
+    return ClientBucket.institution_id.in_(member_of) if member_of else false()
+
+
+async def readable_bucket(
+    session: AsyncSession, principal: Principal, bucket_id: str
+) -> ClientBucket | None:
+    """The bucket, or None when it does not exist or the caller may not read it."""
+    return await session.scalar(
+        select(ClientBucket).where(readable_buckets(principal), ClientBucket.id == bucket_id)
+    )
+
+
+async def snapshots_of_buckets(
+    session: AsyncSession,
+    principal: Principal,
+    bucket_ids: Sequence[str],
+    *,
+    start: date | None,
+    end: date | None,
+    limit_per_bucket: int,
+) -> dict[str, list[Snapshot]]:
+    """The newest `limit_per_bucket` snapshots of each readable bucket, dated [start, end].
+
+    One query for any number of buckets (a dataloader batch): a row number per bucket,
+    newest first, cut at the limit. Unreadable or unknown buckets map to an empty list.
+    """
+    rank = (
+        func.row_number()
+        .over(partition_by=Snapshot.bucket_id, order_by=Snapshot.snapshot_date.desc())
+        .label("rank")
+    )
+    ranked = (
+        select(Snapshot, rank)
+        .join(ClientBucket, ClientBucket.id == Snapshot.bucket_id)
+        .where(readable_buckets(principal), Snapshot.bucket_id.in_(sorted(set(bucket_ids))))
+    )
+    if start is not None:
+        ranked = ranked.where(Snapshot.snapshot_date >= start)
+    if end is not None:
+        ranked = ranked.where(Snapshot.snapshot_date <= end)
+    inner = ranked.subquery()
+    snapshot = aliased(Snapshot, inner)
+    rows = await session.scalars(
+        select(snapshot)
+        .where(inner.c.rank <= limit_per_bucket)
+        .order_by(snapshot.bucket_id, snapshot.snapshot_date.desc())
+    )
+    found: dict[str, list[Snapshot]] = {bucket_id: [] for bucket_id in bucket_ids}
+    for row in rows:
+        found[row.bucket_id].append(row)
+    return found

@@ -1,0 +1,169 @@
+"""Snapshots of a client bucket: record counts and storage metrics per day, newest first.
+
+Who may read a bucket is decided by `datasources.buckets.readable_buckets` (members of its
+institution, its API key, super); a bucket the caller may not read is answered exactly like
+an unknown one. Records always carry the six named collections (0 when absent) and a
+`total`; when the stored records have no `total`, it is the sum of every other count.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.auth.principal import Principal
+from usagegraph.datasources.buckets import readable_bucket, snapshots_of_buckets
+from usagegraph.db.models import Snapshot
+from usagegraph.db.models.buckets import BUCKET_ID_PATTERN
+from usagegraph.errors import invalid, not_found
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+NAMED_COLLECTIONS = ("person", "organisation", "member", "payment", "ticket", "booking")
+TOTAL = "total"
+_BUCKET_ID = re.compile(BUCKET_ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixStorage:
+    """Objects and bytes under one storage prefix."""
+
+    count: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStorage:
+    object_count: int
+    total_bytes: int
+    by_prefix: Mapping[str, PrefixStorage]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSnapshot:
+    """A bucket on one day. `records` holds the six named collections, `total`, then extras."""
+
+    bucket_id: str
+    snapshot_date: date
+    records: Mapping[str, int]
+    storage: SnapshotStorage
+    computed_at: datetime
+
+
+def validate_bucket_id(bucket_id: str) -> str:
+    """A bucket id matches ^[A-Za-z0-9_-]{1,64}$; anything else is a 400, before any lookup."""
+    if not _BUCKET_ID.fullmatch(bucket_id):
+        raise invalid("Invalid bucket_id")
+    return bucket_id
+
+
+def effective_limit(limit: int | None) -> int:
+    """100 when not given; outside 1..1000 is refused, not clamped."""
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise invalid(f"Invalid limit: must be an integer between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def validate_range(start_date: date | None, end_date: date | None) -> None:
+    """Both ends are inclusive; a start after the end is a mistake worth telling, not []."""
+    if start_date is not None and end_date is not None and start_date > end_date:
+        raise invalid("Invalid date range: start_date is after end_date")
+
+
+def complete_records(stored: Mapping[str, int]) -> dict[str, int]:
+    """The six named collections (0 when absent), `total`, then any extra keys (sorted).
+
+    A stored `total` is kept as recorded; without one, it is the sum of all other counts.
+    """
+    named = {name: int(stored.get(name, 0)) for name in NAMED_COLLECTIONS}
+    extras = {
+        key: int(stored[key])
+        for key in sorted(stored)
+        if key not in NAMED_COLLECTIONS and key != TOTAL
+    }
+    total = stored.get(TOTAL)
+    if total is None:
+        total = sum(named.values()) + sum(extras.values())
+    return {**named, TOTAL: int(total), **extras}
+
+
+def _storage(object_count: int, total_bytes: int, by_prefix: Mapping[str, Any]) -> SnapshotStorage:
+    return SnapshotStorage(
+        object_count=int(object_count or 0),
+        total_bytes=int(total_bytes or 0),
+        by_prefix={
+            prefix: PrefixStorage(
+                count=int(metrics.get("count", 0)), bytes=int(metrics.get("bytes", 0))
+            )
+            for prefix, metrics in sorted((by_prefix or {}).items())
+        },
+    )
+
+
+def to_bucket_snapshot(row: Snapshot) -> BucketSnapshot:
+    return BucketSnapshot(
+        bucket_id=row.bucket_id,
+        snapshot_date=row.snapshot_date,
+        records=complete_records(row.records or {}),
+        storage=_storage(row.object_count, row.total_bytes, row.by_prefix),
+        computed_at=row.computed_at,
+    )
+
+
+async def snapshots_by_bucket(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    bucket_ids: Sequence[str],
+    *,
+    start_date: date | None = None,
+    end_date: date | None = None,
+    limit: int | None = None,
+) -> dict[str, tuple[BucketSnapshot, ...]]:
+    """Snapshots of many buckets in one query (for a dataloader), newest first per bucket.
+
+    A bucket the caller may not read (or that does not exist) maps to no snapshots. `now` is
+    taken for the shape every resolver shares; the dates are absolute.
+    """
+    limit = effective_limit(limit)
+    validate_range(start_date, end_date)
+    rows = await snapshots_of_buckets(
+        session, principal, bucket_ids, start=start_date, end=end_date, limit_per_bucket=limit
+    )
+    return {
+        bucket_id: tuple(to_bucket_snapshot(row) for row in found)
+        for bucket_id, found in rows.items()
+    }
+
+
+async def bucket_snapshots(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    bucket_id: str,
+    *,
+    start_date: date | None = None,
+    end_date: date | None = None,
+    limit: int | None = None,
+) -> tuple[BucketSnapshot, ...]:
+    """One bucket's snapshots dated [start_date, end_date], newest first, at most `limit`.
+
+    Raises invalid for a malformed bucket id or parameters, then not-found ("Not found")
+    alike for an unknown bucket and for one the caller may not read.
+    """
+    validate_bucket_id(bucket_id)
+    limit = effective_limit(limit)
+    validate_range(start_date, end_date)
+    if await readable_bucket(session, principal, bucket_id) is None:
+        raise not_found("Not found")
+    found = await snapshots_by_bucket(
+        session, principal, now, [bucket_id], start_date=start_date, end_date=end_date, limit=limit
+    )
+    return found[bucket_id]
