@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from usagegraph.auth.middleware import PrincipalMiddleware
+from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.schema_version import ensure_schema
@@ -27,12 +28,15 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        cache = create_cache(settings)
         try:
             await ensure_schema(engine, migrate=settings.embedded_database)
             app.state.engine = engine
             app.state.sessions = session_factory(engine)
+            app.state.cache = cache
             yield
         finally:
+            await cache.close()
             await engine.dispose()
 
     graphql = graphql_endpoint()

@@ -1,7 +1,88 @@
-"""GET /api/user/usage-history (seed 000): per-bucket usage of an instance."""
+"""GET /api/user/usage-history (seed 000): per-bucket usage of an instance.
+
+A thin translation: query strings in, the resolver's UsageHistory out in the seed's field
+names; every rule (fallbacks, access, scope, buckets, cache) lives in
+resolvers/usage_history.py.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from typing import Any
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from usagegraph.cache import Cache
+from usagegraph.errors import UsageGraphError
+from usagegraph.resolvers.usage_history import UsageHistory, usage_history
+from usagegraph.rest.context import now_of, principal_of, sessions_of
+from usagegraph.rest.envelopes import legacy_error
+from usagegraph.rest.json import JSON
+
+PATH = "/api/user/usage-history"
+# Longer than any accepted window; longer strings cannot be one and need no int() work.
+_MAX_WINDOW_DIGITS = 4
+
+
+def parse_window(raw: str | None) -> int | None:
+    """A plain decimal integer, or None (the resolver then falls back to 30).
+
+    Stricter than int(): "7.0", "+7", " 7" and "7_0" are not integers a client meant.
+    """
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_WINDOW_DIGITS:
+        return None
+    return int(raw)
+
+
+def render(history: UsageHistory) -> dict[str, Any]:
+    """The seed's body; Decimals and datetimes are rendered by rest.json."""
+    return {
+        "success": True,
+        "instanceId": history.instance_id,
+        "window": history.window,
+        "interval": history.interval.value,
+        "scope": history.scope.value,
+        "currency": history.currency,
+        "buckets": [
+            {
+                "start": bucket.start,
+                "credits": bucket.credits,
+                "messages": bucket.messages,
+                "users": bucket.users,
+            }
+            for bucket in history.buckets
+        ],
+        "totals": {
+            "credits": history.totals.credits,
+            "messages": history.totals.messages,
+            "users": history.totals.users,
+        },
+    }
+
+
+def _cache_of(request: Request) -> Cache | None:
+    """The app's response cache (created by the lifespan); None runs uncached."""
+    return getattr(request.app.state, "cache", None)
+
+
+async def get_usage_history(request: Request) -> Response:
+    params = request.query_params
+    try:
+        async with sessions_of(request)() as session:
+            history = await usage_history(
+                session,
+                principal_of(request),
+                now_of(request),
+                instance_id=params.get("instanceId"),
+                window=parse_window(params.get("window")),
+                interval=params.get("interval"),
+                scope=params.get("scope"),
+                cache=_cache_of(request),
+            )
+    except UsageGraphError as error:
+        return legacy_error(error)
+    return JSON(render(history))
+
+
+routes: list[BaseRoute] = [Route(PATH, get_usage_history, methods=["GET"])]
