@@ -16,8 +16,9 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
-from usagegraph.datasources import directory
-from usagegraph.db.models import Membership
+from usagegraph.datasources import directory, wallet_batches
+from usagegraph.datasources.wallets import LedgerPosition
+from usagegraph.db.models import LedgerEntry, Membership
 
 
 class Loaders:
@@ -34,6 +35,15 @@ class Loaders:
         self.member_page: DataLoader[tuple[str, int, int | None], list[Membership]] = self._grouped(
             self._member_pages
         )
+        self.wallet = self._by_key(wallet_batches.wallets_of_users)
+        self.subscription = self._by_key(wallet_batches.subscriptions_of_users)
+        self.ledger_entry = self._by_key(wallet_batches.ledger_entries_by_id)
+        # keys: (user_id, type, start, end, first, before_created_at, before_id)
+        self.ledger_page: DataLoader[tuple[Any, ...], list[LedgerEntry]] = self._grouped(
+            self._ledger_pages
+        )
+        # keys: (user_id, type, start, end)
+        self.ledger_count: DataLoader[tuple[Any, ...], int] = self._grouped(self._ledger_counts)
 
     def _by_key(
         self,
@@ -66,6 +76,36 @@ class Loaders:
             return [results[key] for key in keys]
 
         return DataLoader(batch)
+
+    async def _ledger_pages(
+        self, arguments: tuple[Any, ...], user_ids: list[int]
+    ) -> dict[int, list[LedgerEntry]]:
+        entry_type, start, end, first, before_created_at, before_id = arguments
+        before = (
+            LedgerPosition(created_at=before_created_at, id=before_id)
+            if before_created_at is not None
+            else None
+        )
+        async with self.sessions() as session:
+            return await wallet_batches.ledger_pages(
+                session,
+                self.principal,
+                user_ids,
+                entry_type=entry_type,
+                start=start,
+                end=end,
+                first=first,
+                before=before,
+            )
+
+    async def _ledger_counts(
+        self, arguments: tuple[Any, ...], user_ids: list[int]
+    ) -> dict[int, int]:
+        entry_type, start, end = arguments
+        async with self.sessions() as session:
+            return await wallet_batches.ledger_counts(
+                session, self.principal, user_ids, entry_type=entry_type, start=start, end=end
+            )
 
     async def _member_pages(
         self, arguments: tuple[int, int | None], institution_ids: list[str]

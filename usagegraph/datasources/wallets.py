@@ -91,21 +91,31 @@ class LedgerPosition:
     id: int
 
 
-def _ledger_conditions(principal: Principal, query: LedgerQuery) -> list[ColumnElement[bool]]:
-    conditions = [
-        readable_account(principal, LedgerEntry.user_id),
-        LedgerEntry.user_id == query.user_id,
-    ]
-    if query.entry_type is not None:
-        conditions.append(LedgerEntry.type == query.entry_type)
-    if query.start is not None:
-        conditions.append(LedgerEntry.created_at >= query.start)
-    if query.end is not None:
-        conditions.append(LedgerEntry.created_at < query.end)
+def ledger_filter_conditions(
+    principal: Principal,
+    entry_type: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[ColumnElement[bool]]:
+    """Readable entries of an optional type inside an optional [start, end) window."""
+    conditions = [readable_account(principal, LedgerEntry.user_id)]
+    if entry_type is not None:
+        conditions.append(LedgerEntry.type == entry_type)
+    if start is not None:
+        conditions.append(LedgerEntry.created_at >= start)
+    if end is not None:
+        conditions.append(LedgerEntry.created_at < end)
     return conditions
 
 
-def _older_than(position: LedgerPosition) -> ColumnElement[bool]:
+def _ledger_conditions(principal: Principal, query: LedgerQuery) -> list[ColumnElement[bool]]:
+    return [
+        *ledger_filter_conditions(principal, query.entry_type, query.start, query.end),
+        LedgerEntry.user_id == query.user_id,
+    ]
+
+
+def older_than(position: LedgerPosition) -> ColumnElement[bool]:
     """Entries after `position` in newest-first order (portable row-value comparison)."""
     return or_(
         LedgerEntry.created_at < position.created_at,
@@ -123,7 +133,7 @@ def _ledger_page_statement(
 ) -> Select[tuple[LedgerEntry]]:
     statement = select(LedgerEntry).where(*_ledger_conditions(principal, query))
     if before is not None:
-        statement = statement.where(_older_than(before))
+        statement = statement.where(older_than(before))
     return (
         statement.order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
         .limit(limit)

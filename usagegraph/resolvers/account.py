@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from usagegraph.auth.access import owns_account
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources.usage import DAY_SLOT_SECONDS, UsageSlot, usage_by_slot
 from usagegraph.datasources.wallets import (
@@ -24,8 +25,8 @@ from usagegraph.datasources.wallets import (
     usage_event_count,
     wallet_of,
 )
-from usagegraph.db.models import UsageEvent, Wallet
-from usagegraph.errors import invalid, unauthorized
+from usagegraph.db.models import Subscription, UsageEvent, Wallet
+from usagegraph.errors import forbidden, invalid, unauthorized
 from usagegraph.resolvers.calendar import (
     Granularity,
     Period,
@@ -243,6 +244,22 @@ async def account_usage(
 ) -> list[UsageStats]:
     """The caller's usage per calendar period overlapping [start, end), ascending."""
     user_id = account_holder_id(principal)
+    return await user_usage(session, principal, now, user_id, period=period, start=start, end=end)
+
+
+async def user_usage(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    user_id: int,
+    *,
+    period: AccountPeriod = AccountPeriod.MONTHLY,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[UsageStats]:
+    """A user's usage per period (the graph's `User.usage`): their own account, or super."""
+    if not owns_account(principal, user_id):
+        raise forbidden("only the account holder may read this account's usage")
     window = usage_window(now, start, end)
     return await _usage_stats(session, principal, user_id, period, window)
 
@@ -314,6 +331,18 @@ async def account_credits(
 # --- summary -----------------------------------------------------------------------------
 
 
+def subscription_details(subscription: Subscription | None) -> SubscriptionDetails | None:
+    """The subscription as the APIs show it; None when the user has none."""
+    if subscription is None:
+        return None
+    return SubscriptionDetails(
+        plan=subscription.plan,
+        status=subscription.status,
+        current_period_start=subscription.current_period_start,
+        current_period_end=subscription.current_period_end,
+    )
+
+
 async def account_summary(
     session: AsyncSession, principal: Principal, now: datetime
 ) -> AccountSummary:
@@ -327,16 +356,7 @@ async def account_summary(
         user_id=user_id,
         email=user.email,
         credit_balance=credit_balance(user_id, await wallet_of(session, principal, user_id)),
-        subscription=(
-            None
-            if subscription is None
-            else SubscriptionDetails(
-                plan=subscription.plan,
-                status=subscription.status,
-                current_period_start=subscription.current_period_start,
-                current_period_end=subscription.current_period_end,
-            )
-        ),
+        subscription=subscription_details(subscription),
         usage_this_month=await usage_this_month(session, principal, now, user_id),
         total_requests_all_time=await usage_event_count(session, principal, user_id),
         account_created_at=user.created_at,

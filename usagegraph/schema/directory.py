@@ -18,6 +18,9 @@ from strawberry import relay
 from usagegraph.auth.access import is_institution_admin, is_member
 from usagegraph.db import models
 from usagegraph.errors import forbidden
+from usagegraph.resolvers.account import AccountPeriod
+from usagegraph.resolvers.ledger import LedgerFilter
+from usagegraph.schema import account
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
@@ -71,6 +74,55 @@ class User(relay.Node):
     async def memberships(self, info: Info) -> list[Membership]:
         rows = await info.context.loaders.memberships_of_user.load(self.database_id)
         return [Membership.from_row(row) for row in rows]
+
+    @strawberry.field(description="The credit balance. The user's own (super: any).")
+    async def wallet(self, info: Info) -> account.CreditBalance:
+        return await account.resolve_wallet(info, self.database_id)
+
+    @strawberry.field(description="The user's plan, if any. The user's own (super: any).")
+    async def subscription(self, info: Info) -> account.Subscription | None:
+        return await account.resolve_subscription(info, self.database_id)
+
+    @strawberry.field(
+        description="Credit ledger entries, newest first. The user's own (super: any)."
+    )
+    async def ledger(
+        self,
+        info: Info,
+        type: Annotated[
+            account.LedgerType | None, strawberry.argument(description="Only this type.")
+        ] = None,
+        from_: account.FromArgument = None,
+        to: account.ToArgument = None,
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="The cursor to continue after.")
+        ] = None,
+    ) -> account.LedgerEntryConnection:
+        ledger_filter = LedgerFilter(entry_type=type, start=from_, end=to)
+        return await account.resolve_ledger(info, self.database_id, ledger_filter, first, after)
+
+    @strawberry.field(
+        description="Usage statistics per calendar period overlapping [from, to), every "
+        "instance, forgotten usage included (it still costs). The user's own (super: any)."
+    )
+    async def usage(
+        self,
+        info: Info,
+        period: Annotated[
+            account.AccountPeriod, strawberry.argument(description="Bucket size.")
+        ] = AccountPeriod.MONTHLY,
+        from_: Annotated[
+            datetime | None,
+            strawberry.argument(name="from", description="Start (default: this month's 1st)."),
+        ] = None,
+        to: Annotated[
+            datetime | None, strawberry.argument(description="End (default: now).")
+        ] = None,
+    ) -> list[account.UsageStats]:
+        return await account.resolve_usage(info, self.database_id, period, from_, to)
 
 
 @strawberry.type(description="A tenant: an organisation whose members use the service.")
