@@ -16,10 +16,8 @@ from usagegraph.resolvers.ledger import (
     CreditLedgerEntry,
     LedgerFilter,
     LedgerPage,
-    LedgerSlice,
     LedgerType,
     account_ledger,
-    account_ledger_slice,
 )
 
 
@@ -58,7 +56,7 @@ async def _page(
         )
 
 
-def _numbers(page: LedgerPage | LedgerSlice, ids: list[int]) -> list[int]:
+def _numbers(page: LedgerPage, ids: list[int]) -> list[int]:
     """Entry numbers 1..7 (insertion order) of a page, for readable assertions."""
     return [ids.index(entry.id) + 1 for entry in page.entries]
 
@@ -165,40 +163,3 @@ async def test_out_of_range_parameters_are_refused(
 async def test_limit_of_exactly_100_is_allowed(engine: AsyncEngine) -> None:
     users, _ = await _seed(engine)
     assert (await _page(engine, users["ada"], limit=100)).limit == 100
-
-
-async def _slice(
-    engine: AsyncEngine, user_id: int, first: int, after: CreditLedgerEntry | None
-) -> LedgerSlice:
-    principal = await principal_for(engine, user_id)
-    async with session_factory(engine)() as session:
-        return await account_ledger_slice(
-            session,
-            principal,
-            FIXED_NOW,
-            first=first,
-            after=after.position if after is not None else None,
-        )
-
-
-async def test_keyset_slices_follow_the_same_order(engine: AsyncEngine) -> None:
-    users, ids = await _seed(engine)
-    ada = users["ada"]
-    first = await _slice(engine, ada, 3, None)
-    second = await _slice(engine, ada, 3, first.entries[-1])
-    third = await _slice(engine, ada, 3, second.entries[-1])
-    assert [_numbers(s, ids) for s in (first, second, third)] == [[7, 6, 5], [4, 3, 2], [1]]
-    assert [s.has_more for s in (first, second, third)] == [True, True, False]
-    # After entry 6, entry 5 (same created_at, lower id) still follows.
-    after_six = await _slice(engine, ada, 2, first.entries[1])
-    assert _numbers(after_six, ids) == [5, 4]
-
-
-async def test_keyset_slice_with_a_filter(engine: AsyncEngine) -> None:
-    users, ids = await _seed(engine)
-    principal = await principal_for(engine, users["ada"])
-    async with session_factory(engine)() as session:
-        debits = await account_ledger_slice(
-            session, principal, FIXED_NOW, ledger_filter=LedgerFilter(LedgerType.DEBIT), first=2
-        )
-    assert (_numbers(debits, ids), debits.has_more) == ([6, 3], True)

@@ -3,7 +3,7 @@
 Like `datasources.usage`, every query starts from what the caller may read
 (`readable_account`) and only then narrows to the requested user, so a resolver that asks
 for someone else's account gets nothing rather than their rows. The ledger is paginated in
-SQL (LIMIT/OFFSET with a COUNT, or a keyset cursor for Relay connections), never in Python.
+SQL (LIMIT/OFFSET with a COUNT here; keyset pages for the graph in `wallet_batches`).
 """
 
 from __future__ import annotations
@@ -129,11 +129,8 @@ def _ledger_page_statement(
     *,
     limit: int,
     offset: int,
-    before: LedgerPosition | None,
 ) -> Select[tuple[LedgerEntry]]:
     statement = select(LedgerEntry).where(*_ledger_conditions(principal, query))
-    if before is not None:
-        statement = statement.where(older_than(before))
     return (
         statement.order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
         .limit(limit)
@@ -148,14 +145,9 @@ async def ledger_entries(
     *,
     limit: int,
     offset: int = 0,
-    before: LedgerPosition | None = None,
 ) -> list[LedgerEntry]:
-    """One page of matching entries, newest first (created_at desc, then id desc).
-
-    `offset` serves offset pagination; `before` serves keyset pagination (entries strictly
-    older than that position). Both may be combined, though callers use one or the other.
-    """
-    statement = _ledger_page_statement(principal, query, limit=limit, offset=offset, before=before)
+    """One page of matching entries, newest first (created_at desc, then id desc)."""
+    statement = _ledger_page_statement(principal, query, limit=limit, offset=offset)
     return list((await session.execute(statement)).scalars())
 
 

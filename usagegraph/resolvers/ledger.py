@@ -1,8 +1,8 @@
 """The caller's credit ledger: filtered, newest first, paginated in SQL.
 
-Two ways to page the same filtered list: offset pages with a total (seed 003's
-`/auth/account/ledger`) and keyset slices after a position (for a Relay connection in the
-graph). Both read the caller's own entries only, whatever their role.
+Offset pages with a total serve seed 003's `/auth/account/ledger`; the graph's keyset pages
+(batched across users) live in `datasources.wallet_batches`. Both read through the same
+readable-account rule, so a caller sees their own entries only (super: anyone's).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.wallets import (
-    LedgerPosition,
     LedgerQuery,
     count_ledger_entries,
     ledger_entries,
@@ -61,11 +60,6 @@ class CreditLedgerEntry:
     metadata: dict[str, Any]
     created_at: datetime
 
-    @property
-    def position(self) -> LedgerPosition:
-        """Where this entry sits in the newest-first order (a keyset cursor)."""
-        return LedgerPosition(created_at=self.created_at, id=self.id)
-
 
 @dataclass(frozen=True, slots=True)
 class LedgerPage:
@@ -75,14 +69,6 @@ class LedgerPage:
     total: int
     limit: int
     offset: int
-    has_more: bool
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerSlice:
-    """Up to `first` entries strictly after a keyset position, and whether more follow."""
-
-    entries: tuple[CreditLedgerEntry, ...]
     has_more: bool
 
 
@@ -154,30 +140,4 @@ async def account_ledger(
         limit=limit,
         offset=offset,
         has_more=offset + len(entries) < total,
-    )
-
-
-async def account_ledger_slice(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
-    *,
-    ledger_filter: LedgerFilter | None = None,
-    first: int = DEFAULT_LEDGER_LIMIT,
-    after: LedgerPosition | None = None,
-) -> LedgerSlice:
-    """Keyset paging for a connection: the `first` entries older than `after`.
-
-    Reads one row more than asked to learn whether another page follows, without a COUNT.
-    """
-    user_id = account_holder_id(principal)
-    ledger_filter = ledger_filter or LedgerFilter()
-    validate_filter(ledger_filter)
-    validate_limit(first, "first")
-    rows = await ledger_entries(
-        session, principal, _query(user_id, ledger_filter), limit=first + 1, before=after
-    )
-    return LedgerSlice(
-        entries=tuple(ledger_entry(row) for row in rows[:first]),
-        has_more=len(rows) > first,
     )
