@@ -1,7 +1,301 @@
-"""POST /api/admin/histories/charts/user-stats (seed 001): the per-user usage extract."""
+"""POST /api/admin/histories/charts/user-stats (seed 001): the per-user usage extract.
+
+A thin shim: parse the JSON body into typed values, let `resolvers.user_stats` decide
+everything, render the seed's field names. JSON by default; a client that asks for
+`Accept: text/csv` gets the same rows as a CSV file. Errors use the legacy envelope
+`{"success": false, "message": ...}`.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from decimal import Decimal
+from typing import Any
 
-routes: list[BaseRoute] = []
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from usagegraph.db.types import canonical_money
+from usagegraph.errors import UsageGraphError, invalid
+from usagegraph.iso_dates import parse_date, parse_datetime
+from usagegraph.resolvers.calendar import Granularity
+from usagegraph.resolvers.user_stats import (
+    UserStats,
+    UserStatsFilters,
+    UserStatsRow,
+    authorize_stats_caller,
+    user_stats,
+)
+from usagegraph.rest.context import now_of, principal_of, sessions_of
+from usagegraph.rest.envelopes import legacy_error
+from usagegraph.rest.json import JSON, iso_timestamp
+
+PATH = "/api/admin/histories/charts/user-stats"
+# The row fields, in the seed's order: the JSON keys and the CSV header alike.
+ROW_FIELDS = (
+    "user",
+    "email",
+    "fname",
+    "lname",
+    "institution",
+    "instanceName",
+    "aiName",
+    "periodStart",
+    "queryCount",
+    "creditsUsed",
+    "lifetimeUsed",
+    "capLimit",
+    "capUsedPct",
+    "atCap",
+)
+# Free text a spreadsheet could take for a formula when it opens the CSV.
+_TEXT_FIELDS = frozenset({"email", "fname", "lname", "instanceName", "aiName"})
+_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_DIGITS = re.compile(r"^[0-9]+$")
+
+
+# ---- request -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRequest:
+    """The body, typed. Null and "" mean "not given" for every string field."""
+
+    granularity: Granularity
+    range_periods: int | None
+    daterange: tuple[datetime, datetime] | None
+    filters: UserStatsFilters
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is an empty object (all defaults)."""
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid("Request body must be a JSON object") from exc
+    if not isinstance(body, dict):
+        raise invalid("Request body must be a JSON object")
+    return body
+
+
+def _string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"{name} must be a string")
+    return value.strip() or None
+
+
+def _granularity(body: dict[str, Any]) -> Granularity:
+    value = _string(body, "granularity")
+    if value is None:
+        return Granularity.DAY
+    try:
+        return Granularity(value)
+    except ValueError as exc:
+        raise invalid("granularity must be one of day, week, month") from exc
+
+
+def _range(body: dict[str, Any]) -> int | None:
+    """An integer (the resolver checks it is negative); JSON floats and booleans are not."""
+    value = body.get("range")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid("range must be a negative integer")
+    return value
+
+
+def _moment(value: Any) -> datetime:
+    """An ISO 8601 date-time, or a bare date meaning its 00:00 UTC."""
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return datetime.combine(parse_date(value), time(0), tzinfo=UTC)
+
+
+def _daterange(body: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    value = body.get("daterange")
+    if value is None:
+        return None
+    message = "daterange must be an object with ISO 8601 start and end"
+    if not isinstance(value, dict):
+        raise invalid(message)
+    try:
+        return _moment(value.get("start")), _moment(value.get("end"))
+    except ValueError as exc:
+        raise invalid(message) from exc
+
+
+def _accounts(body: dict[str, Any]) -> frozenset[int] | None:
+    value = _string(body, "account")
+    if value is None:
+        return None
+    tokens = value.split()
+    if not all(_DIGITS.match(token) for token in tokens):
+        raise invalid("account must hold space-separated integer user ids")
+    try:
+        return frozenset(int(token) for token in tokens)
+    except ValueError as exc:  # more digits than Python converts
+        raise invalid("account must hold space-separated integer user ids") from exc
+
+
+def _institutions(body: dict[str, Any]) -> frozenset[str] | None:
+    value = _string(body, "institution")
+    return frozenset(value.split()) if value is not None else None
+
+
+def parse_body(raw: bytes) -> StatsRequest:
+    """Typed values from the raw body; INVALID_REQUEST for anything malformed."""
+    body = _json_object(raw)
+    return StatsRequest(
+        granularity=_granularity(body),
+        range_periods=_range(body),
+        daterange=_daterange(body),
+        filters=UserStatsFilters(
+            accounts=_accounts(body),
+            instances=_institutions(body),
+            role=_string(body, "role"),
+            search=_string(body, "usersearch"),
+        ),
+    )
+
+
+def wants_csv(accept: str) -> bool:
+    """True when Accept names text/csv with a higher q than application/json.
+
+    Equal q: whichever is listed first wins. Wildcards (`*/*`) and no header mean JSON.
+    """
+    best: dict[str, tuple[float, int]] = {}
+    for position, part in enumerate(accept.split(",")):
+        media, *parameters = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, number = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(number)
+                except ValueError:
+                    quality = 0.0
+        best.setdefault(media.lower(), (quality, -position))
+    csv_quality = best.get("text/csv", (0.0, 0))
+    json_quality = best.get("application/json", (0.0, 0))
+    return csv_quality[0] > 0 and csv_quality > json_quality
+
+
+# ---- response ------------------------------------------------------------------------------
+
+
+def _row_values(row: UserStatsRow) -> tuple[Any, ...]:
+    """A row's values in ROW_FIELDS order."""
+    return (
+        str(row.user_id),
+        row.email,
+        row.fname,
+        row.lname,
+        row.institution_id,
+        row.instance_name,
+        row.ai_name,
+        iso_timestamp(row.period_start, milliseconds=False),
+        row.query_count,
+        row.credits_used,
+        row.lifetime_used,
+        row.cap_limit,
+        row.cap_used_pct,
+        row.at_cap,
+    )
+
+
+def render_json(stats: UserStats) -> dict[str, Any]:
+    window = stats.window
+    return {
+        "success": True,
+        "granularity": stats.granularity.value,
+        "truncated": stats.truncated,
+        "windowSource": window.source.value,
+        "defaultDaysApplied": window.default_days,
+        "windowStart": iso_timestamp(window.start, milliseconds=False),
+        "windowEnd": iso_timestamp(window.end, milliseconds=False),
+        "data": [dict(zip(ROW_FIELDS, _row_values(row), strict=True)) for row in stats.rows],
+        "summary": {
+            "meanCreditsPerUserAccount": stats.summary.mean_credits_per_user_account,
+            "meanCreditsPerUserInstitution": stats.summary.mean_credits_per_user_institution,
+            "usersAtCap": stats.summary.users_at_cap,
+        },
+    }
+
+
+def _csv_cell(field: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(canonical_money(value), "f")
+    text = str(value)
+    if field in _TEXT_FIELDS and text.startswith(_FORMULA_TRIGGERS):
+        return "'" + text  # shown as text, never evaluated as a formula
+    return text
+
+
+def render_csv(stats: UserStats) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(ROW_FIELDS)
+    for row in stats.rows:
+        writer.writerow(
+            _csv_cell(field, value)
+            for field, value in zip(ROW_FIELDS, _row_values(row), strict=True)
+        )
+    return buffer.getvalue()
+
+
+def _csv_response(stats: UserStats) -> Response:
+    """The rows as CSV; what the JSON envelope says besides them travels in headers."""
+    return Response(
+        render_csv(stats).encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="user-stats.csv"',
+            "X-Truncated": "true" if stats.truncated else "false",
+            "X-Window-Source": stats.window.source.value,
+            "X-Window-Start": iso_timestamp(stats.window.start, milliseconds=False),
+            "X-Window-End": iso_timestamp(stats.window.end, milliseconds=False),
+        },
+    )
+
+
+async def user_stats_endpoint(request: Request) -> Response:
+    principal = principal_of(request)
+    try:
+        authorize_stats_caller(principal)  # 401/403 before any complaint about the body
+        parsed = parse_body(await request.body())
+        async with sessions_of(request)() as session:
+            stats = await user_stats(
+                session,
+                principal,
+                now_of(request),
+                granularity=parsed.granularity,
+                range_periods=parsed.range_periods,
+                daterange=parsed.daterange,
+                filters=parsed.filters,
+            )
+    except UsageGraphError as error:
+        return legacy_error(error)
+    if wants_csv(request.headers.get("accept", "")):
+        return _csv_response(stats)
+    return JSON(render_json(stats))
+
+
+routes: list[BaseRoute] = [Route(PATH, user_stats_endpoint, methods=["POST"])]

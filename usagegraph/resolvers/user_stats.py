@@ -1,0 +1,463 @@
+"""The per-user usage extract (CONTRACT.md section 2): who may run it, its window, its rows.
+
+One row per (user, instance, period) with non-zero unforgotten usage in the window, plus the
+user's lifetime spend in that instance measured against their cap there. Usage is summed by
+the database per UTC day; every period here (UTC day, ISO week, month) is a union of whole
+UTC days, so folding day slots into periods is exact even for a window that starts mid-day
+(the window itself is applied to `occurred_at`, not to slots).
+
+Rounding is exact: percentages and means are computed as fractions and rounded half-up
+(away from zero) to two places, never through a binary float.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.auth.access import is_institution_admin, is_super
+from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.datasources.usage import (
+    DAY_SLOT_SECONDS,
+    UsageSlot,
+    lifetime_credits,
+    usage_by_slot,
+)
+from usagegraph.datasources.user_stats import (
+    InstitutionProfile,
+    active_between,
+    by_people,
+    by_users,
+    in_instances,
+    institution_profiles,
+    membership_caps,
+    user_profiles,
+)
+from usagegraph.db.models import PERSONAL_INSTANCE
+from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN
+from usagegraph.db.models.users import USER_ROLES
+from usagegraph.errors import forbidden, invalid, unauthorized
+from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
+
+ROW_LIMIT = 5000
+PERSONAL_INSTANCE_NAME = "Personal"
+# The default window of each granularity: the last N days, today included.
+DEFAULT_WINDOW_DAYS: dict[Granularity, int] = {
+    Granularity.DAY: 30,
+    Granularity.WEEK: 84,
+    Granularity.MONTH: 365,
+}
+STATS_GRANULARITIES = tuple(DEFAULT_WINDOW_DAYS)
+# Keeps every filter list well under the databases' bound-parameter limits.
+MAX_FILTER_IDS = 1000
+MAX_USER_ID = 2**63 - 1
+_INSTITUTION_ID = re.compile(INSTITUTION_ID_PATTERN)
+
+
+class WindowSource(StrEnum):
+    """How the window was derived."""
+
+    DATERANGE = "daterange"
+    RANGE = "range"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class StatsWindow:
+    """The half-open window [start, end) whose usage the rows count."""
+
+    start: datetime
+    end: datetime
+    source: WindowSource
+    # The N of "the last N days" when the window is the default one; None otherwise.
+    default_days: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserStatsFilters:
+    """Narrowing asked for by the caller (None = no narrowing). Never widens visibility.
+
+    `instances` holds institution ids and/or `personal` (the personal instance).
+    `search` is matched case-insensitively against email, fname and lname.
+    """
+
+    accounts: frozenset[int] | None = None
+    instances: frozenset[str] | None = None
+    role: str | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserStatsRow:
+    """Usage of one user in one instance during one period, and their cap standing there."""
+
+    user_id: int
+    email: str
+    fname: str | None
+    lname: str | None
+    institution_id: str | None  # None = the personal instance
+    instance_name: str
+    ai_name: str | None
+    period_start: datetime
+    query_count: int
+    credits_used: Decimal
+    lifetime_used: Decimal
+    cap_limit: Decimal | None
+    cap_used_pct: Decimal | None
+    at_cap: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserStatsSummary:
+    """Statistics over every matching row, including those past the row limit."""
+
+    mean_credits_per_user_account: Decimal
+    mean_credits_per_user_institution: Decimal
+    users_at_cap: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserStats:
+    granularity: Granularity
+    window: StatsWindow
+    rows: tuple[UserStatsRow, ...]
+    truncated: bool  # more than ROW_LIMIT rows matched
+    summary: UserStatsSummary
+
+
+# ---- who may call, and what they see -------------------------------------------------------
+
+
+def authorize_stats_caller(principal: Principal) -> None:
+    """401 without a user; 403 unless the user's role is super or admin."""
+    if not principal.is_authenticated:
+        raise unauthorized()
+    if principal.kind is not CallerKind.USER or principal.role not in ("super", "admin"):
+        raise forbidden("Admin access required")
+
+
+def visible_institutions(principal: Principal) -> frozenset[str] | None:
+    """The institutions whose rows the caller sees; None = every row, personal ones included.
+
+    A non-super admin sees only institutions they administer (possibly none), never personal
+    usage, not even their own.
+    """
+    if is_super(principal):
+        return None
+    return frozenset(i for i in principal.memberships if is_institution_admin(principal, i))
+
+
+# ---- the window ----------------------------------------------------------------------------
+
+
+def stats_window(
+    now: datetime,
+    granularity: Granularity,
+    range_periods: int | None = None,
+    daterange: tuple[datetime, datetime] | None = None,
+) -> StatsWindow:
+    """The window: `daterange` if given, else the last -`range_periods` periods, else default.
+
+    `range` counts whole periods ending with the current one (-7 days = today and the six
+    days before); the default is the last N days including today. Both end at the start of
+    the next period. Raises INVALID_REQUEST for a bad granularity, range or daterange.
+    """
+    if granularity not in STATS_GRANULARITIES:
+        raise invalid("granularity must be one of day, week, month")
+    if range_periods is not None and range_periods >= 0:
+        raise invalid("range must be a negative integer")
+    if daterange is not None:
+        start, end = daterange
+        if end <= start:
+            raise invalid("daterange end must be after its start")
+        return StatsWindow(start, end, WindowSource.DATERANGE, None)
+    if range_periods is not None:
+        current = period_start(now, granularity)
+        try:
+            start = shift_period(current, granularity, range_periods + 1)
+        except (OverflowError, ValueError) as exc:
+            raise invalid("range reaches too far into the past") from exc
+        end = shift_period(current, granularity, 1)
+        return StatsWindow(start, end, WindowSource.RANGE, None)
+    days = DEFAULT_WINDOW_DAYS[granularity]
+    today = period_start(now, Granularity.DAY)
+    start = today - timedelta(days=days - 1)
+    return StatsWindow(start, today + timedelta(days=1), WindowSource.DEFAULT, days)
+
+
+# ---- filters -------------------------------------------------------------------------------
+
+
+def validate_filters(filters: UserStatsFilters) -> None:
+    """INVALID_REQUEST for ids that cannot exist, unknown roles, or overlong id lists."""
+    if filters.accounts is not None:
+        if len(filters.accounts) > MAX_FILTER_IDS:
+            raise invalid(f"account may list at most {MAX_FILTER_IDS} ids")
+        if any(not 0 < user_id <= MAX_USER_ID for user_id in filters.accounts):
+            raise invalid("account ids must be positive integers")
+    if filters.instances is not None:
+        if len(filters.instances) > MAX_FILTER_IDS:
+            raise invalid(f"institution may list at most {MAX_FILTER_IDS} ids")
+        if any(i != PERSONAL_INSTANCE and not _INSTITUTION_ID.match(i) for i in filters.instances):
+            raise invalid("institution ids must be 24 lowercase hex characters or 'personal'")
+    if filters.role is not None and filters.role not in USER_ROLES:
+        raise invalid("role must be one of user, admin, super")
+
+
+def _instance_scope(
+    visible: frozenset[str] | None, asked: frozenset[str] | None
+) -> ColumnElement[bool] | None:
+    """The instances to read: what is visible, narrowed by the filter (None = all)."""
+    if visible is not None:
+        institutions = visible if asked is None else visible & asked
+        return in_instances(institutions, personal=False)
+    if asked is None:
+        return None
+    return in_instances(asked - {PERSONAL_INSTANCE}, personal=PERSONAL_INSTANCE in asked)
+
+
+def _usage_filters(principal: Principal, filters: UserStatsFilters) -> list[ColumnElement[bool]]:
+    """SQL conditions for the caller's visibility and their filters."""
+    conditions: list[ColumnElement[bool]] = []
+    instances = _instance_scope(visible_institutions(principal), filters.instances)
+    if instances is not None:
+        conditions.append(instances)
+    if filters.accounts is not None:
+        conditions.append(by_users(filters.accounts))
+    if filters.role is not None or filters.search is not None:
+        conditions.append(by_people(role=filters.role, search=filters.search))
+    return conditions
+
+
+# ---- numbers -------------------------------------------------------------------------------
+
+
+def round_half_up(value: Fraction, places: int = 2) -> Decimal:
+    """`value` rounded to `places` decimals, halves away from zero, exactly."""
+    magnitude = math.floor(abs(value) * 10**places + Fraction(1, 2))
+    return Decimal(magnitude if value >= 0 else -magnitude).scaleb(-places)
+
+
+def cap_used_pct(lifetime: Decimal, cap: Decimal | None) -> Decimal | None:
+    """100·lifetime/cap rounded half-up to 2 places; None without a cap or with a zero cap."""
+    if cap is None or cap == 0:
+        return None
+    return round_half_up(Fraction(lifetime) * 100 / Fraction(cap))
+
+
+def is_at_cap(lifetime: Decimal, cap: Decimal | None) -> bool:
+    return cap is not None and lifetime >= cap
+
+
+def mean(total: Decimal, count: int) -> Decimal:
+    """total/count rounded half-up to 2 places; 0 when there is nothing to average."""
+    if count == 0:
+        return Decimal(0)
+    return round_half_up(Fraction(total) / count)
+
+
+# ---- folding slots into rows ---------------------------------------------------------------
+
+_RowKey = tuple[datetime, int, str | None]  # (period start, user, institution or None)
+_Pair = tuple[int, str | None]  # (user, institution or None)
+
+
+@dataclass(slots=True)
+class _Tally:
+    credits: Decimal
+    messages: int
+
+
+def fold_into_periods(
+    slots: Iterable[UsageSlot], granularity: Granularity
+) -> dict[_RowKey, _Tally]:
+    """Sum day slots per (period, user, instance)."""
+    starts: dict[datetime, datetime] = {}
+    tallies: dict[_RowKey, _Tally] = {}
+    for slot in slots:
+        start = starts.get(slot.slot_start)
+        if start is None:
+            start = starts[slot.slot_start] = period_start(slot.slot_start, granularity)
+        key = (start, slot.user_id, slot.institution_id)
+        tally = tallies.get(key)
+        if tally is None:
+            tallies[key] = _Tally(slot.credits, slot.messages)
+        else:
+            tally.credits += slot.credits
+            tally.messages += slot.messages
+    return tallies
+
+
+def row_order(key: _RowKey) -> tuple[datetime, int, bool, str]:
+    """periodStart, then user id, then instance with personal first, then institution id."""
+    start, user_id, institution_id = key
+    return (start, user_id, institution_id is not None, institution_id or "")
+
+
+@dataclass(frozen=True, slots=True)
+class _CapStanding:
+    """A (user, instance) pair's all-time spend against its cap."""
+
+    lifetime: Decimal
+    cap: Decimal | None
+
+    @property
+    def at_cap(self) -> bool:
+        return is_at_cap(self.lifetime, self.cap)
+
+
+def _cap_limit(
+    user_id: int,
+    institution_id: str | None,
+    institutions: dict[str, InstitutionProfile],
+    member_caps: dict[tuple[int, str], Decimal],
+) -> Decimal | None:
+    """The membership's cap, else the institution's default; personal usage has none."""
+    if institution_id is None:
+        return None
+    own = member_caps.get((user_id, institution_id))
+    if own is not None:
+        return own
+    profile = institutions.get(institution_id)
+    return profile.default_cap if profile is not None else None
+
+
+async def _cap_standings(
+    session: AsyncSession,
+    principal: Principal,
+    window: StatsWindow,
+    conditions: list[ColumnElement[bool]],
+    pairs: set[_Pair],
+    institutions: dict[str, InstitutionProfile],
+) -> dict[_Pair, _CapStanding]:
+    """Lifetime spend and cap of every pair: one lifetime query, one membership-cap query."""
+    if not pairs:
+        return {}
+    lifetime = await lifetime_credits(
+        session, principal, [*conditions, active_between(window.start, window.end)]
+    )
+    member_caps = await membership_caps(session, {(u, i) for u, i in pairs if i is not None})
+    return {
+        (u, i): _CapStanding(
+            lifetime=lifetime.get((u, i), Decimal(0)),
+            cap=_cap_limit(u, i, institutions, member_caps),
+        )
+        for u, i in pairs
+    }
+
+
+def _instance_names(
+    institution_id: str | None, institutions: dict[str, InstitutionProfile]
+) -> tuple[str, str | None]:
+    """(instanceName, aiName): "Personal" and None for the personal instance."""
+    if institution_id is None:
+        return PERSONAL_INSTANCE_NAME, None
+    profile = institutions[institution_id]
+    return profile.name, profile.ai_name
+
+
+def _summary(
+    keys: list[_RowKey], tallies: dict[_RowKey, _Tally], standings: dict[_Pair, _CapStanding]
+) -> UserStatsSummary:
+    total = sum((tallies[key].credits for key in keys), Decimal(0))
+    users = {user_id for _, user_id, _ in keys}
+    return UserStatsSummary(
+        mean_credits_per_user_account=mean(total, len(users)),
+        mean_credits_per_user_institution=mean(total, len(standings)),
+        users_at_cap=len({user_id for (user_id, _), s in standings.items() if s.at_cap}),
+    )
+
+
+async def _rows(
+    session: AsyncSession,
+    keys: list[_RowKey],
+    tallies: dict[_RowKey, _Tally],
+    standings: dict[_Pair, _CapStanding],
+    institutions: dict[str, InstitutionProfile],
+) -> tuple[UserStatsRow, ...]:
+    """The rows of `keys`, with one query for all their users' names."""
+    people = await user_profiles(session, {user_id for _, user_id, _ in keys})
+    rows = []
+    for key in keys:
+        start, user_id, institution_id = key
+        person = people[user_id]
+        instance_name, ai_name = _instance_names(institution_id, institutions)
+        standing = standings[(user_id, institution_id)]
+        rows.append(
+            UserStatsRow(
+                user_id=user_id,
+                email=person.email,
+                fname=person.fname,
+                lname=person.lname,
+                institution_id=institution_id,
+                instance_name=instance_name,
+                ai_name=ai_name,
+                period_start=start,
+                query_count=tallies[key].messages,
+                credits_used=tallies[key].credits,
+                lifetime_used=standing.lifetime,
+                cap_limit=standing.cap,
+                cap_used_pct=cap_used_pct(standing.lifetime, standing.cap),
+                at_cap=standing.at_cap,
+            )
+        )
+    return tuple(rows)
+
+
+# ---- the resolver --------------------------------------------------------------------------
+
+
+async def user_stats(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    granularity: Granularity = Granularity.DAY,
+    range_periods: int | None = None,
+    daterange: tuple[datetime, datetime] | None = None,
+    filters: UserStatsFilters | None = None,
+) -> UserStats:
+    """The extract for this caller: at most ROW_LIMIT rows, a summary over all that matched.
+
+    Queries: usage per day slot, lifetime credits, institutions, membership caps and the
+    shown rows' users -- each once (chunked by LOOKUP_CHUNK keys), whatever the row count.
+    """
+    authorize_stats_caller(principal)
+    window = stats_window(now, granularity, range_periods, daterange)
+    filters = filters or UserStatsFilters()
+    validate_filters(filters)
+    conditions = _usage_filters(principal, filters)
+
+    slots = await usage_by_slot(
+        session,
+        principal,
+        start=window.start,
+        end=window.end,
+        slot_seconds=DAY_SLOT_SECONDS,
+        filters=conditions,
+        include_forgotten=False,
+    )
+    tallies = fold_into_periods(slots, granularity)
+    keys = sorted(
+        (key for key, tally in tallies.items() if tally.messages or tally.credits),
+        key=row_order,
+    )
+    pairs = {(user_id, institution_id) for _, user_id, institution_id in keys}
+    institutions = await institution_profiles(session, {i for _, i in pairs if i is not None})
+    standings = await _cap_standings(session, principal, window, conditions, pairs, institutions)
+    return UserStats(
+        granularity=granularity,
+        window=window,
+        rows=await _rows(session, keys[:ROW_LIMIT], tallies, standings, institutions),
+        truncated=len(keys) > ROW_LIMIT,
+        summary=_summary(keys, tallies, standings),
+    )
