@@ -20,9 +20,9 @@ def decimal_number(value: Decimal) -> orjson.Fragment:
 def iso_timestamp(moment: datetime, *, milliseconds: bool = True) -> str:
     """`2026-05-01T00:00:00.000Z` (seed 000's form), or `2026-05-01T00:00:00Z` (seed 001's)."""
     moment = moment.astimezone(UTC)
-    if not milliseconds:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # %Y does not zero-pad years before 1000 on every platform; spell the year out.
+    text = f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S")
+    return text + ("Z" if not milliseconds else f".{moment.microsecond // 1000:03d}Z")
 
 
 def _default(value: Any) -> Any:
