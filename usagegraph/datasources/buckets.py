@@ -83,3 +83,28 @@ async def snapshots_of_buckets(
     for row in rows:
         found[row.bucket_id].append(row)
     return found
+
+
+async def buckets_by_id(
+    session: AsyncSession, principal: Principal, bucket_ids: Sequence[str]
+) -> dict[str, ClientBucket]:
+    rows = await session.scalars(
+        select(ClientBucket).where(readable_buckets(principal), ClientBucket.id.in_(bucket_ids))
+    )
+    return {bucket.id: bucket for bucket in rows}
+
+
+async def buckets_of_institutions(
+    session: AsyncSession, principal: Principal, institution_ids: Sequence[str]
+) -> dict[str, list[ClientBucket]]:
+    rows = await session.scalars(
+        select(ClientBucket)
+        .where(readable_buckets(principal), ClientBucket.institution_id.in_(institution_ids))
+        .order_by(ClientBucket.id)
+    )
+    found: dict[str, list[ClientBucket]] = {
+        institution_id: [] for institution_id in institution_ids
+    }
+    for bucket in rows:
+        found[bucket.institution_id].append(bucket)
+    return found

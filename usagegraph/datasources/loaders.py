@@ -16,9 +16,9 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
-from usagegraph.datasources import directory, wallet_batches
+from usagegraph.datasources import buckets, directory, wallet_batches
 from usagegraph.datasources.wallets import LedgerPosition
-from usagegraph.db.models import LedgerEntry, Membership
+from usagegraph.db.models import LedgerEntry, Membership, Snapshot
 
 
 class Loaders:
@@ -34,6 +34,12 @@ class Loaders:
         self.member_count = self._by_key(directory.member_counts)
         self.member_page: DataLoader[tuple[str, int, int | None], list[Membership]] = self._grouped(
             self._member_pages
+        )
+        self.bucket = self._by_key(buckets.buckets_by_id)
+        self.buckets_of_institution = self._by_key(buckets.buckets_of_institutions, default=list)
+        # keys: (bucket_id, start_date, end_date, limit)
+        self.snapshot_page: DataLoader[tuple[Any, ...], list[Snapshot]] = self._grouped(
+            self._snapshot_pages
         )
         self.wallet = self._by_key(wallet_batches.wallets_of_users)
         self.subscription = self._by_key(wallet_batches.subscriptions_of_users)
@@ -76,6 +82,15 @@ class Loaders:
             return [results[key] for key in keys]
 
         return DataLoader(batch)
+
+    async def _snapshot_pages(
+        self, arguments: tuple[Any, ...], bucket_ids: list[str]
+    ) -> dict[str, list[Snapshot]]:
+        start, end, limit = arguments
+        async with self.sessions() as session:
+            return await buckets.snapshots_of_buckets(
+                session, self.principal, bucket_ids, start=start, end=end, limit_per_bucket=limit
+            )
 
     async def _ledger_pages(
         self, arguments: tuple[Any, ...], user_ids: list[int]

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
 from usagegraph.auth.principal import Principal
+from usagegraph.cache import Cache
 from usagegraph.datasources.loaders import Loaders
 
 
@@ -21,6 +22,7 @@ class GraphQLContext:
     request_id: str
     now: datetime
     loaders: Loaders
+    cache: Cache | None  # the usage-history response cache (shared with the REST shim)
 
 
 Info = StrawberryInfo[GraphQLContext, None]

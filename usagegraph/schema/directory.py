@@ -20,7 +20,7 @@ from usagegraph.db import models
 from usagegraph.errors import forbidden
 from usagegraph.resolvers.account import AccountPeriod
 from usagegraph.resolvers.ledger import LedgerFilter
-from usagegraph.schema import account
+from usagegraph.schema import account, billing, buckets, usage
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
@@ -124,6 +124,27 @@ class User(relay.Node):
     ) -> list[account.UsageStats]:
         return await account.resolve_usage(info, self.database_id, period, from_, to)
 
+    @strawberry.field(
+        description="Bucketed usage of one of your instances (GET /api/user/usage-history in "
+        "the graph). Only on your own user: FORBIDDEN on anyone else."
+    )
+    async def usage_history(
+        self,
+        info: Info,
+        instance_id: Annotated[
+            str, strawberry.argument(description="`personal` or an institution id.")
+        ],
+        window: usage.WindowArgument = None,
+        interval: usage.IntervalArgument = None,
+        scope: usage.ScopeArgument = None,
+        time_zone: usage.TimeZoneArgument = "UTC",
+    ) -> usage.UsageHistory:
+        if info.context.principal.user_id != self.database_id:
+            raise forbidden("usage history is read as yourself")
+        return await usage.resolve_usage_history(
+            info, instance_id, window, interval, scope, time_zone
+        )
+
 
 @strawberry.type(description="A tenant: an organisation whose members use the service.")
 class Institution(relay.Node):
@@ -196,6 +217,41 @@ class Institution(relay.Node):
             cursor_of=lambda row: encode_cursor(row.user_id),
             node_of=Membership.from_row,
         )
+
+    @strawberry.field(
+        description="Bucketed usage in this institution: yours, or everyone's with scope "
+        "`all` (admins)."
+    )
+    async def usage_history(
+        self,
+        info: Info,
+        window: usage.WindowArgument = None,
+        interval: usage.IntervalArgument = None,
+        scope: usage.ScopeArgument = None,
+        time_zone: usage.TimeZoneArgument = "UTC",
+    ) -> usage.UsageHistory:
+        return await usage.resolve_usage_history(
+            info, self.institution_id, window, interval, scope, time_zone
+        )
+
+    @strawberry.field(
+        description="Monthly message counts against the plan, newest first (admins and super)."
+    )
+    async def billing_periods(
+        self,
+        info: Info,
+        limit: Annotated[
+            int | None, strawberry.argument(description="Months, 1 to 24 (default 12).")
+        ] = None,
+        offset: Annotated[
+            int | None, strawberry.argument(description="Months to skip (default 0).")
+        ] = None,
+    ) -> billing.BillingPeriodPage:
+        return await billing.resolve_billing_periods(info, self.institution_id, limit, offset)
+
+    @strawberry.field(description="The institution's client buckets.")
+    async def buckets(self, info: Info) -> list[buckets.ClientBucket]:
+        return await buckets.resolve_institution_buckets(info, self.institution_id)
 
 
 @strawberry.type(description="A user's place in an institution.")

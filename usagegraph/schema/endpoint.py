@@ -28,6 +28,7 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
             request_id=request.state.request_id,
             now=state.clock(),
             loaders=Loaders(state.sessions, principal),
+            cache=getattr(state, "cache", None),
         )
 
 

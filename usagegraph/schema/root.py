@@ -9,6 +9,8 @@ from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
 from usagegraph.datasources import directory
+from usagegraph.schema.account import LedgerEntry
+from usagegraph.schema.buckets import ClientBucket, Snapshot, resolve_bucket
 from usagegraph.schema.connections import build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.directory import (
@@ -21,6 +23,7 @@ from usagegraph.schema.directory import (
 from usagegraph.schema.errors import CodedErrors
 from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
 from usagegraph.schema.scalars import SCALAR_MAP
+from usagegraph.schema.user_stats import UserStatsInput, UserStatsReport, resolve_user_stats
 from usagegraph.schema.viewer import Viewer, resolve_viewer
 
 
@@ -50,6 +53,29 @@ class Query:
         id: Annotated[str, strawberry.argument(description="The 24-hex institution id.")],
     ) -> Institution:
         return await resolve_institution(info, id)
+
+    @strawberry.field(
+        description="A client bucket of one of your institutions; null for any other id."
+    )
+    async def bucket(
+        self,
+        info: Info,
+        id: Annotated[str, strawberry.argument(description="The bucket id.")],
+    ) -> ClientBucket | None:
+        return await resolve_bucket(info, id)
+
+    @strawberry.field(
+        description="The per-user usage extract (POST .../charts/user-stats in the graph): "
+        "super, or admins for the institutions they administer; FORBIDDEN for others."
+    )
+    async def user_stats(
+        self,
+        info: Info,
+        input: Annotated[
+            UserStatsInput | None, strawberry.argument(description="Window and filters.")
+        ] = None,
+    ) -> UserStatsReport:
+        return await resolve_user_stats(info, input or UserStatsInput())
 
     @strawberry.field(description="The institutions you belong to (super: all), by id.")
     async def institutions(
@@ -81,7 +107,7 @@ class Query:
 
 schema = strawberry.Schema(
     query=Query,
-    types=[Membership],
+    types=[Membership, LedgerEntry, Snapshot],
     extensions=[CodedErrors],
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import NewType
 
 import strawberry
 
@@ -23,7 +24,23 @@ def _parse(value: object) -> Decimal:
     return amount
 
 
+# GraphQL's Int is 32-bit; byte counts are not. A JSON number (exact up to 2^53 in JS).
+BigInt = NewType("BigInt", int)
+
+
+def _parse_big_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
+
+
 SCALAR_MAP = {
+    BigInt: strawberry.scalar(
+        name="BigInt",
+        description="An integer beyond GraphQL's 32-bit Int (byte and object counts).",
+        serialize=int,
+        parse_value=_parse_big_int,
+    ),
     Decimal: strawberry.scalar(
         name="Decimal",
         description=(
@@ -32,5 +49,5 @@ SCALAR_MAP = {
         ),
         serialize=_serialize,
         parse_value=_parse,
-    )
+    ),
 }

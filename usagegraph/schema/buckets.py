@@ -1,0 +1,159 @@
+"""Client buckets and their daily snapshots in the graph (seed 004's data)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Self
+
+import strawberry
+from strawberry import relay
+from strawberry.scalars import JSON
+
+from usagegraph.iso_dates import parse_date
+from usagegraph.resolvers import snapshots
+from usagegraph.schema.context import Info
+from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_info, page_size
+from usagegraph.schema.scalars import BigInt
+
+
+@strawberry.type(description="Objects and bytes under one storage prefix.")
+class PrefixStorage:
+    prefix: str = strawberry.field(description="The prefix, e.g. `docs/`.")
+    count: BigInt = strawberry.field(description="Objects under it.")
+    bytes: BigInt = strawberry.field(description="Bytes under it.")
+
+
+@strawberry.type(description="Storage metrics of a bucket on one day.")
+class SnapshotStorage:
+    object_count: BigInt = strawberry.field(description="Total objects.")
+    total_bytes: BigInt = strawberry.field(description="Total bytes.")
+    by_prefix: list[PrefixStorage] = strawberry.field(description="Breakdown by prefix.")
+
+
+@strawberry.type(description="Record counts and storage of a bucket on one day.")
+class Snapshot(relay.Node):
+    bucket_id: str = strawberry.field(description="The bucket.")
+    snapshot_date: date = strawberry.field(description="The day.")
+    records: JSON = strawberry.field(
+        description="Counts by collection: person, organisation, member, payment, ticket, "
+        "booking (0 when absent), total, and any other collection."
+    )
+    storage: SnapshotStorage = strawberry.field(description="Storage metrics.")
+    computed_at: datetime = strawberry.field(description="When it was computed.")
+
+    @classmethod
+    def resolve_id(cls, root: Self, *, info: Any) -> str:
+        return f"{root.bucket_id}:{root.snapshot_date.isoformat()}"
+
+    @classmethod
+    def from_result(cls, result: snapshots.BucketSnapshot) -> Snapshot:
+        storage = result.storage
+        return cls(
+            bucket_id=result.bucket_id,
+            snapshot_date=result.snapshot_date,
+            records=dict(result.records),
+            storage=SnapshotStorage(
+                object_count=storage.object_count,
+                total_bytes=storage.total_bytes,
+                by_prefix=[
+                    PrefixStorage(prefix=prefix, count=item.count, bytes=item.bytes)
+                    for prefix, item in storage.by_prefix.items()
+                ],
+            ),
+            computed_at=result.computed_at,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Snapshot | None]:
+        found: list[Snapshot | None] = []
+        for node_id in node_ids:
+            bucket_id, _, day = node_id.rpartition(":")
+            try:
+                when = parse_date(day)
+            except ValueError:
+                found.append(None)
+                continue
+            rows = await info.context.loaders.snapshot_page.load((bucket_id, when, when, 1))
+            found.append(cls.from_result(snapshots.to_bucket_snapshot(rows[0])) if rows else None)
+        return found
+
+
+@strawberry.type(description="A page of snapshots, newest first.")
+class SnapshotConnection(relay.Connection[Snapshot]):
+    pass
+
+
+@strawberry.type(description="A client's storage area, owned by one institution.")
+class ClientBucket(relay.Node):
+    bucket_id: str = strawberry.field(description="The bucket id, as the REST API shows it.")
+    institution_id: str = strawberry.field(description="The owning institution's id.")
+
+    @classmethod
+    def resolve_id(cls, root: Self, *, info: Any) -> str:
+        return root.bucket_id
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[ClientBucket | None]:
+        rows = await info.context.loaders.bucket.load_many(list(node_ids))
+        return [
+            cls(bucket_id=row.id, institution_id=row.institution_id) if row else None
+            for row in rows
+        ]
+
+    @strawberry.field(description="Snapshots dated [startDate, endDate], newest first.")
+    async def snapshots(
+        self,
+        info: Info,
+        start_date: Annotated[
+            date | None, strawberry.argument(description="First day (inclusive).")
+        ] = None,
+        end_date: Annotated[
+            date | None, strawberry.argument(description="Last day (inclusive).")
+        ] = None,
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="The cursor to continue after.")
+        ] = None,
+    ) -> SnapshotConnection:
+        snapshots.validate_range(start_date, end_date)
+        size = page_size(first)
+        cursor = decode_cursor(after, 1)
+        if cursor is not None:  # newest first: continue with the days before the cursor's
+            before = parse_date(str(cursor[0])) - timedelta(days=1)
+            end_date = before if end_date is None else min(end_date, before)
+        rows = await info.context.loaders.snapshot_page.load(
+            (self.bucket_id, start_date, end_date, size + 1)
+        )
+
+        def cursor_of(row: Any) -> str:
+            return encode_cursor(row.snapshot_date.isoformat())
+
+        return SnapshotConnection(
+            edges=[
+                relay.Edge(
+                    cursor=cursor_of(row),
+                    node=Snapshot.from_result(snapshots.to_bucket_snapshot(row)),
+                )
+                for row in rows[:size]
+            ],
+            page_info=page_info(rows, size, cursor_of, after=after),
+        )
+
+
+async def resolve_bucket(info: Info, bucket_id: str) -> ClientBucket | None:
+    """A bucket of one of your institutions; null for any other (or unknown) id."""
+    snapshots.validate_bucket_id(bucket_id)
+    row = await info.context.loaders.bucket.load(bucket_id)
+    return ClientBucket(bucket_id=row.id, institution_id=row.institution_id) if row else None
+
+
+async def resolve_institution_buckets(info: Info, institution_id: str) -> list[ClientBucket]:
+    rows = await info.context.loaders.buckets_of_institution.load(institution_id)
+    return [ClientBucket(bucket_id=row.id, institution_id=row.institution_id) for row in rows]
