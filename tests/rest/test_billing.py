@@ -232,3 +232,19 @@ async def test_every_request_gets_its_own_id(
     ids = {_request_id(await client.get(PATH, headers=_bearer(world.acme_key))) for _ in range(3)}
     assert len(ids) == 3
     assert ACME not in "".join(ids)
+
+
+async def test_offset_beyond_64_bits_is_a_400_not_a_crash(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """Found by the schemathesis run: the echoed offset must fit the JSON encoder."""
+    world = await seed_billing(engine)
+    response = await client.get(
+        "/v1/billing/usage-history?offset=18446744073709551616",
+        headers={"X-API-Key": world.acme_key},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "INVALID_REQUEST",
+        "message": "offset must be at most 9223372036854775807",
+    }

@@ -227,3 +227,15 @@ async def test_bad_parameters_are_400_even_without_access(
         assert response.json() == _error(
             response, "Invalid limit: must be an integer between 1 and 1000"
         )
+
+
+async def test_control_characters_in_the_bucket_id_get_the_documented_400(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """Found by the schemathesis run: a newline in the path used to fall through to a 404."""
+    world = await seed_buckets(engine)
+    response = await client.get(
+        "/api/v1/clients/%0A%13/history", headers={"X-API-Key": world.acme_key}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "Invalid bucket_id"

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, Dialect, Numeric
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+# The largest integer either database stores (BIGINT), and so the largest any API accepts.
+MAX_BIGINT = 2**63 - 1
 MONEY_SCALE = 6
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 _SCALE_FACTOR = 10**MONEY_SCALE

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.billing import billing_facts, messages_by_month
+from usagegraph.db.types import MAX_BIGINT
 from usagegraph.errors import invalid, not_found
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
 
@@ -58,6 +59,8 @@ def page_bounds(limit: int | None, offset: int | None) -> tuple[int, int]:
         raise invalid(f"limit must be an integer between 1 and {MAX_LIMIT}")
     if offset < 0:
         raise invalid("offset must be a non-negative integer")
+    if offset > MAX_BIGINT:
+        raise invalid(f"offset must be at most {MAX_BIGINT}")
     return limit, offset
 
 

@@ -22,13 +22,14 @@ from usagegraph.datasources.wallets import (
     ledger_entries,
 )
 from usagegraph.db.models import LedgerEntry
+from usagegraph.db.types import MAX_BIGINT
 from usagegraph.errors import invalid
 from usagegraph.resolvers.account import account_holder_id
 
 DEFAULT_LEDGER_LIMIT = 50
 MAX_LEDGER_LIMIT = 100
-# The largest OFFSET both databases take (a signed 64-bit integer).
-MAX_LEDGER_OFFSET = 2**63 - 1
+# The largest OFFSET both databases take.
+MAX_LEDGER_OFFSET = MAX_BIGINT
 
 
 class LedgerType(StrEnum):

@@ -13,6 +13,7 @@ import re
 from datetime import date
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -97,7 +98,22 @@ async def bucket_history(request: Request) -> Response:
     )
 
 
+class _AnyText(Convertor[str]):
+    """Any text at all, newlines included (Starlette's `path` stops at a newline)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", _AnyText())
+
 routes: list[BaseRoute] = [
-    # `path` so that an empty or slash-holding id still reaches the 400 "Invalid bucket_id".
-    Route("/api/v1/clients/{bucket_id:path}/history", bucket_history, methods=["GET"]),
+    # Match any id text (empty, with slashes or control characters) so every malformed id
+    # still gets this API's 400 "Invalid bucket_id" rather than a bare framework 404.
+    Route("/api/v1/clients/{bucket_id:anytext}/history", bucket_history, methods=["GET"]),
 ]

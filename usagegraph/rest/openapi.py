@@ -219,6 +219,7 @@ COMPONENTS: dict[str, Any] = {
         "UserStats": _object(
             {
                 "success": {"const": True},
+                "granularity": {"type": "string", "enum": ["day", "week", "month"]},
                 "truncated": {"type": "boolean"},
                 "windowSource": {"type": "string", "enum": ["daterange", "range", "default"]},
                 "defaultDaysApplied": _nullable(INTEGER),
