@@ -16,9 +16,9 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
-from usagegraph.datasources import buckets, directory, wallet_batches
+from usagegraph.datasources import buckets, directory, usage, wallet_batches
 from usagegraph.datasources.wallets import LedgerPosition
-from usagegraph.db.models import LedgerEntry, Membership, Snapshot
+from usagegraph.db.models import LedgerEntry, Membership, Snapshot, UsageEvent
 
 
 class Loaders:
@@ -40,6 +40,15 @@ class Loaders:
         # keys: (bucket_id, start_date, end_date, limit)
         self.snapshot_page: DataLoader[tuple[Any, ...], list[Snapshot]] = self._grouped(
             self._snapshot_pages
+        )
+        self.usage_event = self._by_key(usage.usage_events_by_id)
+        # keys: (user_id, EventFilter, first, before_occurred_at, before_id)
+        self.usage_event_page: DataLoader[tuple[Any, ...], list[UsageEvent]] = self._grouped(
+            self._usage_event_pages
+        )
+        # keys: (user_id, EventFilter)
+        self.usage_event_count: DataLoader[tuple[Any, ...], int] = self._grouped(
+            self._usage_event_counts
         )
         self.wallet = self._by_key(wallet_batches.wallets_of_users)
         self.subscription = self._by_key(wallet_batches.subscriptions_of_users)
@@ -82,6 +91,23 @@ class Loaders:
             return [results[key] for key in keys]
 
         return DataLoader(batch)
+
+    async def _usage_event_pages(
+        self, arguments: tuple[Any, ...], user_ids: list[int]
+    ) -> dict[int, list[UsageEvent]]:
+        event_filter, first, before_at, before_id = arguments
+        before = (before_at, before_id) if before_at is not None else None
+        async with self.sessions() as session:
+            return await usage.usage_event_pages(
+                session, self.principal, user_ids, event_filter, first=first, before=before
+            )
+
+    async def _usage_event_counts(
+        self, arguments: tuple[Any, ...], user_ids: list[int]
+    ) -> dict[int, int]:
+        (event_filter,) = arguments
+        async with self.sessions() as session:
+            return await usage.usage_event_counts(session, self.principal, user_ids, event_filter)
 
     async def _snapshot_pages(
         self, arguments: tuple[Any, ...], bucket_ids: list[str]

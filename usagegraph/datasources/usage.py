@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Integer,
+    and_,
     cast,
     extract,
     false,
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
-from usagegraph.db.models import UsageEvent
+from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent
 
 DAY_SLOT_SECONDS = 86_400
 # The finest offset step of any time zone: slots this size never straddle a local boundary.
@@ -142,3 +143,89 @@ async def lifetime_credits(
     )
     rows = await session.execute(statement)
     return {(row.user_id, row.institution_id): row.credits for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events of a user to list: an optional instance and [start, end) window."""
+
+    instance: str | None = None  # `personal`, an institution id, or None for every instance
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def conditions(self, principal: Principal) -> list[ColumnElement[bool]]:
+        conditions = [readable_usage(principal)]
+        if self.instance == PERSONAL_INSTANCE:
+            conditions.append(UsageEvent.institution_id.is_(None))
+        elif self.instance is not None:
+            conditions.append(UsageEvent.institution_id == self.instance)
+        if self.start is not None:
+            conditions.append(UsageEvent.occurred_at >= self.start)
+        if self.end is not None:
+            conditions.append(UsageEvent.occurred_at < self.end)
+        return conditions
+
+
+async def usage_event_pages(
+    session: AsyncSession,
+    principal: Principal,
+    user_ids: Sequence[int],
+    event_filter: EventFilter,
+    *,
+    first: int,
+    before: tuple[datetime, int] | None,
+) -> dict[int, list[UsageEvent]]:
+    """Up to `first + 1` newest readable events of each user (older than `before`)."""
+    conditions = [*event_filter.conditions(principal), UsageEvent.user_id.in_(user_ids)]
+    if before is not None:
+        occurred_at, event_id = before
+        conditions.append(
+            or_(
+                UsageEvent.occurred_at < occurred_at,
+                and_(UsageEvent.occurred_at == occurred_at, UsageEvent.id < event_id),
+            )
+        )
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=UsageEvent.user_id,
+            order_by=(UsageEvent.occurred_at.desc(), UsageEvent.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = select(UsageEvent.id, rank).where(*conditions).subquery()
+    statement = (
+        select(UsageEvent)
+        .join(ranked, UsageEvent.id == ranked.c.id)
+        .where(ranked.c.rank <= first + 1)
+        .order_by(UsageEvent.user_id, UsageEvent.occurred_at.desc(), UsageEvent.id.desc())
+    )
+    pages: dict[int, list[UsageEvent]] = {user_id: [] for user_id in user_ids}
+    for event in await session.scalars(statement):
+        pages[event.user_id].append(event)
+    return pages
+
+
+async def usage_event_counts(
+    session: AsyncSession,
+    principal: Principal,
+    user_ids: Sequence[int],
+    event_filter: EventFilter,
+) -> dict[int, int]:
+    rows = await session.execute(
+        select(UsageEvent.user_id, func.count())
+        .where(*event_filter.conditions(principal), UsageEvent.user_id.in_(user_ids))
+        .group_by(UsageEvent.user_id)
+    )
+    counts = dict.fromkeys(user_ids, 0)
+    counts.update({user_id: count for user_id, count in rows})
+    return counts
+
+
+async def usage_events_by_id(
+    session: AsyncSession, principal: Principal, ids: Sequence[int]
+) -> dict[int, UsageEvent]:
+    rows = await session.scalars(
+        select(UsageEvent).where(readable_usage(principal), UsageEvent.id.in_(ids))
+    )
+    return {event.id: event for event in rows}

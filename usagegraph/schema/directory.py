@@ -16,11 +16,12 @@ import strawberry
 from strawberry import relay
 
 from usagegraph.auth.access import is_institution_admin, is_member
+from usagegraph.datasources.usage import EventFilter
 from usagegraph.db import models
 from usagegraph.errors import forbidden
 from usagegraph.resolvers.account import AccountPeriod
 from usagegraph.resolvers.ledger import LedgerFilter
-from usagegraph.schema import account, billing, buckets, usage
+from usagegraph.schema import account, billing, buckets, usage, usage_events
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
@@ -123,6 +124,31 @@ class User(relay.Node):
         ] = None,
     ) -> list[account.UsageStats]:
         return await account.resolve_usage(info, self.database_id, period, from_, to)
+
+    @strawberry.field(
+        description="Individual usage events, newest first: your own, or (for institution "
+        "admins) a member's events in the institutions you administer."
+    )
+    async def usage_events(
+        self,
+        info: Info,
+        instance_id: Annotated[
+            str | None,
+            strawberry.argument(description="Only `personal` or this institution's events."),
+        ] = None,
+        from_: account.FromArgument = None,
+        to: account.ToArgument = None,
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="The cursor to continue after.")
+        ] = None,
+    ) -> usage_events.UsageEventConnection:
+        event_filter = EventFilter(instance=instance_id, start=from_, end=to)
+        return await usage_events.resolve_usage_events(
+            info, self.database_id, event_filter, first, after
+        )
 
     @strawberry.field(
         description="Bucketed usage of one of your instances (GET /api/user/usage-history in "

@@ -23,6 +23,7 @@ from usagegraph.schema.directory import (
 from usagegraph.schema.errors import CodedErrors
 from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
 from usagegraph.schema.scalars import SCALAR_MAP
+from usagegraph.schema.usage_events import UsageEvent
 from usagegraph.schema.user_stats import UserStatsInput, UserStatsReport, resolve_user_stats
 from usagegraph.schema.viewer import Viewer, resolve_viewer
 
@@ -107,7 +108,7 @@ class Query:
 
 schema = strawberry.Schema(
     query=Query,
-    types=[Membership, LedgerEntry, Snapshot],
+    types=[Membership, LedgerEntry, Snapshot, UsageEvent],
     extensions=[CodedErrors],
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
 )

@@ -1,0 +1,84 @@
+"""Individual usage events in the graph: a user's metered calls, newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Self
+
+import strawberry
+from strawberry import relay
+
+from usagegraph.datasources.usage import EventFilter
+from usagegraph.db import models
+from usagegraph.schema.connections import CountedConnection, build_connection
+from usagegraph.schema.context import Info
+from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
+
+
+@strawberry.type(description="One metered call.")
+class UsageEvent(relay.Node):
+    event_id: strawberry.Private[int]
+    user_id: int = strawberry.field(description="Who used it.")
+    instance_id: str = strawberry.field(description="`personal` or the institution id.")
+    occurred_at: datetime = strawberry.field(description="When it happened (UTC).")
+    credits: Decimal = strawberry.field(description="Credits it cost.")
+    messages: int = strawberry.field(description="Messages it counted.")
+    endpoint: str | None = strawberry.field(description="The endpoint called, if recorded.")
+    status: str = strawberry.field(description="`success` or `failed` (both count).")
+    forgotten: bool = strawberry.field(
+        description="Flagged by the user: out of the reports, still counted for money."
+    )
+
+    @classmethod
+    def resolve_id(cls, root: Self, *, info: Any) -> str:
+        return str(root.event_id)
+
+    @classmethod
+    def from_row(cls, row: models.UsageEvent) -> UsageEvent:
+        return cls(
+            event_id=row.id,
+            user_id=row.user_id,
+            instance_id=row.instance,
+            occurred_at=row.occurred_at,
+            credits=row.credits,
+            messages=row.messages,
+            endpoint=row.endpoint,
+            status=row.status,
+            forgotten=row.forgotten,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[UsageEvent | None]:
+        ids = [int(node_id) if node_id.isdigit() else 0 for node_id in node_ids]
+        rows = await info.context.loaders.usage_event.load_many(ids)
+        return [cls.from_row(row) if row else None for row in rows]
+
+
+@strawberry.type(description="A page of usage events, newest first.")
+class UsageEventConnection(CountedConnection[UsageEvent]):
+    pass
+
+
+async def resolve_usage_events(
+    info: Info, user_id: int, event_filter: EventFilter, first: int | None, after: str | None
+) -> UsageEventConnection:
+    """The user's events the caller may read (their own; admins: in their institutions)."""
+    size = page_size(first)
+    cursor = decode_cursor(after, 2)
+    before = (datetime.fromisoformat(cursor[0]), int(cursor[1])) if cursor else (None, None)
+    loaders = info.context.loaders
+    rows = await loaders.usage_event_page.load((user_id, event_filter, size, *before))
+    total = await loaders.usage_event_count.load((user_id, event_filter))
+    return build_connection(
+        UsageEventConnection,
+        rows,
+        size=size,
+        after=after,
+        total=total,
+        cursor_of=lambda row: encode_cursor(row.occurred_at.isoformat(), row.id),
+        node_of=UsageEvent.from_row,
+    )
