@@ -13,7 +13,14 @@ from strawberry.scalars import JSON
 from usagegraph.iso_dates import parse_date
 from usagegraph.resolvers import snapshots
 from usagegraph.schema.context import Info
-from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_info, page_size
+from usagegraph.schema.pagination import (
+    AfterArgument,
+    FirstArgument,
+    decode_cursor,
+    encode_cursor,
+    page_info,
+    page_size,
+)
 from usagegraph.schema.scalars import BigInt
 
 
@@ -115,12 +122,8 @@ class ClientBucket(relay.Node):
         end_date: Annotated[
             date | None, strawberry.argument(description="Last day (inclusive).")
         ] = None,
-        first: Annotated[
-            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
-        ] = None,
-        after: Annotated[
-            str | None, strawberry.argument(description="The cursor to continue after.")
-        ] = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> SnapshotConnection:
         snapshots.validate_range(start_date, end_date)
         size = page_size(first)

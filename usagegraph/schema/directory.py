@@ -24,7 +24,13 @@ from usagegraph.resolvers.ledger import LedgerFilter
 from usagegraph.schema import account, billing, buckets, usage, usage_events
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
-from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
+from usagegraph.schema.pagination import (
+    AfterArgument,
+    FirstArgument,
+    decode_cursor,
+    encode_cursor,
+    page_size,
+)
 
 
 def _ints(node_ids: Iterable[str]) -> list[int | None]:
@@ -95,12 +101,8 @@ class User(relay.Node):
         ] = None,
         from_: account.FromArgument = None,
         to: account.ToArgument = None,
-        first: Annotated[
-            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
-        ] = None,
-        after: Annotated[
-            str | None, strawberry.argument(description="The cursor to continue after.")
-        ] = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> account.LedgerEntryConnection:
         ledger_filter = LedgerFilter(entry_type=type, start=from_, end=to)
         return await account.resolve_ledger(info, self.database_id, ledger_filter, first, after)
@@ -138,12 +140,8 @@ class User(relay.Node):
         ] = None,
         from_: account.FromArgument = None,
         to: account.ToArgument = None,
-        first: Annotated[
-            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
-        ] = None,
-        after: Annotated[
-            str | None, strawberry.argument(description="The cursor to continue after.")
-        ] = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> usage_events.UsageEventConnection:
         event_filter = EventFilter(instance=instance_id, start=from_, end=to)
         return await usage_events.resolve_usage_events(
@@ -219,12 +217,8 @@ class Institution(relay.Node):
     async def members(
         self,
         info: Info,
-        first: Annotated[
-            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
-        ] = None,
-        after: Annotated[
-            str | None, strawberry.argument(description="The cursor to continue after.")
-        ] = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> MembershipConnection:
         if not is_institution_admin(info.context.principal, self.institution_id):
             raise forbidden("only the institution's admins may list its members")

@@ -6,8 +6,9 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import strawberry
 from strawberry import relay
 
 from usagegraph.errors import invalid
@@ -15,6 +16,13 @@ from usagegraph.errors import invalid
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 T = TypeVar("T")
+
+FirstArgument = Annotated[
+    int | None, strawberry.argument(description="Page size (default 20, at most 100).")
+]
+AfterArgument = Annotated[
+    str | None, strawberry.argument(description="The cursor to continue after.")
+]
 
 
 def page_size(first: int | None) -> int:
