@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,26 +23,29 @@ from usagegraph.datasources.wallets import (
 from usagegraph.db.models import LedgerEntry, Subscription, Wallet
 
 
+async def _rows_by_user(
+    session: AsyncSession,
+    principal: Principal,
+    model: type[Wallet] | type[Subscription],
+    user_ids: Sequence[int],
+) -> dict[int, Any]:
+    """The one-per-user rows of `model` for these users, as far as the caller may read."""
+    rows = await session.scalars(
+        select(model).where(readable_account(principal, model.user_id), model.user_id.in_(user_ids))
+    )
+    return {row.user_id: row for row in rows}
+
+
 async def wallets_of_users(
     session: AsyncSession, principal: Principal, user_ids: Sequence[int]
 ) -> dict[int, Wallet]:
-    rows = await session.scalars(
-        select(Wallet).where(
-            readable_account(principal, Wallet.user_id), Wallet.user_id.in_(user_ids)
-        )
-    )
-    return {wallet.user_id: wallet for wallet in rows}
+    return await _rows_by_user(session, principal, Wallet, user_ids)
 
 
 async def subscriptions_of_users(
     session: AsyncSession, principal: Principal, user_ids: Sequence[int]
 ) -> dict[int, Subscription]:
-    rows = await session.scalars(
-        select(Subscription).where(
-            readable_account(principal, Subscription.user_id), Subscription.user_id.in_(user_ids)
-        )
-    )
-    return {subscription.user_id: subscription for subscription in rows}
+    return await _rows_by_user(session, principal, Subscription, user_ids)
 
 
 async def ledger_pages(
