@@ -68,3 +68,51 @@ def test_generated_secret_is_kept_for_the_next_process(tmp_path: Path) -> None:
     assert first.jwt_secret == second.jwt_secret
     assert len(first.jwt_secret) >= 32
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
+
+
+def test_hardening_settings_have_documented_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET}
+    )
+    assert (
+        settings.graphql.max_depth,
+        settings.graphql.max_aliases,
+        settings.graphql.max_tokens,
+    ) == (10, 15, 2000)
+    assert settings.graphql.introspection is True
+    assert (settings.rate_limit.per_minute, settings.rate_limit.burst) == (600, 120)
+    assert settings.tokens.keys == {}
+    assert settings.request_timeout_seconds == 30
+
+
+def test_jwt_keys_are_parsed_for_rotation(tmp_path: Path) -> None:
+    old, new = "o" * 32, "n" * 32
+    settings = Settings.from_env(
+        {
+            "USAGEGRAPH_DATA_DIR": str(tmp_path),
+            "USAGEGRAPH_JWT_SECRET": SECRET,
+            "USAGEGRAPH_JWT_KEYS": f"2025={old}, 2026={new}",
+            "USAGEGRAPH_JWT_SIGNING_KID": "2026",
+            "USAGEGRAPH_GRAPHQL_INTROSPECTION": "false",
+        }
+    )
+    assert settings.tokens.keys == {"2025": old, "2026": new}
+    assert settings.tokens.signing_kid == "2026"
+    assert settings.graphql.introspection is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("USAGEGRAPH_GRAPHQL_MAX_DEPTH", "0"),
+        ("USAGEGRAPH_GRAPHQL_MAX_DEPTH", "ten"),
+        ("USAGEGRAPH_GRAPHIQL", "maybe"),
+        ("USAGEGRAPH_JWT_KEYS", "k1=short"),
+        ("USAGEGRAPH_JWT_SIGNING_KID", "nope"),
+        ("USAGEGRAPH_RATE_LIMIT_BURST", "0"),
+    ],
+)
+def test_unusable_hardening_values_are_refused(tmp_path: Path, variable: str, value: str) -> None:
+    env = {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET, variable: value}
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env(env)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,6 +33,41 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class GraphQLLimits:
+    """What one GraphQL request may ask for (USAGEGRAPH_GRAPHQL_*, USAGEGRAPH_GRAPHIQL)."""
+
+    max_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 2000
+    max_cost: int = 5000
+    # Operations in one batched (JSON array) request.
+    max_operations: int = 10
+    introspection: bool = True
+    graphiql: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRules:
+    """How JWTs are checked beyond the main secret (USAGEGRAPH_JWT_*)."""
+
+    # kid -> secret: further keys accepted (rotation), selected by the token's `kid` header.
+    keys: Mapping[str, str] = field(default_factory=dict)
+    # The kid new tokens are signed with (its secret must be in `keys`); None: the main secret.
+    signing_kid: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway_seconds: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Token bucket per credential (USAGEGRAPH_RATE_LIMIT_*); 0 per minute turns it off."""
+
+    per_minute: int = 600
+    burst: int = 120
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration of one usagegraph process."""
 
@@ -41,6 +77,11 @@ class Settings:
     jwt_secret: str
     redis_url: str | None
     data_dir: Path
+    graphql: GraphQLLimits = field(default_factory=GraphQLLimits)
+    tokens: TokenRules = field(default_factory=TokenRules)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    # A request still running after this many seconds is answered 503 and its work cancelled.
+    request_timeout_seconds: float = 30.0
 
     @property
     def backend(self) -> str:
@@ -63,7 +104,75 @@ class Settings:
             jwt_secret=_jwt_secret(env, data_dir),
             redis_url=_redis_url(env),
             data_dir=data_dir,
+            graphql=_graphql_limits(env),
+            tokens=_token_rules(env),
+            rate_limit=RateLimit(
+                per_minute=_integer(env, "USAGEGRAPH_RATE_LIMIT_PER_MINUTE", 600, minimum=0),
+                burst=_integer(env, "USAGEGRAPH_RATE_LIMIT_BURST", 120, minimum=1),
+            ),
+            request_timeout_seconds=float(
+                _integer(env, "USAGEGRAPH_REQUEST_TIMEOUT_SECONDS", 30, minimum=1)
+            ),
         )
+
+
+def _integer(env: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise SettingsError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
+    return int(raw)
+
+
+def _boolean(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _graphql_limits(env: dict[str, str]) -> GraphQLLimits:
+    defaults = GraphQLLimits()
+    prefix = "USAGEGRAPH_GRAPHQL_"
+    return GraphQLLimits(
+        max_depth=_integer(env, prefix + "MAX_DEPTH", defaults.max_depth, minimum=1),
+        max_aliases=_integer(env, prefix + "MAX_ALIASES", defaults.max_aliases, minimum=0),
+        max_tokens=_integer(env, prefix + "MAX_TOKENS", defaults.max_tokens, minimum=1),
+        max_cost=_integer(env, prefix + "MAX_COST", defaults.max_cost, minimum=1),
+        max_operations=_integer(env, prefix + "MAX_OPERATIONS", defaults.max_operations, minimum=1),
+        introspection=_boolean(env, prefix + "INTROSPECTION", defaults.introspection),
+        graphiql=_boolean(env, "USAGEGRAPH_GRAPHIQL", defaults.graphiql),
+    )
+
+
+def _token_rules(env: dict[str, str]) -> TokenRules:
+    """USAGEGRAPH_JWT_KEYS is `kid=secret,kid=secret`; the other variables are plain."""
+    keys: dict[str, str] = {}
+    for item in filter(
+        None, (part.strip() for part in env.get("USAGEGRAPH_JWT_KEYS", "").split(","))
+    ):
+        kid, sep, secret = item.partition("=")
+        if not sep or not kid or len(secret) < MIN_JWT_SECRET_LENGTH:
+            raise SettingsError(
+                "USAGEGRAPH_JWT_KEYS must be kid=secret pairs separated by commas, each "
+                f"secret at least {MIN_JWT_SECRET_LENGTH} characters"
+            )
+        keys[kid] = secret
+    signing_kid = env.get("USAGEGRAPH_JWT_SIGNING_KID", "").strip() or None
+    if signing_kid is not None and signing_kid not in keys:
+        raise SettingsError("USAGEGRAPH_JWT_SIGNING_KID must name a kid of USAGEGRAPH_JWT_KEYS")
+    return TokenRules(
+        keys=keys,
+        signing_kid=signing_kid,
+        issuer=env.get("USAGEGRAPH_JWT_ISSUER", "").strip() or None,
+        audience=env.get("USAGEGRAPH_JWT_AUDIENCE", "").strip() or None,
+        leeway_seconds=_integer(env, "USAGEGRAPH_JWT_LEEWAY_SECONDS", 30, minimum=0),
+    )
 
 
 def _data_dir(env: dict[str, str]) -> Path:
