@@ -21,6 +21,7 @@ from usagegraph.schema.directory import (
     resolve_institution,
 )
 from usagegraph.schema.errors import CodedErrors
+from usagegraph.schema.mutations import Mutation
 from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
 from usagegraph.schema.scalars import SCALAR_MAP
 from usagegraph.schema.usage_events import UsageEvent
@@ -108,6 +109,7 @@ class Query:
 
 schema = strawberry.Schema(
     query=Query,
+    mutation=Mutation,
     types=[Membership, LedgerEntry, Snapshot, UsageEvent],
     extensions=[CodedErrors],
     config=StrawberryConfig(scalar_map=SCALAR_MAP),

@@ -6,7 +6,13 @@ from usagegraph.db.models.buckets import ClientBucket, Snapshot
 from usagegraph.db.models.institutions import Institution, Membership, new_institution_id
 from usagegraph.db.models.usage import PERSONAL_INSTANCE, UsageEvent, UsageIdempotencyKey
 from usagegraph.db.models.users import User
-from usagegraph.db.models.wallets import LedgerEntry, Subscription, Wallet, signed_amount
+from usagegraph.db.models.wallets import (
+    LedgerEntry,
+    Reservation,
+    Subscription,
+    Wallet,
+    signed_amount,
+)
 
 __all__ = [
     "PERSONAL_INSTANCE",
@@ -16,6 +22,7 @@ __all__ = [
     "Institution",
     "LedgerEntry",
     "Membership",
+    "Reservation",
     "Snapshot",
     "Subscription",
     "UsageEvent",

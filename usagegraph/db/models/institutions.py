@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from usagegraph.db.models.base import Base, utcnow
@@ -35,6 +35,9 @@ class Institution(Base):
     plan_limit: Mapped[int | None] = mapped_column(Integer)
     # Credits each member may spend here unless their membership overrides it; None = no cap.
     default_cap: Mapped[Decimal | None] = mapped_column(Money)
+    # True: usage that would take a member past their cap is refused (CAP_REACHED);
+    # False: it is recorded and flagged `over_cap`.
+    enforce_caps: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (

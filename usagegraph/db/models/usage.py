@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,6 +41,8 @@ class UsageEvent(Base):
     status: Mapped[str] = mapped_column(String(16), default="success")
     # Forgotten usage leaves the reporting views but still counts for money.
     forgotten: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Recorded although it took the member past their cap (the institution does not enforce).
+    over_cap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property

@@ -14,6 +14,7 @@ from usagegraph.db.models.base import Base, BigIntPK, utcnow
 from usagegraph.db.types import Money, UTCDateTime
 
 LEDGER_TYPES = ("credit", "debit", "adjustment")
+RESERVATION_STATUSES = ("held", "captured", "released")
 
 
 class Wallet(Base):
@@ -77,3 +78,26 @@ class Subscription(Base):
     status: Mapped[str] = mapped_column(String(32))
     current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Reservation(Base):
+    """Credits set aside for a pending charge: held until captured (all or part) or released.
+
+    While held, `amount` counts in the wallet's `reserved`; settling it (once) removes it
+    from there, and a capture appends a debit of `captured_amount` to the ledger.
+    """
+
+    __tablename__ = "reservations"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(16), default="held")
+    captured_amount: Mapped[Decimal | None] = mapped_column(Money)
+    description: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('held', 'captured', 'released')", name="status_known"),
+    )

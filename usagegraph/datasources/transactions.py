@@ -1,0 +1,99 @@
+"""Write transactions that serialise on the right lock on both backends, with retries.
+
+Every write is one transaction. On SQLite the single writer lock is taken up front with
+`BEGIN IMMEDIATE`: a deferred transaction that reads first and writes later can find another
+writer in the way and fail at once (SQLite cannot wait on a lock upgrade), whereas IMMEDIATE
+waits its turn through the busy timeout. On PostgreSQL transactions stay READ COMMITTED and
+the rows that matter are locked explicitly (`SELECT ... FOR UPDATE` in
+`datasources.ledger_writes`); a deadlock or a lost race on a unique key is answered by running
+the whole unit of work again in a fresh transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.errors import ErrorCode, UsageGraphError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# PostgreSQL errors after which the same work, run again from the start, may well succeed.
+RETRYABLE_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        # Writers check that users and institutions exist before inserting; a foreign key
+        # violation therefore means one was deleted meanwhile, and judging the work again
+        # refuses just the events that lost their user or institution.
+        "23503",  # foreign_key_violation
+    }
+)
+DEFAULT_ATTEMPTS = 5
+
+
+class WriteConflict(Exception):
+    """A concurrent transaction won a race this one must not lose silently (e.g. it claimed
+    the same idempotency key first); the work is rolled back and run again."""
+
+
+def dialect_of(session: AsyncSession) -> str:
+    """`sqlite` or `postgresql`, for the few statements the backends spell differently."""
+    return session.bind.dialect.name
+
+
+@asynccontextmanager
+async def write_transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Begin a write transaction on a session that has none; commit on success.
+
+    SQLite takes its write lock now (`BEGIN IMMEDIATE`), so two writers never deadlock on a
+    lock upgrade; the busy timeout of the engine makes the second one wait.
+    """
+    async with session.begin():
+        if dialect_of(session) == "sqlite":
+            await session.execute(text("BEGIN IMMEDIATE"))
+        yield session
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, WriteConflict):
+        return True
+    if isinstance(error, DBAPIError):
+        return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+    return False
+
+
+async def run_write(
+    session: AsyncSession,
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    attempts: int = DEFAULT_ATTEMPTS,
+) -> T:
+    """Run `work` in one write transaction; run it again (fresh transaction) after a
+    deadlock, a serialization failure or a `WriteConflict`.
+
+    `work` must do everything inside the transaction it is given (no state kept across
+    attempts), so a retry starts from what the database holds now.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with write_transaction(session):
+                return await work(session)
+        except Exception as error:
+            if not _retryable(error) or attempt == attempts:
+                if _retryable(error):
+                    log.warning("write gave up after %d attempts: %s", attempts, error)
+                    raise UsageGraphError(
+                        ErrorCode.SERVICE_UNAVAILABLE,
+                        "The write conflicted with concurrent writes; try again",
+                    ) from error
+                raise
+            session.expunge_all()
+    raise AssertionError("unreachable")

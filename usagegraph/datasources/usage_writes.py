@@ -1,0 +1,236 @@
+"""SQL of usage ingestion: member caps and their locks, live idempotency keys, lifetime
+credits per member, and the multi-row inserts of events and keys.
+
+Set-based on purpose: a batch of a thousand events costs a handful of statements, not a
+thousand. The caller (`resolvers.metering`) has already decided who may write what; these
+functions are not scoped by caller, because writes are authorised event by event before
+anything here runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.datasources.transactions import dialect_of
+from usagegraph.db.models import Institution, Membership, UsageEvent, UsageIdempotencyKey, User
+
+MemberKey = tuple[int, str]  # (user id, institution id)
+KeyRef = tuple[int, str]  # (user id, idempotency key)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCap:
+    """A member's cap in an institution (cap_limit, else default_cap) and its enforcement."""
+
+    cap: Decimal | None
+    enforce: bool
+
+
+def _among(session: AsyncSession, column: Any, values: Collection[Any], item_type: Any) -> Any:
+    """`column IN values`, as one array parameter on PostgreSQL (a thousand-key batch would
+    otherwise render and plan a thousand parameters)."""
+    if dialect_of(session) == "postgresql":
+        return column == any_(bindparam(None, sorted(values), type_=ARRAY(item_type)))
+    return column.in_(sorted(values))
+
+
+def _pairs(
+    session: AsyncSession, user_column: Any, institution_column: Any, members: Collection[MemberKey]
+) -> list[Any]:
+    """Rows of these users in these institutions: a superset of the (user, institution) pairs
+    (exact for the usual batch of one institution), which callers narrow to the pairs."""
+    return [
+        _among(session, user_column, {user for user, _ in members}, BigInteger),
+        _among(session, institution_column, {inst for _, inst in members}, String),
+    ]
+
+
+async def member_caps(
+    session: AsyncSession, members: Collection[MemberKey], *, lock: bool = False
+) -> dict[MemberKey, MemberCap]:
+    """The caps of these (user, institution) memberships; missing keys are not members.
+
+    With `lock`, the membership rows are locked (in key order) for the transaction: the lock
+    that serialises usage against one member's cap.
+    """
+    if not members:
+        return {}
+    statement = (
+        select(
+            Membership.user_id,
+            Membership.institution_id,
+            Membership.cap_limit,
+            Institution.default_cap,
+            Institution.enforce_caps,
+        )
+        .join(Institution, Institution.id == Membership.institution_id)
+        .where(*_pairs(session, Membership.user_id, Membership.institution_id, members))
+        .order_by(Membership.user_id, Membership.institution_id)
+    )
+    if lock:
+        statement = statement.with_for_update(of=Membership)
+    rows = await session.execute(statement)
+    return {
+        (row.user_id, row.institution_id): MemberCap(
+            cap=row.cap_limit if row.cap_limit is not None else row.default_cap,
+            enforce=bool(row.enforce_caps),
+        )
+        for row in rows
+        if (row.user_id, row.institution_id) in members
+    }
+
+
+async def existing_users(session: AsyncSession, user_ids: Collection[int]) -> set[int]:
+    if not user_ids:
+        return set()
+    return set(await session.scalars(select(User.id).where(User.id.in_(sorted(user_ids)))))
+
+
+async def existing_institutions(session: AsyncSession, ids: Collection[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set(await session.scalars(select(Institution.id).where(Institution.id.in_(sorted(ids)))))
+
+
+async def live_keys(
+    session: AsyncSession, refs: Collection[KeyRef], since: datetime
+) -> dict[KeyRef, UsageEvent | None]:
+    """Idempotency keys claimed at or after `since` (still live) and their first events.
+
+    A live key whose event no longer exists (its institution was deleted, taking its usage
+    along) maps to None. Keys are selected by user and key separately, then matched as
+    pairs here; the events are read only for keys that matched (replays are the rare case,
+    and joining them in made PostgreSQL's generic plan ten times slower).
+    """
+    if not refs:
+        return {}
+    statement = select(
+        UsageIdempotencyKey.user_id, UsageIdempotencyKey.key, UsageIdempotencyKey.usage_event_id
+    ).where(
+        _among(session, UsageIdempotencyKey.key, {key for _, key in refs}, String),
+        _among(session, UsageIdempotencyKey.user_id, {user for user, _ in refs}, BigInteger),
+        UsageIdempotencyKey.created_at >= since,
+    )
+    found = {
+        (user_id, key): event_id
+        for user_id, key, event_id in await session.execute(statement)
+        if (user_id, key) in refs
+    }
+    if not found:
+        return {}
+    events = await session.scalars(
+        select(UsageEvent).where(_among(session, UsageEvent.id, set(found.values()), BigInteger))
+    )
+    by_id = {event.id: event for event in events}
+    return {ref: by_id.get(event_id) for ref, event_id in found.items()}
+
+
+async def drop_keys(session: AsyncSession, refs: Collection[KeyRef]) -> None:
+    """Delete key rows (those whose events are gone, so the keys can be used again)."""
+    if refs:
+        await session.execute(
+            delete(UsageIdempotencyKey).where(
+                tuple_(UsageIdempotencyKey.user_id, UsageIdempotencyKey.key).in_(sorted(refs))
+            )
+        )
+
+
+async def lifetime_by_member(
+    session: AsyncSession, members: Collection[MemberKey]
+) -> dict[MemberKey, Decimal]:
+    """All-time credits of each member in the institution: forgotten, failed and over-cap
+    usage included (all of it cost credits)."""
+    if not members:
+        return {}
+    statement = (
+        select(UsageEvent.user_id, UsageEvent.institution_id, func.sum(UsageEvent.credits))
+        .where(tuple_(UsageEvent.user_id, UsageEvent.institution_id).in_(sorted(members)))
+        .group_by(UsageEvent.user_id, UsageEvent.institution_id)
+    )
+    rows = await session.execute(statement)
+    return {
+        (user_id, institution_id): total or Decimal(0) for user_id, institution_id, total in rows
+    }
+
+
+async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert usage events in one multi-row statement; their ids, in the order given."""
+    if not rows:
+        return []
+    table = UsageEvent.__table__
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list((await session.scalars(statement, list(rows))).all())
+
+
+async def claim_keys(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], stale_before: datetime
+) -> set[KeyRef]:
+    """Store idempotency keys; return the ones this transaction now holds.
+
+    A key row that expired (claimed before `stale_before`) is taken over. A live key of
+    another transaction is not: it is missing from the result, and the caller must treat
+    the race as lost (the primary key decided it). Only the conflicting row itself may be
+    consulted here: on PostgreSQL a subquery would read the statement's snapshot, older than
+    the row a concurrent winner just committed.
+    """
+    if not rows:
+        return set()
+    dialect = postgresql if dialect_of(session) == "postgresql" else sqlite
+    table = UsageIdempotencyKey.__table__
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.user_id, table.c.key],
+        set_={
+            "usage_event_id": statement.excluded.usage_event_id,
+            "created_at": statement.excluded.created_at,
+        },
+        where=table.c.created_at < stale_before,
+    ).returning(table.c.user_id, table.c.key)
+    result = await session.execute(statement, list(rows))
+    return {(row.user_id, row.key) for row in result}
+
+
+async def forget_events(
+    session: AsyncSession,
+    user_id: int,
+    *,
+    event_ids: Sequence[int] | None = None,
+    before: datetime | None = None,
+) -> list[int]:
+    """Flag the user's not yet forgotten events (by id, or occurred before a time); their ids.
+
+    Always narrowed to `user_id`: an id of someone else's event matches nothing.
+    """
+    conditions = [UsageEvent.user_id == user_id, UsageEvent.forgotten.is_(False)]
+    if event_ids is not None:
+        conditions.append(UsageEvent.id.in_(sorted(set(event_ids))))
+    if before is not None:
+        conditions.append(UsageEvent.occurred_at < before)
+    statement = (
+        update(UsageEvent)
+        .where(*conditions)
+        .values(forgotten=True)
+        .returning(UsageEvent.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(await session.scalars(statement))

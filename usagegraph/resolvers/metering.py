@@ -1,0 +1,509 @@
+"""Usage ingestion: who may record what, idempotency, wallet debits and member caps.
+
+Rules (CONTRACT.md, issue 5):
+- An institution's API key records usage for members of that institution, in that instance
+  only; super records anything; every other caller is FORBIDDEN (anonymous: UNAUTHORIZED).
+- Each event is validated on its own: credits >= 0 with at most 6 decimals, messages >= 0,
+  status success/failed, an aware occurred_at at most MAX_CLOCK_SKEW ahead of now, instance
+  `personal` or a 24-hex institution id, endpoint <= 200 and key 1..255 characters.
+- An idempotency key is scoped to the event's user. Within KEY_TTL of its first use a replay
+  writes nothing and answers DUPLICATE with the first event (same id, same over_cap flag);
+  a key used for another instance of that user is refused (INVALID_REQUEST) rather than
+  answered with an event of another instance. Only inserted events claim keys: a refused
+  event wrote nothing, so sending it again (after a top-up, say) is judged afresh.
+- Personal usage debits the user's wallet in the same transaction (entry amount = credits,
+  reference = the event id; no entry for 0 credits); without enough available credits the
+  event is refused with INSUFFICIENT_CREDITS. The debit may trigger auto-reload
+  (`resolvers.wallet_operations`).
+- Institution usage never touches a wallet. Its cap is the membership's cap_limit, else the
+  institution's default_cap (none: no limit). When the member's lifetime credits there
+  (forgotten usage included) plus this event's credits exceed the cap, the event is refused
+  with CAP_REACHED if the institution enforces caps, else recorded with over_cap = true.
+- A batch holds at most MAX_BATCH events and answers per event (inserted, duplicate, or
+  refused with a code); events are judged in order, each against what the accepted ones
+  before it left (balance, lifetime credits), and a refused event never loses the others.
+
+Concurrency: the batch runs in one transaction. Wallets of personal events and the
+memberships of capped institution events are locked (in key order) before anything is read
+for a decision, so concurrent writers to one wallet or one member's cap serialise. Keys are
+claimed through the primary key (user_id, key): if a concurrent transaction claimed one first,
+the whole batch is rolled back and judged again, and the key then reads as a duplicate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.auth.access import acts_for_institution, is_super
+from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.datasources import usage_writes
+from usagegraph.datasources.ledger_writes import LedgerBook, Posting, lock_wallets
+from usagegraph.datasources.transactions import WriteConflict, run_write
+from usagegraph.datasources.usage_writes import KeyRef, MemberCap, MemberKey
+from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent
+from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN
+from usagegraph.db.models.usage import USAGE_STATUSES
+from usagegraph.db.types import MoneyPrecisionError, to_money
+from usagegraph.errors import (
+    ErrorCode,
+    UsageGraphError,
+    forbidden,
+    invalid,
+    unauthorized,
+)
+from usagegraph.resolvers.wallet_operations import MAX_AMOUNT, spend
+
+MAX_BATCH = 1000
+KEY_TTL = timedelta(days=30)
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+MAX_MESSAGES = 2**31 - 1
+MAX_ENDPOINT = 200
+MAX_KEY = 255
+USAGE_DESCRIPTION = "Usage"
+_INSTITUTION_ID = re.compile(INSTITUTION_ID_PATTERN)
+
+
+class OutcomeStatus(StrEnum):
+    INSERTED = "inserted"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEventInput:
+    """One event as a client sends it (already parsed into Python types)."""
+
+    user_id: int
+    instance: str  # `personal` or an institution id
+    occurred_at: datetime
+    credits: Decimal = Decimal(0)
+    messages: int = 1
+    endpoint: str | None = None
+    status: str = "success"
+    idempotency_key: str | None = None
+
+    @property
+    def institution_id(self) -> str | None:
+        return None if self.instance == PERSONAL_INSTANCE else self.instance
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedUsage:
+    """A stored usage event."""
+
+    id: int
+    user_id: int
+    instance: str
+    occurred_at: datetime
+    credits: Decimal
+    messages: int
+    endpoint: str | None
+    status: str
+    over_cap: bool
+    forgotten: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsageOutcome:
+    """What became of one event: its stored event (inserted or the first of a duplicate), or
+    the refusal's code and message."""
+
+    index: int
+    status: OutcomeStatus
+    event: RecordedUsage | None = None
+    code: ErrorCode | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBatchResult:
+    outcomes: tuple[UsageOutcome, ...]
+
+    def count(self, status: OutcomeStatus) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status is status)
+
+    @property
+    def inserted(self) -> int:
+        return self.count(OutcomeStatus.INSERTED)
+
+    @property
+    def duplicates(self) -> int:
+        return self.count(OutcomeStatus.DUPLICATE)
+
+    @property
+    def refused(self) -> int:
+        return self.count(OutcomeStatus.REFUSED)
+
+
+# --- pure rules ----------------------------------------------------------------------------
+
+
+def require_usage_recorder(principal: Principal) -> None:
+    """API keys and super record usage; users (admins included) do not."""
+    if not principal.is_authenticated:
+        raise unauthorized()
+    if principal.kind is CallerKind.INSTITUTION or is_super(principal):
+        return
+    raise forbidden("only an institution's API key or a super user may record usage")
+
+
+def _credits(value: Decimal) -> Decimal:
+    """The credits, checked; the very object given when it already was an exact Decimal."""
+    try:
+        checked = to_money(value)
+    except (MoneyPrecisionError, ArithmeticError) as exc:
+        raise invalid("credits must be a decimal number with at most 6 decimal places") from exc
+    credits = value if isinstance(value, Decimal) else checked
+    if credits < 0:
+        raise invalid("credits must not be negative")
+    if credits > MAX_AMOUNT:
+        raise invalid(f"credits must not exceed {MAX_AMOUNT}")
+    return credits
+
+
+def validate_event(event: UsageEventInput, now: datetime) -> UsageEventInput:
+    """The event with its values checked (INVALID_REQUEST naming the first bad field)."""
+    if event.instance != PERSONAL_INSTANCE and not _INSTITUTION_ID.fullmatch(event.instance):
+        raise invalid("instance must be `personal` or a 24-character lowercase hex id")
+    if event.user_id < 1:
+        raise invalid("userId must be a positive integer")
+    if event.occurred_at.tzinfo is None:
+        raise invalid("occurredAt must carry a time zone (e.g. 2026-05-01T10:00:00Z)")
+    if event.occurred_at > now + MAX_CLOCK_SKEW:
+        raise invalid("occurredAt must not be in the future")
+    if not 0 <= event.messages <= MAX_MESSAGES:
+        raise invalid(f"messages must be an integer from 0 to {MAX_MESSAGES}")
+    if event.status not in USAGE_STATUSES:
+        raise invalid("status must be success or failed")
+    if event.endpoint is not None and len(event.endpoint) > MAX_ENDPOINT:
+        raise invalid(f"endpoint is longer than {MAX_ENDPOINT} characters")
+    key = event.idempotency_key
+    if key is not None and not 1 <= len(key) <= MAX_KEY:
+        raise invalid(f"idempotencyKey must be 1 to {MAX_KEY} characters")
+    credits = _credits(event.credits)
+    return event if credits is event.credits else replace(event, credits=credits)
+
+
+def over_cap(cap: MemberCap | None, lifetime: Decimal, credits: Decimal) -> bool:
+    """This event would take the member past their cap (never without a cap)."""
+    return cap is not None and cap.cap is not None and lifetime + credits > cap.cap
+
+
+def recorded(row: UsageEvent) -> RecordedUsage:
+    return RecordedUsage(
+        id=row.id,
+        user_id=row.user_id,
+        instance=row.institution_id or PERSONAL_INSTANCE,
+        occurred_at=row.occurred_at,
+        credits=row.credits,
+        messages=row.messages,
+        endpoint=row.endpoint,
+        status=row.status,
+        over_cap=bool(row.over_cap),
+        forgotten=bool(row.forgotten),
+        created_at=row.created_at,
+    )
+
+
+def _refused(index: int, error: UsageGraphError) -> UsageOutcome:
+    return UsageOutcome(index, OutcomeStatus.REFUSED, code=error.code, message=error.message)
+
+
+# --- one transaction over a batch ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Accepted:
+    """An event that will be inserted; `debit` is its wallet entry (personal, credits > 0)."""
+
+    index: int
+    event: UsageEventInput
+    over_cap: bool
+    debit: Posting | None
+    id: int | None = None
+
+
+@dataclass(slots=True)
+class _Facts:
+    """What the transaction read (after locking) to judge the events."""
+
+    members: dict[MemberKey, MemberCap]
+    lifetime: dict[MemberKey, Decimal]
+    keys: dict[KeyRef, UsageEvent]
+    users: set[int]
+    institutions: set[str]
+
+
+@dataclass(slots=True)
+class _Judgement:
+    """Events judged so far in batch order, and the keys claimed by accepted ones."""
+
+    accepted: list[_Accepted] = field(default_factory=list)
+    outcomes: dict[int, UsageOutcome] = field(default_factory=dict)
+    claimed: dict[KeyRef, _Accepted] = field(default_factory=dict)
+    duplicates_of: dict[int, _Accepted] = field(default_factory=dict)
+
+
+class _BatchWriter:
+    """Judges validated events against locked facts and writes the accepted ones."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        now: datetime,
+        events: Sequence[tuple[int, UsageEventInput]],
+    ) -> None:
+        self.session = session
+        self.principal = principal
+        self.now = now
+        self.events = events
+
+    async def run(self) -> dict[int, UsageOutcome]:
+        facts, book = await self._read_locked()
+        judgement = _Judgement()
+        for index, event in self.events:
+            try:
+                self._judge(index, event, facts, book, judgement)
+            except UsageGraphError as error:
+                judgement.outcomes[index] = _refused(index, error)
+        await self._write(judgement, book)
+        return judgement.outcomes
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _may_write(self, event: UsageEventInput) -> bool:
+        """Whether the caller could write this event at all (an API key: only in its own
+        institution). Nothing is read, let alone locked, for the others: they are refused."""
+        if self.principal.kind is CallerKind.INSTITUTION:
+            return event.institution_id == self.principal.institution_id
+        return True
+
+    async def _read_locked(self) -> tuple[_Facts, LedgerBook]:
+        session = self.session
+        events = [event for _, event in self.events if self._may_write(event)]
+        members = {(e.user_id, e.institution_id) for e in events if e.institution_id}
+        caps = await usage_writes.member_caps(session, members)
+        capped = {key for key, cap in caps.items() if cap.cap is not None}
+        # Lock, then re-read the capped memberships: their caps and usage are now stable.
+        caps.update(await usage_writes.member_caps(session, capped, lock=True))
+        personal = {e.user_id for e in events if e.institution_id is None}
+        wallets = await lock_wallets(session, personal)
+        refs = {(e.user_id, e.idempotency_key) for e in events if e.idempotency_key}
+        keys = await usage_writes.live_keys(session, refs, self.now - KEY_TTL)
+        await usage_writes.drop_keys(session, [ref for ref, first in keys.items() if first is None])
+        facts = _Facts(
+            members=caps,
+            lifetime=await usage_writes.lifetime_by_member(session, capped),
+            keys={ref: first for ref, first in keys.items() if first is not None},
+            users=set(),
+            institutions=set(),
+        )
+        if is_super(self.principal):  # only super may name users and institutions freely
+            facts.users = await usage_writes.existing_users(session, {e.user_id for e in events})
+            facts.institutions = await usage_writes.existing_institutions(
+                session, {e.institution_id for e in events if e.institution_id}
+            )
+        return facts, LedgerBook(session, self.now, wallets)
+
+    # -- judging ----------------------------------------------------------------------------
+
+    def _authorize(self, event: UsageEventInput, facts: _Facts) -> None:
+        """API keys: members of their own institution only. Super: anything that exists."""
+        member = (event.user_id, event.institution_id or "") in facts.members
+        if self.principal.kind is CallerKind.INSTITUTION:
+            if event.institution_id is None or not acts_for_institution(
+                self.principal, event.institution_id
+            ):
+                raise forbidden("an API key records usage only in its own institution")
+            if not member:
+                raise forbidden("the user is not a member of this institution")
+            return
+        if event.user_id not in facts.users:
+            raise invalid(f"user {event.user_id} does not exist")
+        if event.institution_id is not None:
+            if event.institution_id not in facts.institutions:
+                raise invalid(f"institution {event.institution_id} does not exist")
+            if not member:
+                raise invalid(f"user {event.user_id} is not a member of {event.institution_id}")
+
+    def _replay(
+        self, index: int, event: UsageEventInput, facts: _Facts, judgement: _Judgement
+    ) -> bool:
+        """Answer a replayed key (DUPLICATE, or refused for another instance); False if new."""
+        if event.idempotency_key is None:
+            return False
+        ref = (event.user_id, event.idempotency_key)
+        first = facts.keys.get(ref)
+        if first is not None:
+            if (first.institution_id or PERSONAL_INSTANCE) != event.instance:
+                raise invalid("idempotencyKey was already used for another instance of this user")
+            judgement.outcomes[index] = UsageOutcome(
+                index, OutcomeStatus.DUPLICATE, event=recorded(first)
+            )
+            return True
+        pending = judgement.claimed.get(ref)
+        if pending is None:
+            return False
+        if pending.event.instance != event.instance:
+            raise invalid("idempotencyKey was already used for another instance of this user")
+        judgement.duplicates_of[index] = pending
+        return True
+
+    def _judge(
+        self,
+        index: int,
+        event: UsageEventInput,
+        facts: _Facts,
+        book: LedgerBook,
+        judgement: _Judgement,
+    ) -> None:
+        self._authorize(event, facts)
+        if self._replay(index, event, facts, judgement):
+            return
+        if event.institution_id is None:
+            accepted = self._personal(index, event, book)
+        else:
+            accepted = self._institutional(index, event, facts)
+        judgement.accepted.append(accepted)
+        if event.idempotency_key is not None:
+            judgement.claimed[(event.user_id, event.idempotency_key)] = accepted
+
+    def _personal(self, index: int, event: UsageEventInput, book: LedgerBook) -> _Accepted:
+        debit = None
+        if event.credits > 0:
+            debit, _reload = spend(
+                book,
+                book.wallets.get(event.user_id),
+                event.credits,
+                description=USAGE_DESCRIPTION,
+                metadata={"endpoint": event.endpoint} if event.endpoint else None,
+            )
+        return _Accepted(index, event, over_cap=False, debit=debit)
+
+    def _institutional(self, index: int, event: UsageEventInput, facts: _Facts) -> _Accepted:
+        key = (event.user_id, event.institution_id or "")
+        cap = facts.members.get(key)
+        lifetime = facts.lifetime.get(key, Decimal(0))
+        flagged = over_cap(cap, lifetime, event.credits)
+        if flagged and cap is not None and cap.enforce:
+            raise UsageGraphError(
+                ErrorCode.CAP_REACHED,
+                f"Cap reached: {lifetime} of {cap.cap} credits used, {event.credits} more "
+                "would exceed it",
+            )
+        facts.lifetime[key] = lifetime + event.credits
+        return _Accepted(index, event, over_cap=flagged, debit=None)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def _write(self, judgement: _Judgement, book: LedgerBook) -> None:
+        accepted = judgement.accepted
+        rows = [self._row(item) for item in accepted]
+        ids = await usage_writes.insert_events(self.session, rows)
+        for item, event_id in zip(accepted, ids, strict=True):
+            item.id = event_id
+            if item.debit is not None:
+                item.debit.reference = str(event_id)
+                item.debit.metadata["usage_event_id"] = event_id
+        await book.write()
+        await self._claim_keys(judgement)
+        for item in accepted:
+            stored = self._recorded(item)
+            judgement.outcomes[item.index] = UsageOutcome(
+                item.index, OutcomeStatus.INSERTED, event=stored
+            )
+        for index, first in judgement.duplicates_of.items():
+            original = judgement.outcomes[first.index].event
+            judgement.outcomes[index] = UsageOutcome(index, OutcomeStatus.DUPLICATE, event=original)
+
+    async def _claim_keys(self, judgement: _Judgement) -> None:
+        rows = [
+            {"user_id": ref[0], "key": ref[1], "usage_event_id": item.id, "created_at": self.now}
+            for ref, item in judgement.claimed.items()
+        ]
+        held = await usage_writes.claim_keys(self.session, rows, self.now - KEY_TTL)
+        if len(held) != len(rows):
+            raise WriteConflict("an idempotency key was claimed by a concurrent request")
+
+    def _row(self, item: _Accepted) -> dict[str, object]:
+        event = item.event
+        return {
+            "user_id": event.user_id,
+            "institution_id": event.institution_id,
+            "occurred_at": event.occurred_at,
+            "credits": event.credits,
+            "messages": event.messages,
+            "endpoint": event.endpoint,
+            "status": event.status,
+            "forgotten": False,
+            "over_cap": item.over_cap,
+            "created_at": self.now,
+        }
+
+    def _recorded(self, item: _Accepted) -> RecordedUsage:
+        event = item.event
+        assert item.id is not None
+        return RecordedUsage(
+            id=item.id,
+            user_id=event.user_id,
+            instance=event.instance,
+            occurred_at=event.occurred_at,
+            credits=event.credits,
+            messages=event.messages,
+            endpoint=event.endpoint,
+            status=event.status,
+            over_cap=item.over_cap,
+            forgotten=False,
+            created_at=self.now,
+        )
+
+
+# --- public --------------------------------------------------------------------------------
+
+
+async def record_usage_batch(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    events: Sequence[UsageEventInput],
+) -> UsageBatchResult:
+    """Record up to MAX_BATCH events in one transaction, answering for each one."""
+    require_usage_recorder(principal)
+    if len(events) > MAX_BATCH:
+        raise invalid(f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
+    outcomes: dict[int, UsageOutcome] = {}
+    valid: list[tuple[int, UsageEventInput]] = []
+    for index, event in enumerate(events):
+        try:
+            valid.append((index, validate_event(event, now)))
+        except UsageGraphError as error:
+            outcomes[index] = _refused(index, error)
+    if valid:
+
+        async def work(session: AsyncSession) -> dict[int, UsageOutcome]:
+            return await _BatchWriter(session, principal, now, valid).run()
+
+        outcomes.update(await run_write(session, work))
+    return UsageBatchResult(outcomes=tuple(outcomes[i] for i in range(len(events))))
+
+
+async def record_usage(
+    session: AsyncSession, principal: Principal, now: datetime, event: UsageEventInput
+) -> UsageOutcome:
+    """Record one event: INSERTED or DUPLICATE, or raise the refusal (nothing written)."""
+    result = await record_usage_batch(session, principal, now, [event])
+    outcome = result.outcomes[0]
+    if outcome.status is OutcomeStatus.REFUSED:
+        assert outcome.code is not None
+        assert outcome.message is not None
+        raise UsageGraphError(outcome.code, outcome.message)
+    return outcome

@@ -1,0 +1,543 @@
+"""The rules of moving credits: top-ups, debits, adjustments, reservations and auto-reload.
+
+Invariants, kept under the wallet's row lock in one transaction per operation:
+- every ledger entry carries `balance_after`, and the balance equals the signed sum of the
+  ledger (debits subtract, credits add, adjustments carry their sign);
+- `available = balance - reserved` never goes below zero through a debit or a reservation
+  (`INSUFFICIENT_CREDITS`, nothing written); an adjustment may take it below zero;
+- auto-reload: a debit or reservation that takes `available` from at or above the threshold
+  to below it appends one `credit` of the reload amount ("Auto-reload") in the same
+  transaction. Nothing else triggers it, so one crossing reloads once: while `available`
+  stays below the threshold further debits do not reload again; it must first rise to the
+  threshold or above (a top-up, a release, a positive adjustment, or a reload large enough)
+  and then be crossed again. The reload does not fund the debit that triggered it: a debit
+  needs the credits available before it.
+
+Moving credits is for super only (wallet operations create or remove money; no payment
+provider stands behind them here). Usage in the personal instance debits through `spend`
+from `resolvers.metering`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usagegraph.auth.access import is_super
+from usagegraph.auth.principal import Principal
+from usagegraph.datasources.ledger_writes import (
+    LedgerBook,
+    Posting,
+    add_reservation,
+    locked_wallet,
+    reservation_for_update,
+    reservation_owner,
+)
+from usagegraph.datasources.transactions import run_write
+from usagegraph.db.models import Reservation, User, Wallet
+from usagegraph.db.types import MoneyPrecisionError, to_money
+from usagegraph.errors import (
+    ErrorCode,
+    UsageGraphError,
+    forbidden,
+    invalid,
+    not_found,
+    unauthorized,
+)
+from usagegraph.resolvers.account import CreditBalance, credit_balance
+from usagegraph.resolvers.ledger import CreditLedgerEntry, LedgerType
+
+# The largest single amount: SQLite keeps money as 64-bit micro-units (about 9.2e12).
+MAX_AMOUNT = Decimal(10**12)
+MAX_TEXT = 500
+MAX_REFERENCE = 255
+AUTO_RELOAD_DESCRIPTION = "Auto-reload"
+TOP_UP_DESCRIPTION = "Top-up"
+DEBIT_DESCRIPTION = "Debit"
+CAPTURE_DESCRIPTION = "Reservation capture"
+
+
+class ReservationStatus(StrEnum):
+    HELD = "held"
+    CAPTURED = "captured"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class WalletMovement:
+    """What one credit/debit/adjustment wrote: its entry, a reload it caused, the wallet after."""
+
+    entry: CreditLedgerEntry
+    auto_reload: CreditLedgerEntry | None
+    wallet: CreditBalance
+
+
+@dataclass(frozen=True, slots=True)
+class CreditReservation:
+    """Credits held for a pending charge; settled once, by a capture or a release."""
+
+    id: int
+    user_id: int
+    amount: Decimal  # held while status is `held`
+    status: ReservationStatus
+    captured_amount: Decimal | None  # set by a capture (0 ≤ captured ≤ amount)
+    description: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationMovement:
+    """A reservation after a write, the capture's debit entry (if any), a reload, the wallet."""
+
+    reservation: CreditReservation
+    entry: CreditLedgerEntry | None
+    auto_reload: CreditLedgerEntry | None
+    wallet: CreditBalance
+
+
+# --- pure rules ----------------------------------------------------------------------------
+
+
+def require_wallet_operator(principal: Principal) -> None:
+    """Only super moves credits by hand or configures auto-reload."""
+    if not principal.is_authenticated:
+        raise unauthorized()
+    if not is_super(principal):
+        raise forbidden("only super users may move credits or configure wallets")
+
+
+def money(amount: Decimal, name: str) -> Decimal:
+    """An exact amount with at most 6 decimal places, no larger than MAX_AMOUNT either way."""
+    try:
+        value = to_money(amount)
+    except (MoneyPrecisionError, ArithmeticError) as exc:
+        raise invalid(f"{name} must be a decimal number with at most 6 decimal places") from exc
+    if abs(value) > MAX_AMOUNT:
+        raise invalid(f"{name} must not exceed {MAX_AMOUNT} in size")
+    return value
+
+
+def positive(amount: Decimal, name: str = "amount") -> Decimal:
+    value = money(amount, name)
+    if value <= 0:
+        raise invalid(f"{name} must be greater than 0")
+    return value
+
+
+def non_zero(amount: Decimal, name: str = "amount") -> Decimal:
+    value = money(amount, name)
+    if value == 0:
+        raise invalid(f"{name} must not be 0")
+    return value
+
+
+def optional_text(value: str | None, name: str, limit: int = MAX_TEXT) -> str | None:
+    if value is not None and len(value) > limit:
+        raise invalid(f"{name} is longer than {limit} characters")
+    return value
+
+
+def metadata_object(metadata: object) -> dict[str, Any] | None:
+    """Entry metadata is a JSON object (or absent)."""
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("metadata must be a JSON object")
+    return metadata
+
+
+def available(wallet: Wallet | None) -> Decimal:
+    return Decimal(0) if wallet is None else wallet.balance - wallet.reserved
+
+
+def insufficient(needed: Decimal, wallet: Wallet | None) -> UsageGraphError:
+    return UsageGraphError(
+        ErrorCode.INSUFFICIENT_CREDITS,
+        f"Insufficient credits: {needed} needed, {available(wallet)} available",
+    )
+
+
+def auto_reload_due(wallet: Wallet, available_before: Decimal) -> bool:
+    """The crossing rule: available went from >= threshold to < threshold just now."""
+    threshold = wallet.auto_reload_threshold
+    amount = wallet.auto_reload_amount
+    if not wallet.auto_reload_enabled or threshold is None or amount is None or amount <= 0:
+        return False
+    return available_before >= threshold > available(wallet)
+
+
+def maybe_auto_reload(
+    book: LedgerBook, wallet: Wallet, available_before: Decimal
+) -> Posting | None:
+    """Append the reload credit when this movement crossed the threshold downwards."""
+    if not auto_reload_due(wallet, available_before):
+        return None
+    assert wallet.auto_reload_amount is not None
+    return book.post(
+        wallet,
+        "credit",
+        wallet.auto_reload_amount,
+        description=AUTO_RELOAD_DESCRIPTION,
+        metadata={"auto_reload": True, "threshold": str(wallet.auto_reload_threshold)},
+    )
+
+
+def spend(
+    book: LedgerBook,
+    wallet: Wallet | None,
+    amount: Decimal,
+    *,
+    description: str,
+    reference: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Posting, Posting | None]:
+    """Debit `amount` if it is available (else INSUFFICIENT_CREDITS), then maybe reload."""
+    if wallet is None or available(wallet) < amount:
+        raise insufficient(amount, wallet)
+    before = available(wallet)
+    debit = book.post(
+        wallet, "debit", amount, description=description, reference=reference, metadata=metadata
+    )
+    return debit, maybe_auto_reload(book, wallet, before)
+
+
+def ledger_entry_of(posting: Posting) -> CreditLedgerEntry:
+    assert posting.id is not None, "the book must be written first"
+    return CreditLedgerEntry(
+        id=posting.id,
+        user_id=posting.user_id,
+        type=LedgerType(posting.type),
+        amount=posting.amount,
+        balance_after=posting.balance_after,
+        description=posting.description,
+        reference=posting.reference,
+        metadata=dict(posting.metadata),
+        created_at=posting.created_at,
+    )
+
+
+def reservation_of(row: Reservation) -> CreditReservation:
+    return CreditReservation(
+        id=row.id,
+        user_id=row.user_id,
+        amount=row.amount,
+        status=ReservationStatus(row.status),
+        captured_amount=row.captured_amount,
+        description=row.description,
+        created_at=row.created_at,
+        settled_at=row.settled_at,
+    )
+
+
+# --- operations ----------------------------------------------------------------------------
+
+
+async def _require_user(session: AsyncSession, user_id: int) -> None:
+    if await session.get(User, user_id) is None:
+        raise not_found(f"user {user_id} does not exist")
+
+
+Apply = Callable[[LedgerBook, Wallet | None], tuple[Posting, Posting | None]]
+
+
+async def _movement(
+    session: AsyncSession,
+    now: datetime,
+    user_id: int,
+    *,
+    create: bool,
+    apply: Apply,
+) -> WalletMovement:
+    """Lock the wallet, let `apply(book, wallet)` post, write, and describe the result."""
+
+    async def work(session: AsyncSession) -> WalletMovement:
+        await _require_user(session, user_id)
+        wallet = await locked_wallet(session, user_id, now, create=create)
+        book = LedgerBook(session, now, {user_id: wallet} if wallet else {})
+        entry, reload = apply(book, wallet)
+        await book.write()
+        return WalletMovement(
+            entry=ledger_entry_of(entry),
+            auto_reload=ledger_entry_of(reload) if reload else None,
+            wallet=credit_balance(user_id, wallet),
+        )
+
+    return await run_write(session, work)
+
+
+async def credit_wallet(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    user_id: int,
+    amount: Decimal,
+    description: str | None = None,
+    reference: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> WalletMovement:
+    """A top-up: adds `amount` (> 0). Creates the user's wallet on first use."""
+    require_wallet_operator(principal)
+    amount = positive(amount)
+    description = optional_text(description, "description") or TOP_UP_DESCRIPTION
+    reference = optional_text(reference, "reference", MAX_REFERENCE)
+    metadata = metadata_object(metadata)
+
+    def apply(book: LedgerBook, wallet: Wallet | None) -> tuple[Posting, None]:
+        assert wallet is not None  # created first
+        posting = book.post(
+            wallet,
+            "credit",
+            amount,
+            description=description,
+            reference=reference,
+            metadata=metadata,
+        )
+        return posting, None
+
+    return await _movement(session, now, user_id, create=True, apply=apply)
+
+
+async def debit_wallet(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    user_id: int,
+    amount: Decimal,
+    description: str | None = None,
+    reference: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> WalletMovement:
+    """Subtract `amount` (> 0) if available; INSUFFICIENT_CREDITS otherwise (nothing written)."""
+    require_wallet_operator(principal)
+    amount = positive(amount)
+    description = optional_text(description, "description") or DEBIT_DESCRIPTION
+    reference = optional_text(reference, "reference", MAX_REFERENCE)
+    metadata = metadata_object(metadata)
+
+    def apply(book: LedgerBook, wallet: Wallet | None) -> tuple[Posting, Posting | None]:
+        return spend(
+            book,
+            wallet,
+            amount,
+            description=description,
+            reference=reference,
+            metadata=metadata,
+        )
+
+    return await _movement(session, now, user_id, create=False, apply=apply)
+
+
+async def adjust_wallet(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    user_id: int,
+    amount: Decimal,
+    reason: str,
+    reference: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> WalletMovement:
+    """A signed correction with a reason; may take `available` below zero, never reloads."""
+    require_wallet_operator(principal)
+    amount = non_zero(amount)
+    reason = (reason or "").strip()
+    if not reason:
+        raise invalid("reason is required for an adjustment")
+    optional_text(reason, "reason")
+    reference = optional_text(reference, "reference", MAX_REFERENCE)
+    metadata = metadata_object(metadata)
+
+    def apply(book: LedgerBook, wallet: Wallet | None) -> tuple[Posting, None]:
+        assert wallet is not None  # created first
+        posting = book.post(
+            wallet,
+            "adjustment",
+            amount,
+            description=reason,
+            reference=reference,
+            metadata=metadata,
+        )
+        return posting, None
+
+    return await _movement(session, now, user_id, create=True, apply=apply)
+
+
+async def set_auto_reload(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    user_id: int,
+    enabled: bool,
+    threshold: Decimal | None,
+    amount: Decimal | None,
+) -> CreditBalance:
+    """Configure auto-reload. Enabling needs a threshold (>= 0) and an amount (> 0).
+
+    Changing the setting never reloads by itself: only a later crossing does.
+    """
+    require_wallet_operator(principal)
+    if threshold is not None:
+        threshold = money(threshold, "threshold")
+        if threshold < 0:
+            raise invalid("threshold must not be negative")
+    if amount is not None:
+        amount = positive(amount)
+    if enabled and (threshold is None or amount is None):
+        raise invalid("enabling auto-reload needs both a threshold and an amount")
+
+    async def work(session: AsyncSession) -> CreditBalance:
+        await _require_user(session, user_id)
+        wallet = await locked_wallet(session, user_id, now, create=True)
+        assert wallet is not None
+        wallet.auto_reload_enabled = enabled
+        wallet.auto_reload_threshold = threshold
+        wallet.auto_reload_amount = amount
+        LedgerBook(session, now, {}).touch(wallet)
+        await session.flush()
+        return credit_balance(user_id, wallet)
+
+    return await run_write(session, work)
+
+
+# --- reservations --------------------------------------------------------------------------
+
+
+async def reserve_credits(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    user_id: int,
+    amount: Decimal,
+    description: str | None = None,
+) -> ReservationMovement:
+    """Hold `amount` (> 0) of the available credits; INSUFFICIENT_CREDITS if not available.
+
+    Holding lowers `available`, so it may trigger auto-reload like a debit does.
+    """
+    require_wallet_operator(principal)
+    amount = positive(amount)
+    description = optional_text(description, "description")
+
+    async def work(session: AsyncSession) -> ReservationMovement:
+        await _require_user(session, user_id)
+        wallet = await locked_wallet(session, user_id, now)
+        if wallet is None or available(wallet) < amount:
+            raise insufficient(amount, wallet)
+        book = LedgerBook(session, now, {user_id: wallet})
+        before = available(wallet)
+        book.hold(wallet, amount)
+        reload = maybe_auto_reload(book, wallet, before)
+        row = await add_reservation(session, user_id, amount, description, book.moment(wallet))
+        await book.write()
+        return ReservationMovement(
+            reservation=reservation_of(row),
+            entry=None,
+            auto_reload=ledger_entry_of(reload) if reload else None,
+            wallet=credit_balance(user_id, wallet),
+        )
+
+    return await run_write(session, work)
+
+
+async def _held_reservation(
+    session: AsyncSession, now: datetime, reservation_id: int
+) -> tuple[Reservation, Wallet, LedgerBook]:
+    """Lock the reservation's wallet, then read the reservation; it must still be held.
+
+    Settling twice is an INVALID_REQUEST that names the state it is already in.
+    """
+    owner = await reservation_owner(session, reservation_id)
+    if owner is None:
+        raise not_found(f"reservation {reservation_id} does not exist")
+    wallet = await locked_wallet(session, owner, now)
+    row = await reservation_for_update(session, reservation_id)
+    if row is None or wallet is None:
+        raise not_found(f"reservation {reservation_id} does not exist")
+    if row.status != ReservationStatus.HELD:
+        raise invalid(f"reservation {reservation_id} is already {row.status}")
+    return row, wallet, LedgerBook(session, now, {owner: wallet})
+
+
+async def capture_reservation(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    reservation_id: int,
+    amount: Decimal | None = None,
+) -> ReservationMovement:
+    """Charge all (default) or part of a held reservation; the rest is released.
+
+    Appends a debit of the captured amount (none when 0 is captured). The credits were held,
+    so a capture never fails for lack of funds and never lowers `available`.
+    """
+    require_wallet_operator(principal)
+    if amount is not None:
+        amount = money(amount, "amount")
+        if amount < 0:
+            raise invalid("amount must not be negative")
+
+    async def work(session: AsyncSession) -> ReservationMovement:
+        row, wallet, book = await _held_reservation(session, now, reservation_id)
+        captured = row.amount if amount is None else amount
+        if captured > row.amount:
+            raise invalid(f"amount must not exceed the {row.amount} held")
+        book.unhold(wallet, row.amount)
+        entry = None
+        if captured > 0:
+            entry = book.post(
+                wallet,
+                "debit",
+                captured,
+                description=row.description or CAPTURE_DESCRIPTION,
+                reference=f"reservation:{row.id}",
+                metadata={"reservation_id": row.id},
+            )
+        row.status = ReservationStatus.CAPTURED.value
+        row.captured_amount = captured
+        row.settled_at = book.moment(wallet)
+        await book.write()
+        return ReservationMovement(
+            reservation=reservation_of(row),
+            entry=ledger_entry_of(entry) if entry else None,
+            auto_reload=None,
+            wallet=credit_balance(wallet.user_id, wallet),
+        )
+
+    return await run_write(session, work)
+
+
+async def release_reservation(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    reservation_id: int,
+) -> ReservationMovement:
+    """Free a held reservation without charging anything."""
+    require_wallet_operator(principal)
+
+    async def work(session: AsyncSession) -> ReservationMovement:
+        row, wallet, book = await _held_reservation(session, now, reservation_id)
+        book.unhold(wallet, row.amount)
+        row.status = ReservationStatus.RELEASED.value
+        row.settled_at = book.moment(wallet)
+        await book.write()
+        return ReservationMovement(
+            reservation=reservation_of(row),
+            entry=None,
+            auto_reload=None,
+            wallet=credit_balance(wallet.user_id, wallet),
+        )
+
+    return await run_write(session, work)
