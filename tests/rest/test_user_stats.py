@@ -544,3 +544,16 @@ async def test_more_than_5000_rows_are_truncated(
         "meanCreditsPerUserInstitution": 1667,
         "usersAtCap": 3,
     }
+
+
+async def test_nul_in_usersearch_is_a_400_on_both_databases(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """Found by fuzzing: PostgreSQL refuses U+0000 in text, which used to surface as a 500."""
+    await seed_campus(engine)
+    response = await client.post(PATH, json={"usersearch": "a\x00b"}, headers=headers(SUPER))
+    assert response.status_code == 400
+    assert response.json() == {
+        "success": False,
+        "message": "usersearch may not contain the NUL character (U+0000)",
+    }

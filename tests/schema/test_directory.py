@@ -163,3 +163,22 @@ async def test_garbage_cursor_is_an_invalid_request(
         client, MEMBERS, user_id=people["admin"], variables={"id": ACME, "after": "%%%"}
     )
     assert error_codes(body) == ["INVALID_REQUEST"]
+
+
+async def test_viewer_leads_to_your_own_user(
+    client: httpx.AsyncClient, people: dict[str, int]
+) -> None:
+    body = await graphql(
+        client,
+        "{ viewer { kind email user { userId email memberships { role } } } }",
+        user_id=people["member"],
+    )
+    viewer = body["data"]["viewer"]
+    assert viewer["kind"] == "USER"
+    assert viewer["user"] == {
+        "userId": people["member"],
+        "email": "m@acme.edu",
+        "memberships": [{"role": "user"}],
+    }
+    anonymous = await graphql(client, "{ viewer { kind user { userId } } }")
+    assert anonymous["data"]["viewer"] == {"kind": "ANONYMOUS", "user": None}

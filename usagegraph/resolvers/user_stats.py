@@ -211,6 +211,9 @@ def validate_filters(filters: UserStatsFilters) -> None:
             raise invalid("institution ids must be 24 lowercase hex characters or 'personal'")
     if filters.role is not None and filters.role not in USER_ROLES:
         raise invalid("role must be one of user, admin, super")
+    if filters.search is not None and "\x00" in filters.search:
+        # PostgreSQL cannot hold U+0000 in text: refuse it rather than fail the statement.
+        raise invalid("usersearch may not contain the NUL character (U+0000)")
 
 
 def _instance_scope(

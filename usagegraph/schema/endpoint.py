@@ -1,21 +1,38 @@
-"""The `/graphql` HTTP endpoint: builds a fresh context for every request."""
+"""The `/graphql` HTTP endpoint: builds a fresh context for every request.
+
+The schema is built from the deployment's settings (limits, introspection); the GraphiQL
+page is served only when the settings allow it. Every answer is JSON with coded errors: a
+request Strawberry refuses before running it (a body that is not JSON, a batch with too many
+operations, a mutation over GET) gets `{"errors": [{"message", "extensions": {"code"}}]}`
+with its 4xx status instead of Strawberry's plain-text reason.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
 
 from usagegraph.datasources.loaders import Loaders
+from usagegraph.errors import ErrorCode
+from usagegraph.rest.json import JSON
 from usagegraph.schema.context import GraphQLContext
-from usagegraph.schema.root import schema
+from usagegraph.schema.errors import coded_errors
+from usagegraph.schema.root import build_schema
+from usagegraph.settings import GraphQLLimits, Settings
+
+_CODE_FOR_STATUS = {404: ErrorCode.NOT_FOUND}
 
 
 class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
-    """Strawberry's ASGI app with our per-request context."""
+    """Strawberry's ASGI app with our per-request context and coded errors."""
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | None = None
@@ -31,6 +48,71 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
             cache=getattr(state, "cache", None),
         )
 
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if isinstance(request, WebSocket):  # never routed here; kept as Strawberry has it
+            return await super().run(request, context, root_value)
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            return refused(exc.status_code, exc.reason)
 
-def graphql_endpoint() -> GraphQLEndpoint:
-    return GraphQLEndpoint(schema)
+    def parse_json(self, data: str | bytes) -> Any:
+        """The body, refused unless it is an operation object or a batch (array) of them.
+
+        Strawberry reads fields of whatever JSON arrives; a number, a string, `null` or a
+        batch item that is not an object would fail there as a server error.
+        """
+        body = super().parse_json(data)
+        operations = body if isinstance(body, list) else [body]
+        if not all(isinstance(operation, dict) for operation in operations):
+            raise HTTPException(400, "The body must be an operation object or an array of them")
+        if isinstance(body, list):
+            self._check_batch_size(len(body))
+        for operation in operations:
+            _check_operation_fields(operation)
+        return body
+
+    def _check_batch_size(self, count: int) -> None:
+        """A batch holds 1 to `max_operations` operations (USAGEGRAPH_GRAPHQL_MAX_OPERATIONS)."""
+        batching = self.schema.config.batching_config
+        most = batching["max_operations"] if batching else 1
+        if not 1 <= count <= most:
+            raise HTTPException(
+                400, f"A batch must hold 1 to {most} operations; this one holds {count}"
+            )
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """Code (or mask) any error that reached here without passing `CodedErrors`."""
+        if result.errors:
+            result.errors = coded_errors(result.errors, request.state.request_id)
+        return await super().process_result(request, result)
+
+
+def _check_operation_fields(operation: dict[str, Any]) -> None:
+    """The checks Strawberry makes on a single operation, made on batch items too."""
+    expected = {"query": str, "operationName": str, "variables": dict, "extensions": dict}
+    for name, kind in expected.items():
+        value = operation.get(name)
+        if value is not None and not isinstance(value, kind):
+            noun = "a string" if kind is str else "an object"
+            raise HTTPException(400, f"The operation's `{name}` must be {noun} or null")
+
+
+def refused(status: int, reason: str) -> Response:
+    """A GraphQL-shaped error body for a request refused before it ran."""
+    code = _CODE_FOR_STATUS.get(status, ErrorCode.INVALID_REQUEST)
+    return JSON(
+        {"errors": [{"message": reason, "extensions": {"code": code.value}}]},
+        status_code=status,
+    )
+
+
+def graphql_endpoint(settings: Settings | None = None) -> GraphQLEndpoint:
+    """The endpoint for these settings' GraphQL limits (the defaults without settings)."""
+    limits = settings.graphql if settings is not None else GraphQLLimits()
+    return GraphQLEndpoint(
+        build_schema(limits),
+        graphql_ide="graphiql" if limits.graphiql else None,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Annotated
 
 import strawberry
@@ -20,13 +22,21 @@ from usagegraph.schema.directory import (
     User,
     resolve_institution,
 )
-from usagegraph.schema.errors import CodedErrors
+from usagegraph.schema.errors import CodedErrors, CodedSchema
+from usagegraph.schema.limits import limit_extensions
 from usagegraph.schema.mutations import Mutation
-from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
+from usagegraph.schema.pagination import (
+    AfterArgument,
+    FirstArgument,
+    decode_cursor,
+    encode_cursor,
+    page_size,
+)
 from usagegraph.schema.scalars import SCALAR_MAP
 from usagegraph.schema.usage_events import UsageEvent
 from usagegraph.schema.user_stats import UserStatsInput, UserStatsReport, resolve_user_stats
 from usagegraph.schema.viewer import Viewer, resolve_viewer
+from usagegraph.settings import GraphQLLimits
 
 
 @strawberry.type(description="The entry points of the usagegraph API.")
@@ -83,12 +93,8 @@ class Query:
     async def institutions(
         self,
         info: Info,
-        first: Annotated[
-            int | None, strawberry.argument(description="Page size (default 20, at most 100).")
-        ] = None,
-        after: Annotated[
-            str | None, strawberry.argument(description="The cursor to continue after.")
-        ] = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> InstitutionConnection:
         size = page_size(first)
         cursor = decode_cursor(after, 1)
@@ -107,10 +113,31 @@ class Query:
         )
 
 
-schema = strawberry.Schema(
+# The converted graph. Strawberry converts a type once per schema and its relay `node` field
+# cannot be converted twice, so deployments share this conversion and differ only in what
+# `build_schema` sets per copy: the extensions (limits) and the batching cap.
+_GRAPH = CodedSchema(
     query=Query,
     mutation=Mutation,
     types=[Membership, LedgerEntry, Snapshot, UsageEvent],
     extensions=[CodedErrors],
-    config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    config=StrawberryConfig(scalar_map=SCALAR_MAP, disable_field_suggestions=True),
 )
+
+
+def build_schema(limits: GraphQLLimits) -> strawberry.Schema:
+    """The graph with the limits of one deployment (each app builds its own from settings).
+
+    Strawberry reads `extensions` and `config.batching_config` at request time, so a shallow
+    copy with its own values of both is a schema of its own; the converted types are shared.
+    """
+    built = copy.copy(_GRAPH)
+    built.extensions = (*limit_extensions(limits), CodedErrors)
+    built.config = dataclasses.replace(
+        _GRAPH.config, batching_config={"max_operations": limits.max_operations}
+    )
+    return built
+
+
+# The default limits' schema: the SDL export and its test read it (limits leave SDL alone).
+schema = build_schema(GraphQLLimits())

@@ -7,7 +7,7 @@ from typing import NewType
 
 import strawberry
 
-from usagegraph.db.types import canonical_money
+from usagegraph.db.types import MAX_BIGINT, canonical_money
 
 
 def _serialize(value: Decimal) -> str:
@@ -29,9 +29,16 @@ BigInt = NewType("BigInt", int)
 
 
 def _parse_big_int(value: object) -> int:
+    """Integers the database can hold (64-bit); anything else is the client's error."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"{value!r} is not an integer")
-    return int(value)
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an integer") from exc
+    if not -MAX_BIGINT - 1 <= number <= MAX_BIGINT:
+        raise ValueError("BigInt values must fit in 64 bits")
+    return number
 
 
 SCALAR_MAP = {

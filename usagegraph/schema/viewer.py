@@ -5,8 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from usagegraph.auth.principal import CallerKind as CallerKindValue
-from usagegraph.db.models import User
 from usagegraph.schema.context import Info
+from usagegraph.schema.directory import User
 
 CallerKind = strawberry.enum(
     CallerKindValue,
@@ -18,20 +18,35 @@ CallerKind = strawberry.enum(
 @strawberry.type(description="The caller of this request, as the database describes them.")
 class Viewer:
     kind: CallerKindValue = strawberry.field(
-        description="`USER` for a valid JWT, `ANONYMOUS` without valid credentials."
+        description="`USER` for a valid JWT, `INSTITUTION` for an API key, `ANONYMOUS` "
+        "without valid credentials."
     )
     user_id: int | None = strawberry.field(description="The caller's user id, when a user.")
     role: str | None = strawberry.field(
         description="The caller's role (`user`, `admin` or `super`), read from the database."
     )
-    email: str | None = strawberry.field(description="The caller's email address, when a user.")
+    institution_id: str | None = strawberry.field(
+        description="The institution an API key acts for, when one."
+    )
+
+    @strawberry.field(description="The caller's email address, when a user.")
+    async def email(self, info: Info) -> str | None:
+        user = await self.user(info)
+        return user.email if user else None
+
+    @strawberry.field(description="The caller as a User: the way into their own account.")
+    async def user(self, info: Info) -> User | None:
+        if self.user_id is None:
+            return None
+        row = await info.context.loaders.user.load(self.user_id)
+        return User.from_row(row) if row else None
 
 
-async def resolve_viewer(info: Info) -> Viewer:
+def resolve_viewer(info: Info) -> Viewer:
     principal = info.context.principal
-    email = None
-    if principal.user_id is not None:
-        async with info.context.sessions() as session:
-            user = await session.get(User, principal.user_id)
-        email = user.email if user else None
-    return Viewer(kind=principal.kind, user_id=principal.user_id, role=principal.role, email=email)
+    return Viewer(
+        kind=principal.kind,
+        user_id=principal.user_id,
+        role=principal.role,
+        institution_id=principal.institution_id,
+    )
