@@ -22,7 +22,7 @@ from tests.databases import (
 from usagegraph.app import create_app
 from usagegraph.db.engine import create_engine
 from usagegraph.db.schema_version import upgrade_to_head
-from usagegraph.settings import Settings
+from usagegraph.settings import RateLimit, Settings
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -81,6 +81,8 @@ def settings(database: TestDatabase, tmp_path: Path) -> Settings:
         jwt_secret=TEST_JWT_SECRET,
         redis_url=None,
         data_dir=tmp_path,
+        # Tests make many requests in a row with one token; tests/test_rate_limit.py turns it on.
+        rate_limit=RateLimit(per_minute=0),
     )
 
 

@@ -10,11 +10,14 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from usagegraph.auth.middleware import PrincipalMiddleware
+from usagegraph.availability import AvailabilityMiddleware
 from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.schema_version import ensure_schema
 from usagegraph.health import healthz, readyz
+from usagegraph.outages import watch_engine
+from usagegraph.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.request_id import RequestIdMiddleware
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
@@ -27,19 +30,26 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        await _prepare_schema(settings)
+        engine = create_engine(
+            settings.database_url, statement_timeout_seconds=settings.request_timeout_seconds
+        )
+        watch_engine(engine)
         cache = create_cache(settings)
+        rate_limiter = create_rate_limiter(settings)
         try:
-            await ensure_schema(engine, migrate=settings.embedded_database)
             app.state.engine = engine
             app.state.sessions = session_factory(engine)
             app.state.cache = cache
+            app.state.rate_limiter = rate_limiter
             yield
         finally:
+            if rate_limiter is not None:
+                await rate_limiter.close()
             await cache.close()
             await engine.dispose()
 
-    graphql = graphql_endpoint()
+    graphql = graphql_endpoint(settings)
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
@@ -47,9 +57,26 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             Route("/graphql", graphql, methods=["GET", "POST"]),
             *rest_routes(),
         ],
-        middleware=[Middleware(RequestIdMiddleware), Middleware(PrincipalMiddleware)],
+        # Outermost first: every answer has a request id; outages and overruns anywhere below
+        # (resolving the caller included) become 503; the limiter keys on the resolved caller.
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(AvailabilityMiddleware),
+            Middleware(PrincipalMiddleware),
+            Middleware(RateLimitMiddleware),
+        ],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.clock = clock
     return app
+
+
+async def _prepare_schema(settings: Settings) -> None:
+    """Check (or, for the embedded default, apply) the schema on an engine of its own: the
+    serving engine's statement budget is for requests, and a migration may take longer."""
+    engine = create_engine(settings.database_url)
+    try:
+        await ensure_schema(engine, migrate=settings.embedded_database)
+    finally:
+        await engine.dispose()

@@ -138,7 +138,11 @@ def token(
         DEFAULT_TTL_SECONDS
     ),
 ) -> None:
-    """Print a JWT for a user, signed with the configured secret."""
+    """Print a JWT for a user, signed with the configured secret.
+
+    With USAGEGRAPH_JWT_SIGNING_KID set it is signed with that key and names it (`kid`); with
+    USAGEGRAPH_JWT_ISSUER / _AUDIENCE set it carries `iss` / `aud`.
+    """
     settings = _settings()
 
     async def work(engine: AsyncEngine) -> bool:
@@ -147,7 +151,7 @@ def token(
 
     if not _run_with_database(settings, work):
         _fail(f"user {user} does not exist")
-    print(mint_token(user, settings.jwt_secret, ttl))
+    print(mint_token(user, settings.jwt_secret, ttl, settings.tokens))
 
 
 @apikey_app.command("create")

@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND"
     INSUFFICIENT_CREDITS = "INSUFFICIENT_CREDITS"
     CAP_REACHED = "CAP_REACHED"
+    RATE_LIMITED = "RATE_LIMITED"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
@@ -29,6 +30,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ENDPOINT_NOT_FOUND: 404,
     ErrorCode.INSUFFICIENT_CREDITS: 402,
     ErrorCode.CAP_REACHED: 403,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
 }
@@ -61,3 +63,17 @@ def forbidden(message: str = "Forbidden") -> UsageGraphError:
 
 def not_found(message: str = "Not found") -> UsageGraphError:
     return UsageGraphError(ErrorCode.NOT_FOUND, message)
+
+
+def rate_limited(retry_after_seconds: int) -> UsageGraphError:
+    return UsageGraphError(
+        ErrorCode.RATE_LIMITED,
+        f"Too many requests; retry after {retry_after_seconds} second"
+        + ("" if retry_after_seconds == 1 else "s"),
+    )
+
+
+def unavailable(
+    message: str = "The service is temporarily unavailable; try again shortly",
+) -> UsageGraphError:
+    return UsageGraphError(ErrorCode.SERVICE_UNAVAILABLE, message)

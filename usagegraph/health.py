@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 READINESS_TIMEOUT_SECONDS = 2.0
+# Never rate limited, never given a request budget: orchestrators must always get an answer.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 log = logging.getLogger(__name__)
 
 

@@ -35,7 +35,8 @@ ADMIN_USER = "7"
 @pytest.fixture
 def server(database: TestDatabase, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real `usagegraph serve` on the test database holding every kind of row."""
-    env = cli_env(tmp_path, database.url_string)
+    # The limiter is tested on its own; here it would only cut the run short with 429s.
+    env = cli_env(tmp_path, database.url_string, USAGEGRAPH_RATE_LIMIT_PER_MINUTE="0")
     assert run_cli(env, "import", str(DATA / "every_kind.ndjson")).returncode == 0
     token = run_cli(env, "token", "--user", ADMIN_USER).stdout.strip()
     with serving(env) as base:

@@ -11,6 +11,9 @@ from usagegraph.auth.resolve import resolve_principal
 class PrincipalMiddleware:
     """Reads the credential the route accepts; never rejects (routes decide their 401 shape).
 
+    A database failure while resolving propagates: the availability middleware around this one
+    turns it into the route family's 503.
+
     The session factory and secret come from the app state at call time, because the engine
     only exists once the lifespan has started.
     """
@@ -26,8 +29,9 @@ class PrincipalMiddleware:
             }
             credential = presented_credential(scope["path"], headers)
             state = scope["app"].state
+            settings = state.settings
             principal = await resolve_principal(
-                state.sessions, state.settings.jwt_secret, credential
+                state.sessions, settings.jwt_secret, credential, settings.tokens
             )
             scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

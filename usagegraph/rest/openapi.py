@@ -55,14 +55,32 @@ def _query(name: str, schema: dict[str, Any], description: str, *, required: boo
     }
 
 
+def _unavailable(schema_ref: str) -> dict[str, Any]:
+    """Answers every route may give: rate limited (with Retry-After), or the database down."""
+    return {
+        "429": {
+            **_json(schema_ref, "Too many requests for this credential."),
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying.",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+        "503": _json(schema_ref, "The database is unreachable or the request timed out."),
+    }
+
+
 LEGACY_ERRORS = {
     "400": _json("LegacyError", "Invalid parameters."),
     "401": _json("LegacyError", "Missing or invalid token."),
     "403": _json("LegacyError", "Not allowed."),
+    **_unavailable("LegacyError"),
 }
 CODED_ERRORS = {
     "400": _json("CodedError", "Invalid request (the message names the parameter)."),
     "401": _json("CodedError", "Invalid or missing credentials."),
+    **_unavailable("CodedError"),
 }
 
 _USAGE_STATS = _object(
@@ -415,6 +433,7 @@ PATHS: dict[str, Any] = {
                 "400": _json("ClientsError", "Invalid bucket_id or parameter."),
                 "401": _json("ClientsError", "No valid credential."),
                 "404": _json("ClientsError", "Unknown bucket, or no access to it."),
+                **_unavailable("ClientsError"),
             },
         }
     },
