@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from usagegraph.auth.middleware import PrincipalMiddleware
-from usagegraph.availability import AvailabilityMiddleware
+from usagegraph.availability import AvailabilityMiddleware, settle_cancelled_work
 from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
 from usagegraph.db.engine import create_engine, session_factory
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             app.state.rate_limiter = rate_limiter
             yield
         finally:
+            await settle_cancelled_work()
             if rate_limiter is not None:
                 await rate_limiter.close()
             await cache.close()

@@ -78,6 +78,19 @@ def _let_finish(work: asyncio.Task[None]) -> None:
     work.add_done_callback(_forget)
 
 
+async def settle_cancelled_work(timeout_seconds: float = 5.0) -> None:
+    """Wait (a bounded while) for cancelled requests of this loop to finish cleaning up.
+
+    Called when the app shuts down, before the engine closes: a cancelled request may still be
+    handing its connection back, and cancelling that cleanup in turn can leave it waiting on a
+    driver that has already stopped.
+    """
+    loop = asyncio.get_running_loop()
+    pending = {work for work in _lingering if work.get_loop() is loop}
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_seconds)
+
+
 def _forget(work: asyncio.Task[None]) -> None:
     _lingering.discard(work)
     if not work.cancelled() and work.exception() is not None:
