@@ -44,8 +44,6 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from starlette.applications import Starlette
-from starlette.routing import Route
 from strawberry.relay import from_base64, to_base64
 
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
@@ -66,7 +64,6 @@ from usagegraph.db.models import (
 )
 from usagegraph.db.schema_version import upgrade_to_head
 from usagegraph.demo_data import DemoSpec, generate_demo
-from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.settings import GraphQLLimits, RateLimit, Settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -882,13 +879,6 @@ def sweep_settings(database: TestDatabase, data_dir: Path) -> Settings:
     )
 
 
-def use_configured_endpoint(application: Starlette, settings: Settings) -> None:
-    """Serve /graphql with these settings' limits (a no-op once app.py passes them itself)."""
-    for route in application.routes:
-        if isinstance(route, Route) and route.path == "/graphql":
-            route.app = graphql_endpoint(settings)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(
     isolation_database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
@@ -901,7 +891,6 @@ async def world(
         await engine.dispose()
     settings = sweep_settings(isolation_database, tmp_path_factory.mktemp("isolation-data"))
     application = create_app(settings, clock=lambda: FIXED_NOW)
-    use_configured_endpoint(application, settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

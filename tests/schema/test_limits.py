@@ -16,8 +16,6 @@ import httpx
 import pytest
 from graphql import get_introspection_query, parse
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.applications import Starlette
-from starlette.routing import Route
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
@@ -27,7 +25,6 @@ from tests.factories import add_institution, add_user
 from tests.schema.graph import error_codes, graphql
 from usagegraph.app import create_app
 from usagegraph.auth.tokens import mint_token
-from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.schema.limits import CACHE_SIZE, within_cost
 from usagegraph.schema.root import build_schema, schema
 from usagegraph.settings import GraphQLLimits, Settings
@@ -42,22 +39,10 @@ async def client_with(
     """A client on an app whose settings carry `limits`."""
     configured = dataclasses.replace(settings, graphql=limits)
     application = create_app(configured, clock=lambda: FIXED_NOW)
-    use_configured_endpoint(application, configured)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
-
-
-def use_configured_endpoint(application: Starlette, settings: Settings) -> None:
-    """Serve /graphql from `graphql_endpoint(settings)`.
-
-    Needed while app.py still calls `graphql_endpoint()` without its settings; a no-op in
-    effect once it passes them.
-    """
-    for route in application.routes:
-        if isinstance(route, Route) and route.path == "/graphql":
-            route.app = graphql_endpoint(settings)
 
 
 async def _super(engine: AsyncEngine) -> int:
