@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from usagegraph.datasources.usage_rollups import UsageFact, add_usage
 from usagegraph.db.engine import session_factory
-from usagegraph.db.models import Institution, Membership, User
+from usagegraph.db.models import Institution, Membership, UsageEvent, User
 
 
 async def add_user(
@@ -32,3 +33,28 @@ async def add_institution(engine: AsyncEngine, *, institution_id: str, name: str
     async with session_factory(engine)() as session, session.begin():
         session.add(Institution(id=institution_id, name=name))
     return institution_id
+
+
+async def add_usage_events(session: AsyncSession, *events: UsageEvent) -> None:
+    """Add usage events as every writer does: counted in the rollups, in the same transaction."""
+    session.add_all(events)
+    await session.flush()
+    await add_usage(
+        session,
+        [
+            UsageFact.of_row({column: getattr(event, column) for column in _FACT_FIELDS})
+            for event in events
+        ],
+    )
+
+
+_FACT_FIELDS = (
+    "user_id",
+    "institution_id",
+    "occurred_at",
+    "credits",
+    "messages",
+    "status",
+    "endpoint",
+    "forgotten",
+)

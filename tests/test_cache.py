@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
-from usagegraph.cache import MemoryCache, RedisCache, create_cache
+from usagegraph.cache import MemoryCache, NoCache, RedisCache, create_cache
 from usagegraph.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -159,3 +160,10 @@ async def test_redis_is_used_when_configured(tmp_path: Path) -> None:
     finally:
         await cache.close()
     assert isinstance(create_cache(_settings(tmp_path, None)), MemoryCache)
+
+
+async def test_cache_off_remembers_nothing(tmp_path: Path) -> None:
+    cache = create_cache(dataclasses.replace(_settings(tmp_path, REDIS_URL), cache_enabled=False))
+    assert isinstance(cache, NoCache)
+    await cache.set("k", b"v", 60)
+    assert await cache.get("k") is None

@@ -83,6 +83,14 @@ def test_hardening_settings_have_documented_defaults(tmp_path: Path) -> None:
     assert (settings.rate_limit.per_minute, settings.rate_limit.burst) == (600, 120)
     assert settings.tokens.keys == {}
     assert settings.request_timeout_seconds == 30
+    assert settings.cache_enabled is True
+
+
+def test_the_cache_can_be_turned_off(tmp_path: Path) -> None:
+    env = {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET}
+    assert Settings.from_env({**env, "USAGEGRAPH_CACHE": "off"}).cache_enabled is False
+    with pytest.raises(SettingsError, match="USAGEGRAPH_CACHE"):
+        Settings.from_env({**env, "USAGEGRAPH_CACHE": "maybe"})
 
 
 def test_jwt_keys_are_parsed_for_rotation(tmp_path: Path) -> None:

@@ -239,3 +239,23 @@ async def test_waiting_for_another_writers_lock_is_bounded_by_the_budget(
             await holder.rollback()
     finally:
         await budgeted.dispose()
+
+
+async def test_a_pool_with_no_free_connection_is_busy_not_down(database: TestDatabase) -> None:
+    """Overload (every pooled connection taken for the pool's whole wait) is told apart from
+    an outage: both answer 503, with their own message and log line."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+    tiny = create_async_engine(
+        database.url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=0.2
+    )
+    try:
+        async with tiny.connect() as held:
+            await held.execute(text("SELECT 1"))
+            with pytest.raises(Exception) as caught:  # noqa: PT011 - SQLAlchemy's pool timeout
+                async with tiny.connect():
+                    pass
+        assert classify(caught.value) is Unavailability.BUSY
+    finally:
+        await tiny.dispose()

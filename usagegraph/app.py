@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from usagegraph.availability import AvailabilityMiddleware, settle_cancelled_wor
 from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
 from usagegraph.db.engine import create_engine, session_factory
+from usagegraph.db.partitions import keep_partitions_ahead, maintain_partitions
 from usagegraph.db.schema_version import ensure_schema
 from usagegraph.health import healthz, readyz
 from usagegraph.outages import watch_engine
@@ -42,8 +44,10 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             app.state.sessions = session_factory(engine)
             app.state.cache = cache
             app.state.rate_limiter = rate_limiter
+            maintenance = asyncio.create_task(keep_partitions_ahead(engine))
             yield
         finally:
+            maintenance.cancel()
             await settle_cancelled_work()
             if rate_limiter is not None:
                 await rate_limiter.close()
@@ -74,10 +78,12 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
 
 async def _prepare_schema(settings: Settings) -> None:
-    """Check (or, for the embedded default, apply) the schema on an engine of its own: the
-    serving engine's statement budget is for requests, and a migration may take longer."""
+    """Check (or, for the embedded default, apply) the schema and create usage partitions
+    ahead, on an engine of its own: the serving engine's statement budget is for requests,
+    and a migration may take longer."""
     engine = create_engine(settings.database_url)
     try:
         await ensure_schema(engine, migrate=settings.embedded_database)
+        await maintain_partitions(engine)
     finally:
         await engine.dispose()

@@ -7,7 +7,9 @@ the engine while something swallowed it (see outages.py) — the caller gets 503
 answers are coded `SERVICE_UNAVAILABLE` and use the envelope of the route's API family.
 
 It sits outside the principal middleware, so an outage while resolving the caller is covered.
-A response that has already started cannot be replaced; such a failure is re-raised.
+A response that has already started cannot be replaced; such a failure is re-raised. A
+client that hung up before its request body arrived gets nothing (there is no one to answer)
+and leaves no server error in the log.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from usagegraph.errors import unavailable
@@ -59,6 +62,8 @@ async def _settle(work: asyncio.Task[None], response: _GuardedResponse) -> None:
     """Pass on what the finished work raised, unless it means the service is unavailable."""
     exc = work.exception()
     if exc is None:
+        return
+    if isinstance(exc, ClientDisconnect):  # nobody is left to answer; not a server error
         return
     if response.answered:
         log.warning("request failed after its 503 was sent: %s", type(exc).__name__)

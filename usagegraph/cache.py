@@ -166,8 +166,24 @@ class RedisCache:
         )
 
 
+class NoCache:
+    """Remembers nothing: every report is computed (USAGEGRAPH_CACHE=off, for measuring)."""
+
+    async def get(self, key: str) -> bytes | None:
+        return None
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
 def create_cache(settings: Settings) -> Cache:
-    """Redis when `USAGEGRAPH_REDIS_URL` is set (shared by all workers), else in-process."""
+    """Redis when `USAGEGRAPH_REDIS_URL` is set (shared by all workers), else in-process;
+    none at all with USAGEGRAPH_CACHE=off."""
+    if not settings.cache_enabled:
+        return NoCache()
     if settings.redis_url:
         return RedisCache(settings.redis_url)
     return MemoryCache()

@@ -1,9 +1,10 @@
-"""The `usagegraph` command: serve, migrate, import, demo, token and apikey."""
+"""The `usagegraph` command: serve, migrate, import, demo, token, apikey, rollups, partitions."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import date
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
@@ -28,6 +29,12 @@ app = typer.Typer(
 )
 apikey_app = typer.Typer(help="Manage institution API keys.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
+partitions_app = typer.Typer(
+    help="Monthly partitions of the usage events (PostgreSQL).", no_args_is_help=True
+)
+app.add_typer(partitions_app, name="partitions")
+rollups_app = typer.Typer(help="Maintain the usage rollups.", no_args_is_help=True)
+app.add_typer(rollups_app, name="rollups")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -73,11 +80,17 @@ def _run_with_database(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes sharing the port (each has its own connection pool, and "
+            "its own in-process cache and rate limiter unless USAGEGRAPH_REDIS_URL is set).",
+        ),
+    ] = 1,
 ) -> None:
-    """Serve /graphql, the REST shims and the health probes with uvicorn."""
+    """Serve /graphql, the REST shims and the health probes with uvicorn (uvloop, httptools)."""
     import uvicorn
-
-    from usagegraph.app import create_app
 
     settings = _settings()
 
@@ -86,7 +99,19 @@ def serve(
 
     _run_with_database(settings, check)  # refuse to start on a schema that is behind
     out.print(f"usagegraph serving on http://{host}:{port}/graphql", highlight=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # A factory path, not an app object: every worker process builds its own app (and engine)
+    # from the same environment.
+    uvicorn.run(
+        "usagegraph.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="info",
+        access_log=False,
+    )
 
 
 @app.command()
@@ -95,7 +120,10 @@ def migrate() -> None:
     settings = _settings()
 
     async def work(engine: AsyncEngine) -> str:
+        from usagegraph.db.partitions import maintain_partitions
+
         status = await upgrade_to_head(engine)
+        await maintain_partitions(engine)
         return status.head
 
     head = _run_with_database(settings, work, check_schema=False)
@@ -173,6 +201,81 @@ def apikey_create(
     if key is None:
         _fail(f"institution {institution} does not exist")
     print(key)
+
+
+@partitions_app.command("list")
+def partitions_list() -> None:
+    """List the attached partitions of usage_events with their estimated row counts."""
+    from usagegraph.db.partitions import is_partitioned, list_partitions
+
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> list[tuple[str, int]] | None:
+        async with engine.connect() as conn:
+            if not await is_partitioned(conn):
+                return None
+            return [(p.name, p.estimated_rows) for p in await list_partitions(conn)]
+
+    partitions = _run_with_database(settings, work)
+    if partitions is None:
+        out.print("usage events are not partitioned here (SQLite keeps one table)")
+        return
+    for name, rows in partitions:
+        print(f"{name}\t~{rows} rows")
+
+
+@partitions_app.command("maintain")
+def partitions_maintain() -> None:
+    """Create this month's and the next months' partitions now, and move events caught by
+    the DEFAULT partition into partitions of their own (the server does this hourly)."""
+    from usagegraph.db.partitions import maintain_partitions
+
+    created = _run_with_database(_settings(), maintain_partitions)
+    out.print(f"created: {', '.join(created) or 'nothing (all in place)'}", highlight=False)
+
+
+@partitions_app.command("detach")
+def partitions_detach(
+    month: Annotated[str, typer.Argument(help="The month to detach, as YYYY-MM.")],
+) -> None:
+    """Detach a month's partition: it stays as a table of its own, to archive or drop.
+
+    Reports keep that month's usage (the rollups hold its sums); listing its individual
+    events stops.
+    """
+    from usagegraph.db.partitions import detach_month
+
+    try:
+        first = date.fromisoformat(f"{month}-01")
+    except ValueError:
+        _fail(f"month must look like 2025-01, got {month!r}", code=2)
+
+    async def work(engine: AsyncEngine) -> str | None:
+        return await detach_month(engine, first)
+
+    name = _run_with_database(_settings(), work)
+    if name is None:
+        _fail(f"usage_events has no partition for {month}")
+    out.print(f"detached {name}: archive it (pg_dump -t {name}) and drop it when done")
+
+
+@rollups_app.command("rebuild")
+def rollups_rebuild() -> None:
+    """Recompute every usage rollup from the usage events, in one transaction.
+
+    Writes keep the rollups up to date; this is for after editing usage_events by hand, or
+    to check them: a rebuild of correct rollups changes nothing.
+    """
+    from usagegraph.datasources.usage_rollups import rebuild_rollups
+
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await rebuild_rollups(conn)
+
+    _run_with_database(settings, work)
+    out.print("usage rollups rebuilt from the usage events", highlight=False)
 
 
 @app.command()

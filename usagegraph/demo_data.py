@@ -32,6 +32,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import JSON, TypeEngine
 
+from usagegraph.datasources.usage_rollups import add_usage_from_events
 from usagegraph.db.models import (
     ClientBucket,
     Institution,
@@ -44,16 +45,26 @@ from usagegraph.db.models import (
     Wallet,
     new_institution_id,
 )
+from usagegraph.db.partitions import ensure_months, month_start, next_month
 from usagegraph.db.types import MONEY_SCALE, Money, UTCDateTime
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as (phase name, done, total); the CLI maps it onto a progress bar.
 
-Phases, in order: institutions, users, snapshots, usage_events, ledger_entries, wallets. Each
-reports (0, total) when it starts, and (total, total) once its rows are in the database; the
-two big ones report every 50,000 rows in between.
+Phases, in order: institutions, users, snapshots, usage_events, usage_rollups, ledger_entries,
+wallets. Each reports (0, total) when it starts, and (total, total) once its rows are in the
+database; the two big ones report every 50,000 rows in between (usage_rollups, one SQL
+statement per rollup table, counts as a single step).
 """
-PHASES = ("institutions", "users", "snapshots", "usage_events", "ledger_entries", "wallets")
+PHASES = (
+    "institutions",
+    "users",
+    "snapshots",
+    "usage_events",
+    "usage_rollups",
+    "ledger_entries",
+    "wallets",
+)
 
 MICRO = 10**MONEY_SCALE
 _CHUNK = 50_000  # events per progress report
@@ -199,6 +210,13 @@ class _Window:
     def day(self, index: int) -> date:
         """The calendar date of a day index (0 = the window's first, partial day)."""
         return self.start_date + timedelta(days=index)
+
+    def months(self) -> list[date]:
+        """The first day of every UTC month the window touches."""
+        months = [month_start(self.start)]
+        while months[-1] < month_start(self.now):
+            months.append(next_month(months[-1]))
+        return months
 
     @property
     def day_count(self) -> int:
@@ -987,8 +1005,36 @@ async def generate_demo(
     spec.validate()
     window = _Window.ending(_resolve_now(now), spec.days)
     report = progress or (lambda _phase, _done, _total: None)
+    # Partitions first (PostgreSQL), in their own transaction: COPY then routes every event
+    # straight to its month instead of the DEFAULT partition.
+    await ensure_months(engine, window.months())
     async with engine.begin() as conn:
-        return await _generate(conn, spec, window, report)
+        summary = await _generate(conn, spec, window, report)
+    await _analyze(engine)
+    return summary
+
+
+async def _analyze(engine: AsyncEngine) -> None:
+    """Fresh planner statistics after a bulk load (PostgreSQL's autovacuum would get there
+    later; the first queries should not run on estimates from an empty table)."""
+    if engine.dialect.name != "postgresql":
+        return
+    async with engine.connect() as conn:
+        await conn.execute(text("ANALYZE " + ", ".join(_BULK_LOADED_TABLES)))
+        await conn.commit()
+
+
+_BULK_LOADED_TABLES = (
+    "users",
+    "memberships",
+    "usage_events",
+    "usage_rollups_day",
+    "usage_rollups_quarter_hour",
+    "usage_totals",
+    "ledger_entries",
+    "wallets",
+    "snapshots",
+)
 
 
 async def _generate(
@@ -1068,6 +1114,9 @@ async def _write_usage(
     report("usage_events", 0, spec.events)
     await _bulk_insert(conn, _USAGE_TABLE, _reporting(rows, "usage_events", spec.events, report))
     report("usage_events", spec.events, spec.events)
+    report("usage_rollups", 0, 1)
+    await add_usage_from_events(conn, UsageEvent.id.between(first, first + spec.events - 1))
+    report("usage_rollups", 1, 1)
     return spec.events, personal
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from usagegraph.auth.api_keys import MIN_KEY_LENGTH, hash_api_key, new_api_key_row
+from usagegraph.datasources.usage_writes import insert_events
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import (
     PERSONAL_INSTANCE,
@@ -31,7 +32,6 @@ from usagegraph.db.models import (
     Membership,
     Snapshot,
     Subscription,
-    UsageEvent,
     UsageIdempotencyKey,
     User,
     Wallet,
@@ -43,6 +43,7 @@ from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN, INSTITUTIO
 from usagegraph.db.models.usage import USAGE_STATUSES
 from usagegraph.db.models.users import USER_ROLES
 from usagegraph.db.models.wallets import LEDGER_TYPES
+from usagegraph.db.partitions import maintain_partitions
 from usagegraph.db.sequences import bump_id_sequences
 from usagegraph.import_fields import FieldError, FieldReader, count_mapping
 
@@ -86,7 +87,8 @@ def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 async def import_file(
     engine: AsyncEngine, path: Path, progress: Callable[[int], None] | None = None
 ) -> ImportSummary:
-    """Apply every line of `path` in one transaction, or none of them."""
+    """Apply every line of `path` in one transaction, or none of them; then give any months of
+    usage that had no partition yet partitions of their own (PostgreSQL)."""
     async with session_factory(engine)() as session, session.begin():
         importer = _Importer(session)
         number = 0
@@ -99,6 +101,8 @@ async def import_file(
                 progress(number)
         await importer.finish(number)
         await bump_id_sequences(await session.connection())
+    # Old history lands in the DEFAULT partition (PostgreSQL); give its months their own.
+    await maintain_partitions(engine)
     return importer.summary
 
 
@@ -292,12 +296,7 @@ class _Importer:
         if not fresh:
             return
         try:
-            ids = (
-                await self.session.scalars(
-                    insert(UsageEvent).returning(UsageEvent.id, sort_by_parameter_order=True),
-                    [row for row, _ in fresh],
-                )
-            ).all()
+            ids = await insert_events(self.session, [row for row, _ in fresh])
             key_rows = [
                 {
                     "user_id": row["user_id"],

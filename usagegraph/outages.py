@@ -40,11 +40,14 @@ class Unavailability(StrEnum):
 
     DATABASE = "database unavailable"
     TIMEOUT = "timed out"
+    # Every pooled connection stayed busy for the pool's whole wait: overload, not an outage.
+    BUSY = "no database connection free"
 
 
 MESSAGES: dict[Unavailability, str] = {
     Unavailability.DATABASE: "The database is temporarily unavailable; try again shortly",
     Unavailability.TIMEOUT: "The request took too long and was cancelled; try again later",
+    Unavailability.BUSY: "The service is busy; try again shortly",
 }
 
 _POSTGRES_TIMEOUT_STATES = frozenset({"57014"})  # query_canceled (statement_timeout)
@@ -100,7 +103,7 @@ def _classify_one(exc: BaseException) -> Unavailability | None:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return Unavailability.DATABASE
     if isinstance(exc, sa_exc.TimeoutError):  # the pool had no connection to hand out
-        return Unavailability.DATABASE
+        return Unavailability.BUSY
     sqlstate = getattr(exc, "sqlstate", None)
     if isinstance(sqlstate, str):
         return _classify_sqlstate(sqlstate)

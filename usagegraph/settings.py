@@ -82,6 +82,8 @@ class Settings:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     # A request still running after this many seconds is answered 503 and its work cancelled.
     request_timeout_seconds: float = 30.0
+    # The usage-history response cache (USAGEGRAPH_CACHE); off only to measure or debug.
+    cache_enabled: bool = True
 
     @property
     def backend(self) -> str:
@@ -113,6 +115,7 @@ class Settings:
             request_timeout_seconds=float(
                 _integer(env, "USAGEGRAPH_REQUEST_TIMEOUT_SECONDS", 30, minimum=1)
             ),
+            cache_enabled=_boolean(env, "USAGEGRAPH_CACHE", True),
         )
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.factories import add_institution, add_user
+from tests.factories import add_institution, add_usage_events, add_user
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.datasources.usage import (
     DAY_SLOT_SECONDS,
@@ -50,7 +50,8 @@ async def _seed(engine: AsyncEngine) -> dict[str, int]:
     ]
     async with session_factory(engine)() as session, session.begin():
         for user_id, institution_id, at, credits, messages, status, forgotten in events:
-            session.add(
+            await add_usage_events(
+                session,
                 UsageEvent(
                     user_id=user_id,
                     institution_id=institution_id,
@@ -59,7 +60,7 @@ async def _seed(engine: AsyncEngine) -> dict[str, int]:
                     messages=messages,
                     status=status,
                     forgotten=forgotten,
-                )
+                ),
             )
     return ids
 
@@ -126,12 +127,20 @@ async def test_quarter_hour_slots_split_at_their_boundaries(engine: AsyncEngine)
     ]
 
 
-async def test_lifetime_credits_include_forgotten_usage(engine: AsyncEngine) -> None:
+async def test_lifetime_credits_include_forgotten_usage_and_skip_unreadable_pairs(
+    engine: AsyncEngine,
+) -> None:
     ids = await _seed(engine)
     async with session_factory(engine)() as session:
         admin = await load_user_principal(session, ids["admin"])
         assert admin is not None
-        lifetime = await lifetime_credits(session, admin)
+        asked = {
+            (ids["member"], ACME),
+            (ids["admin"], ACME),
+            (ids["member"], None),  # the member's personal usage: not the admin's to read
+            (ids["outsider"], OTHER),  # another institution
+        }
+        lifetime = await lifetime_credits(session, admin, asked)
     assert lifetime == {
         (ids["member"], ACME): Decimal("7"),  # 1.25 + 0.75 + 5 (forgotten)
         (ids["admin"], ACME): Decimal("0.5"),

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.conftest import FIXED_NOW
+from tests.factories import add_usage_events
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.db.engine import session_factory
@@ -105,8 +106,7 @@ async def add_usage(
             credits=Decimal(credits),
             forgotten=forgotten,
         )
-        session.add(row)
-        await session.flush()
+        await add_usage_events(session, row)
         return row.id
 
 

@@ -185,12 +185,18 @@ def test_window_in_a_zone_starts_at_local_midnight_across_dst() -> None:
     )
 
 
-def test_day_slots_only_when_every_boundary_is_a_utc_midnight() -> None:
+def test_the_largest_slot_no_boundary_falls_inside() -> None:
     assert (
         slot_seconds_for([datetime(2026, 5, 14, tzinfo=UTC), datetime(2026, 5, 21, tzinfo=UTC)])
         == 86_400
     )
-    assert slot_seconds_for([datetime(2026, 3, 24, 23, tzinfo=UTC)]) == 900
+    # New York midnight (04:00 UTC in May): hours
+    assert (
+        slot_seconds_for([datetime(2026, 5, 14, tzinfo=UTC), datetime(2026, 5, 14, 4, tzinfo=UTC)])
+        == 3600
+    )
+    # Kathmandu midnight (18:15 UTC): quarter hours
+    assert slot_seconds_for([datetime(2026, 5, 9, 18, 15, tzinfo=UTC)]) == 900
 
 
 def _slot(start: datetime, user_id: int, credits: str, messages: int = 1) -> UsageSlot:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from fractions import Fraction
 
 import pytest
 from sqlalchemy import event
@@ -168,9 +167,12 @@ def test_cap_used_pct(lifetime: str, cap: str | None, pct: str | None) -> None:
 
 
 def test_half_up_rounds_halves_away_from_zero() -> None:
-    assert round_half_up(Fraction("-1.005")) == D("-1.01")
-    assert round_half_up(Fraction("2.675")) == D("2.68")  # float round() gives 2.67
-    assert round_half_up(Fraction("2.6749999999")) == D("2.67")
+    assert round_half_up(-1005, 1000) == D("-1.01")
+    assert round_half_up(1005, -1000) == D("-1.01")
+    assert round_half_up(2675, 1000) == D("2.68")  # float round() gives 2.67
+    assert round_half_up(26749999999, 10**10) == D("2.67")
+    assert round_half_up(1, 3) == D("0.33")
+    assert round_half_up(2, 3) == D("0.67")
 
 
 def test_mean_is_zero_without_rows() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.factories import add_usage_events
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.db.engine import session_factory
@@ -42,7 +43,8 @@ class Event:
 async def add_events(engine: AsyncEngine, *events: Event) -> None:
     async with session_factory(engine)() as session, session.begin():
         for event in events:
-            session.add(
+            await add_usage_events(
+                session,
                 UsageEvent(
                     user_id=event.user_id,
                     institution_id=event.institution_id,
@@ -52,7 +54,7 @@ async def add_events(engine: AsyncEngine, *events: Event) -> None:
                     endpoint=event.endpoint,
                     status=event.status,
                     forgotten=event.forgotten,
-                )
+                ),
             )
 
 

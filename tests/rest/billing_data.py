@@ -25,6 +25,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.factories import add_usage_events
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import Institution, Membership, UsageEvent, User
@@ -93,7 +94,8 @@ async def add_usage(
     forgotten: bool = False,
 ) -> None:
     async with session_factory(engine)() as session, session.begin():
-        session.add(
+        await add_usage_events(
+            session,
             UsageEvent(
                 user_id=user_id,
                 institution_id=institution_id,
@@ -102,7 +104,7 @@ async def add_usage(
                 messages=messages,
                 status=status,
                 forgotten=forgotten,
-            )
+            ),
         )
 
 

@@ -6,6 +6,7 @@ expected number below is worked out by hand from that fixture.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -502,3 +503,18 @@ async def test_redis_outage_falls_back_to_computing(
         await app.state.cache.close()
     assert (status, body["totals"]["credits"]) == (200, 4.25)
     assert any("Redis cache read failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_with_the_cache_turned_off_every_request_is_computed(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    people = await seed(engine)
+    uncached = dataclasses.replace(settings, cache_enabled=False)
+    application = create_app(uncached, clock=lambda: FIXED_NOW)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            _, before = await _get(client, people.member, instanceId=ACME, window="7")
+            await add_usage(engine, people, LATE_USE)
+            _, after = await _get(client, people.member, instanceId=ACME, window="7")
+    assert (before["totals"]["credits"], after["totals"]["credits"]) == (4.25, 14.25)

@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.factories import add_user
+from tests.factories import add_usage_events, add_user
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import Institution, UsageEvent, Wallet
@@ -81,7 +81,8 @@ async def add_institution(engine: AsyncEngine, institution_id: str, currency: st
 async def add_usage(engine: AsyncEngine, people: People, uses: tuple[Use, ...]) -> None:
     async with session_factory(engine)() as session, session.begin():
         for use in uses:
-            session.add(
+            await add_usage_events(
+                session,
                 UsageEvent(
                     user_id=getattr(people, use.who),
                     institution_id=use.institution,
@@ -90,7 +91,7 @@ async def add_usage(engine: AsyncEngine, people: People, uses: tuple[Use, ...]) 
                     messages=use.messages,
                     status=use.status,
                     forgotten=use.forgotten,
-                )
+                ),
             )
 
 

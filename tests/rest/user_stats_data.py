@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
 from usagegraph.auth.tokens import mint_token
+from usagegraph.datasources.usage_writes import insert_events
 from usagegraph.db.engine import session_factory
-from usagegraph.db.models import Institution, Membership, UsageEvent, User
+from usagegraph.db.models import Institution, Membership, User
 from usagegraph.db.sequences import bump_id_sequences
 
 ACME = "a" * 24
@@ -165,7 +165,7 @@ async def add_usage(
         for user_id, institution_id, occurred_at, credits, messages, status, forgotten in events
     ]
     async with session_factory(engine)() as session, session.begin():
-        await session.execute(insert(UsageEvent), rows)
+        await insert_events(session, rows)
 
 
 async def seed_campus(engine: AsyncEngine) -> None:

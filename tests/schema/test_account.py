@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
-from tests.factories import add_institution, add_user
+from tests.factories import add_institution, add_usage_events, add_user
 from tests.schema.graph import error_codes, graphql
 from tests.statements import count_statements
 from usagegraph.auth.tokens import mint_token
@@ -161,13 +161,14 @@ async def test_graph_and_rest_agree_on_balance_ledger_and_usage(
             )
         )
         for day, credits in ((3, "0.5"), (19, "1.25"), (20, "2")):
-            session.add(
+            await add_usage_events(
+                session,
                 UsageEvent(
                     user_id=user_id,
                     occurred_at=FIXED_NOW.replace(day=day, hour=1),
                     credits=Decimal(credits),
                     endpoint="/v1/chat",
-                )
+                ),
             )
     headers = {"Authorization": f"Bearer {mint_token(user_id, TEST_JWT_SECRET)}"}
     credits = (await client.get("/auth/account/credits", headers=headers)).json()

@@ -13,6 +13,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
+from tests.factories import add_usage_events
 from tests.rest import billing_data, clients_data, usage_history_data, user_stats_data
 from tests.schema.graph import error_codes, graphql
 from usagegraph.db.engine import session_factory
@@ -75,7 +76,9 @@ async def _usage_in_zone(
 ) -> dict:
     user_id = (await usage_history_data.seed_people(engine)).member
     async with session_factory(engine)() as session, session.begin():
-        session.add(UsageEvent(user_id=user_id, occurred_at=day_start_utc, credits=Decimal(1)))
+        await add_usage_events(
+            session, UsageEvent(user_id=user_id, occurred_at=day_start_utc, credits=Decimal(1))
+        )
     body = await graphql(
         client,
         """query($id: Int!, $zone: String!) { user(id: $id) {
@@ -242,3 +245,34 @@ async def test_another_tenants_bucket_is_null(
     body = await graphql(client, '{ bucket(id: "other-co") { bucketId } }', user_id=world.member_id)
     assert body["data"]["bucket"] is None
     assert FIXED_NOW.year == 2026
+
+
+async def test_time_zone_offset_by_45_minutes_splits_days_at_its_own_midnight(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    # Kathmandu is UTC+05:45: 10 May 2026 00:00 local = 9 May 18:15 UTC. Usage at 18:14 UTC
+    # belongs to the 9th, usage at 18:15 UTC to the 10th; the quarter-hour rollups keep the
+    # two apart (an hourly rollup could not).
+    midnight = datetime.fromisoformat("2026-05-09T18:15:00+00:00")
+    user_id = (await usage_history_data.seed_people(engine)).member
+    async with session_factory(engine)() as session, session.begin():
+        await add_usage_events(
+            session,
+            UsageEvent(
+                user_id=user_id, occurred_at=midnight - timedelta(minutes=1), credits=Decimal(2)
+            ),
+            UsageEvent(user_id=user_id, occurred_at=midnight, credits=Decimal(5)),
+        )
+    body = await graphql(
+        client,
+        """query($id: Int!) { user(id: $id) {
+             usageHistory(instanceId: "personal", window: 30, interval: DAILY,
+                          timeZone: "Asia/Kathmandu") { buckets { start end credits } } } }""",
+        user_id=user_id,
+        variables={"id": user_id},
+    )
+    history = body["data"]["user"]["usageHistory"]
+    tenth = _bucket_at(history, midnight)
+    ninth = _bucket_at(history, midnight - timedelta(days=1))
+    assert (Decimal(ninth["credits"]), Decimal(tenth["credits"])) == (2, 5)
+    assert datetime.fromisoformat(tenth["end"]) - midnight == timedelta(days=1)

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.factories import add_institution, add_user
+from tests.factories import add_institution, add_usage_events, add_user
 from tests.schema.graph import graphql
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import UsageEvent
@@ -45,14 +45,15 @@ async def _seed(engine: AsyncEngine) -> dict[str, int]:
             (20, OTHER, "4"),
             (10, ACME, "5"),
         ):
-            session.add(
+            await add_usage_events(
+                session,
                 UsageEvent(
                     user_id=ids["member"],
                     institution_id=institution,
                     credits=Decimal(credits),
                     occurred_at=FIXED_NOW - timedelta(minutes=minutes),
                     endpoint="/v1/chat",
-                )
+                ),
             )
     return ids
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from usagegraph.auth.access import is_institution_admin, is_super
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources.usage import readable_usage
-from usagegraph.db.models import Institution, UsageEvent
+from usagegraph.db.models import Institution, UsageEvent, UsageRollupDay
 
 
 def readable_billing(principal: Principal) -> ColumnElement[bool]:
@@ -83,23 +83,24 @@ async def messages_by_month(
     """Messages of the institution in each slice [boundaries[i], boundaries[i + 1]), in order.
 
     `boundaries` are ascending (n + 1 instants for n months). Forgotten and failed usage
-    count: a billing period is money. One range scan over the page's months only; each event
-    is given its slice by a CASE on the slice ends, exact on both databases without any date
-    function.
+    count: a billing period is money. One range scan over the page's months only; each day
+    is given its slice by a CASE on the slice ends. Read from the UTC day rollups: month
+    boundaries are UTC midnights, so whole days tile every slice exactly.
     """
     if len(boundaries) < 2:
         return []
-    ends = boundaries[1:]
-    slice_index = case(
-        *((UsageEvent.occurred_at < end, index) for index, end in enumerate(ends))
-    ).label("slice")
+    ends = [int(end.timestamp()) for end in boundaries[1:]]
+    day = UsageRollupDay
+    slice_index = case(*((day.slot_start < end, index) for index, end in enumerate(ends))).label(
+        "slice"
+    )
     rows = await session.execute(
-        select(slice_index, func.sum(UsageEvent.messages).label("messages"))
+        select(slice_index, func.sum(day.messages).label("messages"))
         .where(
-            readable_usage(principal),
-            UsageEvent.institution_id == institution_id,
-            UsageEvent.occurred_at >= boundaries[0],
-            UsageEvent.occurred_at < ends[-1],
+            readable_usage(principal, day),
+            day.institution_id == institution_id,
+            day.slot_start >= int(boundaries[0].timestamp()),
+            day.slot_start < ends[-1],
         )
         # By the output name: the CASE's parameters are then bound once, on any driver.
         .group_by(literal_column(slice_index.name))

@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -21,7 +22,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
-    func,
     insert,
     select,
     tuple_,
@@ -32,7 +32,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.datasources.transactions import dialect_of
-from usagegraph.db.models import Institution, Membership, UsageEvent, UsageIdempotencyKey, User
+from usagegraph.datasources.usage_rollups import UsageFact, add_usage, forget_usage
+from usagegraph.db.models import (
+    Institution,
+    Membership,
+    UsageEvent,
+    UsageIdempotencyKey,
+    UsageTotal,
+    User,
+)
 
 MemberKey = tuple[int, str]  # (user id, institution id)
 KeyRef = tuple[int, str]  # (user id, idempotency key)
@@ -159,13 +167,11 @@ async def lifetime_by_member(
     session: AsyncSession, members: Collection[MemberKey]
 ) -> dict[MemberKey, Decimal]:
     """All-time credits of each member in the institution: forgotten, failed and over-cap
-    usage included (all of it cost credits)."""
+    usage included (all of it cost credits). Read from the lifetime totals: one row each."""
     if not members:
         return {}
-    statement = (
-        select(UsageEvent.user_id, UsageEvent.institution_id, func.sum(UsageEvent.credits))
-        .where(tuple_(UsageEvent.user_id, UsageEvent.institution_id).in_(sorted(members)))
-        .group_by(UsageEvent.user_id, UsageEvent.institution_id)
+    statement = select(UsageTotal.user_id, UsageTotal.institution_id, UsageTotal.credits).where(
+        tuple_(UsageTotal.user_id, UsageTotal.instance).in_(sorted(members))
     )
     rows = await session.execute(statement)
     return {
@@ -174,12 +180,15 @@ async def lifetime_by_member(
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert usage events in one multi-row statement; their ids, in the order given."""
+    """Insert usage events in one multi-row statement and count them in the rollups (same
+    transaction); their ids, in the order given."""
     if not rows:
         return []
     table = UsageEvent.__table__
     statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return list((await session.scalars(statement, list(rows))).all())
+    ids = list((await session.scalars(statement, list(rows))).all())
+    await add_usage(session, (UsageFact.of_row(row) for row in rows))
+    return ids
 
 
 async def claim_keys(
@@ -195,19 +204,27 @@ async def claim_keys(
     """
     if not rows:
         return set()
-    dialect = postgresql if dialect_of(session) == "postgresql" else sqlite
+    statement = _claiming(dialect_of(session))
+    result = await session.execute(
+        statement, [{**row, "stale_before": stale_before} for row in rows]
+    )
+    return {(row.user_id, row.key) for row in result}
+
+
+@cache
+def _claiming(dialect_name: str) -> Any:
+    """The key-claiming upsert, built once (every usage write runs it)."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     table = UsageIdempotencyKey.__table__
     statement = dialect.insert(table)
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[table.c.user_id, table.c.key],
         set_={
             "usage_event_id": statement.excluded.usage_event_id,
             "created_at": statement.excluded.created_at,
         },
-        where=table.c.created_at < stale_before,
+        where=table.c.created_at < bindparam("stale_before"),
     ).returning(table.c.user_id, table.c.key)
-    result = await session.execute(statement, list(rows))
-    return {(row.user_id, row.key) for row in result}
 
 
 async def forget_events(
@@ -217,7 +234,8 @@ async def forget_events(
     event_ids: Sequence[int] | None = None,
     before: datetime | None = None,
 ) -> list[int]:
-    """Flag the user's not yet forgotten events (by id, or occurred before a time); their ids.
+    """Flag the user's not yet forgotten events (by id, or occurred before a time), and move
+    them to the forgotten rollups; their ids.
 
     Always narrowed to `user_id`: an id of someone else's event matches nothing.
     """
@@ -230,7 +248,20 @@ async def forget_events(
         update(UsageEvent)
         .where(*conditions)
         .values(forgotten=True)
-        .returning(UsageEvent.id)
+        .returning(UsageEvent.id, *_FACT_COLUMNS)
         .execution_options(synchronize_session=False)
     )
-    return sorted(await session.scalars(statement))
+    rows = (await session.execute(statement)).mappings().all()
+    await forget_usage(session, [UsageFact.of_row({**row, "forgotten": False}) for row in rows])
+    return sorted(row["id"] for row in rows)
+
+
+_FACT_COLUMNS = (
+    UsageEvent.user_id,
+    UsageEvent.institution_id,
+    UsageEvent.occurred_at,
+    UsageEvent.credits,
+    UsageEvent.messages,
+    UsageEvent.status,
+    UsageEvent.endpoint,
+)

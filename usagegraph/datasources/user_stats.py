@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 from typing import TypeVar
 
 from sqlalchemy import ColumnElement, false, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from usagegraph.db.models import Institution, Membership, UsageEvent, User
-
-LOOKUP_CHUNK = 1000
+from usagegraph.datasources.usage import LOOKUP_CHUNK, UsageFilter, UsageSource
+from usagegraph.db.models import Institution, Membership, User
 
 _Key = TypeVar("_Key")
 
@@ -51,22 +48,28 @@ class InstitutionProfile:
     default_cap: Decimal | None
 
 
-def in_instances(institution_ids: Collection[str], *, personal: bool) -> ColumnElement[bool]:
+def in_instances(institution_ids: Collection[str], *, personal: bool) -> UsageFilter:
     """Usage in these institutions, plus personal usage when `personal` is set."""
-    conditions: list[ColumnElement[bool]] = []
-    if institution_ids:
-        conditions.append(UsageEvent.institution_id.in_(sorted(institution_ids)))
-    if personal:
-        conditions.append(UsageEvent.institution_id.is_(None))
-    return or_(*conditions) if conditions else false()
+    ids = sorted(institution_ids)
+
+    def condition(source: UsageSource) -> ColumnElement[bool]:
+        conditions: list[ColumnElement[bool]] = []
+        if ids:
+            conditions.append(source.institution_id.in_(ids))
+        if personal:
+            conditions.append(source.institution_id.is_(None))
+        return or_(*conditions) if conditions else false()
+
+    return condition
 
 
-def by_users(user_ids: Collection[int]) -> ColumnElement[bool]:
+def by_users(user_ids: Collection[int]) -> UsageFilter:
     """Usage of these users only."""
-    return UsageEvent.user_id.in_(sorted(user_ids))
+    ids = sorted(user_ids)
+    return lambda source: source.user_id.in_(ids)
 
 
-def by_people(*, role: str | None, search: str | None) -> ColumnElement[bool]:
+def by_people(*, role: str | None, search: str | None) -> UsageFilter:
     """Usage of users with this role and/or whose email, fname or lname contains `search`.
 
     The match is case-insensitive through SQL lower() (on SQLite that folds ASCII letters
@@ -85,18 +88,7 @@ def by_people(*, role: str | None, search: str | None) -> ColumnElement[bool]:
                 )
             )
         )
-    return UsageEvent.user_id.in_(people)
-
-
-def active_between(start: datetime, end: datetime) -> ColumnElement[bool]:
-    """Usage of users who have unforgotten usage in [start, end): the users a report lists."""
-    windowed = aliased(UsageEvent)
-    active = select(windowed.user_id).where(
-        windowed.occurred_at >= start,
-        windowed.occurred_at < end,
-        windowed.forgotten.is_(False),
-    )
-    return UsageEvent.user_id.in_(active)
+    return lambda source: source.user_id.in_(people)
 
 
 async def user_profiles(session: AsyncSession, user_ids: Collection[int]) -> dict[int, UserProfile]:

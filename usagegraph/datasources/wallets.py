@@ -18,7 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from usagegraph.auth.access import is_super
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources.usage import readable_usage
-from usagegraph.db.models import LedgerEntry, Subscription, UsageEvent, User, Wallet
+from usagegraph.db.models import LedgerEntry, Subscription, UsageTotal, User, Wallet
 
 
 def readable_account(
@@ -63,12 +63,11 @@ async def subscription_of(
 async def usage_event_count(session: AsyncSession, principal: Principal, user_id: int) -> int:
     """All of a user's usage events ever, in every instance, forgotten and failed included.
 
-    Starts from `readable_usage`, so it can only count events the caller may read.
+    Starts from `readable_usage`, so it can only count events the caller may read; summed
+    from the lifetime totals (a row per instance), not counted over the events.
     """
-    statement = (
-        select(func.count())
-        .select_from(UsageEvent)
-        .where(readable_usage(principal), UsageEvent.user_id == user_id)
+    statement = select(func.coalesce(func.sum(UsageTotal.events), 0)).where(
+        readable_usage(principal, UsageTotal), UsageTotal.user_id == user_id
     )
     return int((await session.execute(statement)).scalar_one())
 

@@ -57,14 +57,19 @@ async def schema_status(engine: AsyncEngine) -> SchemaStatus:
 
 async def upgrade_to_head(engine: AsyncEngine) -> SchemaStatus:
     """Apply every pending migration in one transaction and return the new status."""
+    return await migrate(engine, "upgrade", "head")
 
-    def upgrade(connection: Connection) -> None:
+
+async def migrate(engine: AsyncEngine, direction: str, revision: str) -> SchemaStatus:
+    """Run Alembic's `upgrade` or `downgrade` to `revision` in one transaction."""
+
+    def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        getattr(command, direction)(config, revision)
 
     async with engine.begin() as connection:
-        await connection.run_sync(upgrade)
+        await connection.run_sync(run)
     return await schema_status(engine)
 
 

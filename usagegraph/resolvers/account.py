@@ -18,14 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import owns_account
 from usagegraph.auth.principal import CallerKind, Principal
-from usagegraph.datasources.usage import DAY_SLOT_SECONDS, UsageSlot, usage_by_slot
+from usagegraph.datasources.usage import DAY_SLOT_SECONDS, UsageSlot, of_user, usage_by_slot
 from usagegraph.datasources.wallets import (
     account_holder,
     subscription_of,
     usage_event_count,
     wallet_of,
 )
-from usagegraph.db.models import Subscription, UsageEvent, Wallet
+from usagegraph.db.models import Subscription, Wallet
 from usagegraph.errors import forbidden, invalid, unauthorized
 from usagegraph.resolvers.calendar import (
     Granularity,
@@ -226,7 +226,7 @@ async def _usage_stats(
         slot_seconds=DAY_SLOT_SECONDS,
         # Own account only: readable_usage would also admit institutions the caller
         # administers (or everything, for super); this narrows to the caller's own events.
-        filters=[UsageEvent.user_id == user_id],
+        filters=[of_user(user_id)],
         include_forgotten=True,
         by_endpoint=True,
     )

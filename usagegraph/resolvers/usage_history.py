@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import is_institution_admin, is_member
@@ -25,11 +25,15 @@ from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.cache import Cache
 from usagegraph.datasources.usage import (
     DAY_SLOT_SECONDS,
+    HOUR_SLOT_SECONDS,
     ZONE_SAFE_SLOT_SECONDS,
+    UsageFilter,
     UsageSlot,
+    in_instance,
+    of_user,
     usage_by_slot,
 )
-from usagegraph.db.models import PERSONAL_INSTANCE, Institution, UsageEvent, Wallet
+from usagegraph.db.models import PERSONAL_INSTANCE, Institution, Wallet
 from usagegraph.db.types import canonical_money
 from usagegraph.errors import forbidden, invalid, unauthorized
 from usagegraph.resolvers.calendar import (
@@ -237,12 +241,11 @@ def cache_key(query: UsageHistoryQuery) -> str:
 
 
 def slot_seconds_for(boundaries: Sequence[datetime]) -> int:
-    """Whole-day slots when every boundary is a UTC midnight, else quarter-hour slots.
-
-    Quarter hours divide every current zone offset, so a slot never straddles a local boundary.
-    """
-    if all(int(moment.timestamp()) % DAY_SLOT_SECONDS == 0 for moment in boundaries):
-        return DAY_SLOT_SECONDS
+    """The largest slot that no boundary falls inside: whole UTC days, else hours (zones with
+    whole-hour offsets), else quarter hours, which divide every current zone offset."""
+    for seconds in (DAY_SLOT_SECONDS, HOUR_SLOT_SECONDS):
+        if all(int(moment.timestamp()) % seconds == 0 for moment in boundaries):
+            return seconds
     return ZONE_SAFE_SLOT_SECONDS
 
 
@@ -311,14 +314,11 @@ async def _currency(session: AsyncSession, user_id: int, institution: Institutio
     return currency or DEFAULT_CURRENCY
 
 
-def _instance_filters(query: UsageHistoryQuery) -> list[ColumnElement[bool]]:
+def _instance_filters(query: UsageHistoryQuery) -> list[UsageFilter]:
     """Narrow the readable usage to this instance and, for `own`, to the caller."""
-    if query.institution_id is None:
-        filters = [UsageEvent.institution_id.is_(None)]
-    else:
-        filters = [UsageEvent.institution_id == query.institution_id]
+    filters = [in_instance(query.institution_id)]
     if query.scope is Scope.OWN:
-        filters.append(UsageEvent.user_id == query.user_id)
+        filters.append(of_user(query.user_id))
     return filters
 
 
@@ -331,14 +331,19 @@ async def compute_usage_history(
         query.period.start, query.period.end, query.interval.granularity, zone
     )
     boundaries = [query.period.start, query.period.end, *(p.start for p in periods)]
+    slot_seconds = slot_seconds_for(boundaries)
+    window_slots = (query.period.end - query.period.start).total_seconds() / slot_seconds
     slots = await usage_by_slot(
         session,
         principal,
         start=query.period.start,
         end=query.period.end,
-        slot_seconds=slot_seconds_for(boundaries),
+        slot_seconds=slot_seconds,
         filters=_instance_filters(query),
         include_forgotten=False,
+        # Summed per bucket by the database when buckets hold several slots (weeks, months,
+        # days in a zone); one slot per bucket needs no regrouping.
+        period_starts=[p.start for p in periods] if window_slots > len(periods) else (),
     )
     buckets, totals = fold_slots(slots, periods)
     return UsageHistory(

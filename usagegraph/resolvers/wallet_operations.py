@@ -270,6 +270,30 @@ async def _movement(
     return await run_write(session, work)
 
 
+def _posting(
+    entry_type: str,
+    amount: Decimal,
+    description: str,
+    reference: str | None,
+    metadata: dict[str, Any] | None,
+) -> Callable[[LedgerBook, Wallet | None], tuple[Posting, None]]:
+    """Post one entry as given to a wallet created first (credits and adjustments)."""
+
+    def apply(book: LedgerBook, wallet: Wallet | None) -> tuple[Posting, None]:
+        assert wallet is not None  # created first
+        posting = book.post(
+            wallet,
+            entry_type,
+            amount,
+            description=description,
+            reference=reference,
+            metadata=metadata,
+        )
+        return posting, None
+
+    return apply
+
+
 async def credit_wallet(
     session: AsyncSession,
     principal: Principal,
@@ -288,18 +312,7 @@ async def credit_wallet(
     reference = optional_text(reference, "reference", MAX_REFERENCE)
     metadata = metadata_object(metadata)
 
-    def apply(book: LedgerBook, wallet: Wallet | None) -> tuple[Posting, None]:
-        assert wallet is not None  # created first
-        posting = book.post(
-            wallet,
-            "credit",
-            amount,
-            description=description,
-            reference=reference,
-            metadata=metadata,
-        )
-        return posting, None
-
+    apply = _posting("credit", amount, description, reference, metadata)
     return await _movement(session, now, user_id, create=True, apply=apply)
 
 
@@ -355,18 +368,7 @@ async def adjust_wallet(
     reference = optional_text(reference, "reference", MAX_REFERENCE)
     metadata = metadata_object(metadata)
 
-    def apply(book: LedgerBook, wallet: Wallet | None) -> tuple[Posting, None]:
-        assert wallet is not None  # created first
-        posting = book.post(
-            wallet,
-            "adjustment",
-            amount,
-            description=reason,
-            reference=reference,
-            metadata=metadata,
-        )
-        return posting, None
-
+    apply = _posting("adjustment", amount, reason, reference, metadata)
     return await _movement(session, now, user_id, create=True, apply=apply)
 
 

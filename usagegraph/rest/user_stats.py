@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -197,6 +198,12 @@ def wants_csv(accept: str) -> bool:
 # ---- response ------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def _period_text(start: datetime) -> str:
+    """A period start as the rows spell it; thousands of rows share a few hundred starts."""
+    return iso_timestamp(start, milliseconds=False)
+
+
 def _row_values(row: UserStatsRow) -> tuple[Any, ...]:
     """A row's values in ROW_FIELDS order."""
     return (
@@ -207,7 +214,7 @@ def _row_values(row: UserStatsRow) -> tuple[Any, ...]:
         row.institution_id,
         row.instance_name,
         row.ai_name,
-        iso_timestamp(row.period_start, milliseconds=False),
+        _period_text(row.period_start),
         row.query_count,
         row.credits_used,
         row.lifetime_used,

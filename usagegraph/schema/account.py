@@ -6,7 +6,6 @@ and resolvers/ledger), so the graph and REST cannot disagree on a number.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from usagegraph.errors import forbidden
 from usagegraph.resolvers import account, ledger
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
+from usagegraph.schema.fields import fields_of
 from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
 
 LedgerType = strawberry.enum(
@@ -92,7 +92,7 @@ class LedgerEntry(relay.Node):
 
     @classmethod
     def from_result(cls, entry: ledger.CreditLedgerEntry) -> LedgerEntry:
-        fields = dataclasses.asdict(entry)
+        fields = fields_of(entry)
         return cls(entry_id=fields.pop("id"), **fields)
 
     @classmethod
@@ -117,13 +117,13 @@ def _require_account(info: Info, user_id: int) -> None:
 async def resolve_wallet(info: Info, user_id: int) -> CreditBalance:
     _require_account(info, user_id)
     wallet = await info.context.loaders.wallet.load(user_id)
-    return CreditBalance(**dataclasses.asdict(account.credit_balance(user_id, wallet)))
+    return CreditBalance(**fields_of(account.credit_balance(user_id, wallet)))
 
 
 async def resolve_subscription(info: Info, user_id: int) -> Subscription | None:
     _require_account(info, user_id)
     details = account.subscription_details(await info.context.loaders.subscription.load(user_id))
-    return Subscription(**dataclasses.asdict(details)) if details else None
+    return Subscription(**fields_of(details)) if details else None
 
 
 async def resolve_usage(
@@ -143,7 +143,7 @@ async def resolve_usage(
             start=start,
             end=end,
         )
-    return [UsageStats(**dataclasses.asdict(item)) for item in stats]
+    return [UsageStats(**fields_of(item)) for item in stats]
 
 
 async def resolve_ledger(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date
 
 import strawberry
 
 from usagegraph.resolvers import billing_periods
 from usagegraph.schema.context import Info
+from usagegraph.schema.fields import fields_of
 
 
 @strawberry.type(description="One calendar month of an institution's usage against its plan.")
@@ -40,7 +40,7 @@ async def resolve_billing_periods(
             session, context.principal, context.now, institution_id, limit=limit, offset=offset
         )
     return BillingPeriodPage(
-        periods=[BillingPeriod(**dataclasses.asdict(period)) for period in page.periods],
+        periods=[BillingPeriod(**fields_of(period)) for period in page.periods],
         total=page.total,
         limit=page.limit,
         offset=page.offset,

@@ -22,7 +22,7 @@ from strawberry.types.unset import UNSET
 
 from usagegraph.datasources.loaders import Loaders
 from usagegraph.errors import ErrorCode
-from usagegraph.rest.json import JSON
+from usagegraph.rest.json import JSON, dumps
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
 from usagegraph.schema.root import build_schema
@@ -55,6 +55,10 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
             return await super().run(request, context, root_value)
         except HTTPException as exc:
             return refused(exc.status_code, exc.reason)
+
+    def encode_json(self, data: object) -> bytes:
+        """Responses through orjson: several times faster than the standard library."""
+        return dumps(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         """The body, refused unless it is an operation object or a batch (array) of them.

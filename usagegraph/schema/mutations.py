@@ -10,7 +10,6 @@ event instead, so one refusal never hides the outcome of the others.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -33,6 +32,7 @@ from usagegraph.schema.account import CreditBalance, LedgerEntry
 from usagegraph.schema.buckets import Snapshot
 from usagegraph.schema.context import Info
 from usagegraph.schema.directory import Membership
+from usagegraph.schema.fields import fields_of
 from usagegraph.schema.scalars import BigInt
 
 T = TypeVar("T")
@@ -44,6 +44,12 @@ async def _write(
     """Run a resolver with this request's caller, clock and a fresh session."""
     async with info.context.sessions() as session:
         return await call(session, info.context.principal, info.context.now)
+
+
+async def _write_input(info: Info, operation: Callable[..., Awaitable[T]], input: object) -> T:
+    """Run a write whose keyword arguments are the input's fields, name for name (the wallet
+    operations' inputs mirror their signatures)."""
+    return await _write(info, lambda s, p, n: operation(s, p, n, **fields_of(input)))
 
 
 def _keep(value: Any) -> Any:
@@ -63,7 +69,7 @@ def _entry(entry: CreditLedgerEntry | None) -> LedgerEntry | None:
 
 
 def _balance(balance: CreditBalanceResult) -> CreditBalance:
-    return CreditBalance(**dataclasses.asdict(balance))
+    return CreditBalance(**fields_of(balance))
 
 
 # --- usage ---------------------------------------------------------------------------------
@@ -295,7 +301,7 @@ class CreditReservation:
 
     @classmethod
     def from_result(cls, reservation: wallet_operations.CreditReservation) -> CreditReservation:
-        fields = dataclasses.asdict(reservation)
+        fields = fields_of(reservation)
         return cls(reservation_id=BigInt(fields.pop("id")), **fields)
 
 
@@ -458,7 +464,7 @@ class ApiKey:
 
     @classmethod
     def from_result(cls, info: administration.ApiKeyInfo) -> ApiKey:
-        fields = dataclasses.asdict(info)
+        fields = fields_of(info)
         return cls(api_key_id=fields.pop("id"), **fields)
 
 
@@ -576,19 +582,7 @@ class Mutation:
         info: Info,
         input: Annotated[CreditWalletInput, strawberry.argument(description=_INPUT)],
     ) -> WalletMovement:
-        movement = await _write(
-            info,
-            lambda s, p, n: wallet_operations.credit_wallet(
-                s,
-                p,
-                n,
-                user_id=input.user_id,
-                amount=input.amount,
-                description=input.description,
-                reference=input.reference,
-                metadata=input.metadata,
-            ),
-        )
+        movement = await _write_input(info, wallet_operations.credit_wallet, input)
         return WalletMovement.from_result(movement)
 
     @strawberry.mutation(
@@ -600,19 +594,7 @@ class Mutation:
         info: Info,
         input: Annotated[DebitWalletInput, strawberry.argument(description=_INPUT)],
     ) -> WalletMovement:
-        movement = await _write(
-            info,
-            lambda s, p, n: wallet_operations.debit_wallet(
-                s,
-                p,
-                n,
-                user_id=input.user_id,
-                amount=input.amount,
-                description=input.description,
-                reference=input.reference,
-                metadata=input.metadata,
-            ),
-        )
+        movement = await _write_input(info, wallet_operations.debit_wallet, input)
         return WalletMovement.from_result(movement)
 
     @strawberry.mutation(description="Correct a wallet by a signed amount, with a reason (super).")
@@ -621,19 +603,7 @@ class Mutation:
         info: Info,
         input: Annotated[AdjustWalletInput, strawberry.argument(description=_INPUT)],
     ) -> WalletMovement:
-        movement = await _write(
-            info,
-            lambda s, p, n: wallet_operations.adjust_wallet(
-                s,
-                p,
-                n,
-                user_id=input.user_id,
-                amount=input.amount,
-                reason=input.reason,
-                reference=input.reference,
-                metadata=input.metadata,
-            ),
-        )
+        movement = await _write_input(info, wallet_operations.adjust_wallet, input)
         return WalletMovement.from_result(movement)
 
     @strawberry.mutation(
@@ -645,12 +615,7 @@ class Mutation:
         info: Info,
         input: Annotated[ReserveCreditsInput, strawberry.argument(description=_INPUT)],
     ) -> ReservationMovement:
-        movement = await _write(
-            info,
-            lambda s, p, n: wallet_operations.reserve_credits(
-                s, p, n, user_id=input.user_id, amount=input.amount, description=input.description
-            ),
-        )
+        movement = await _write_input(info, wallet_operations.reserve_credits, input)
         return ReservationMovement.from_result(movement)
 
     @strawberry.mutation(
@@ -662,12 +627,7 @@ class Mutation:
         info: Info,
         input: Annotated[CaptureReservationInput, strawberry.argument(description=_INPUT)],
     ) -> ReservationMovement:
-        movement = await _write(
-            info,
-            lambda s, p, n: wallet_operations.capture_reservation(
-                s, p, n, reservation_id=int(input.reservation_id), amount=input.amount
-            ),
-        )
+        movement = await _write_input(info, wallet_operations.capture_reservation, input)
         return ReservationMovement.from_result(movement)
 
     @strawberry.mutation(
@@ -693,18 +653,7 @@ class Mutation:
         info: Info,
         input: Annotated[SetAutoReloadInput, strawberry.argument(description=_INPUT)],
     ) -> CreditBalance:
-        balance = await _write(
-            info,
-            lambda s, p, n: wallet_operations.set_auto_reload(
-                s,
-                p,
-                n,
-                user_id=input.user_id,
-                enabled=input.enabled,
-                threshold=input.threshold,
-                amount=input.amount,
-            ),
-        )
+        balance = await _write_input(info, wallet_operations.set_auto_reload, input)
         return _balance(balance)
 
     @strawberry.mutation(
@@ -859,4 +808,4 @@ class Mutation:
                 enforce_caps=enforce,
             ),
         )
-        return InstitutionCaps(**dataclasses.asdict(result))
+        return InstitutionCaps(**fields_of(result))

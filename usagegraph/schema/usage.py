@@ -3,7 +3,6 @@ plus `timeZone`, our addition: buckets aligned in any IANA zone, DST-correct."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -14,6 +13,7 @@ import strawberry
 from usagegraph.errors import invalid
 from usagegraph.resolvers import usage_history as history
 from usagegraph.schema.context import Info
+from usagegraph.schema.fields import fields_of
 
 UsageInterval = strawberry.enum(
     history.Interval, description="Bucket size: calendar days, ISO weeks or months."
@@ -66,8 +66,8 @@ class UsageHistory:
             time_zone=result.time_zone,
             start=result.start,
             end=result.end,
-            buckets=[UsageBucket(**dataclasses.asdict(b)) for b in result.buckets],
-            totals=UsageTotals(**dataclasses.asdict(result.totals)),
+            buckets=[UsageBucket(**fields_of(b)) for b in result.buckets],
+            totals=UsageTotals(**fields_of(result.totals)),
         )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -12,6 +11,7 @@ import strawberry
 from usagegraph.resolvers import user_stats
 from usagegraph.resolvers.calendar import Granularity
 from usagegraph.schema.context import Info
+from usagegraph.schema.fields import fields_of
 
 
 @strawberry.enum(description="The period of each row (UTC days, ISO weeks, months).")
@@ -130,6 +130,6 @@ async def resolve_user_stats(info: Info, data: UserStatsInput) -> UserStatsRepor
         default_days_applied=window.default_days,
         window_start=window.start,
         window_end=window.end,
-        rows=[UserStatsRow(**dataclasses.asdict(row)) for row in report.rows],
-        summary=UserStatsSummary(**dataclasses.asdict(report.summary)),
+        rows=[UserStatsRow(**fields_of(row)) for row in report.rows],
+        summary=UserStatsSummary(**fields_of(report.summary)),
     )

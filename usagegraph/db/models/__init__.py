@@ -5,6 +5,14 @@ from usagegraph.db.models.base import Base, utcnow
 from usagegraph.db.models.buckets import ClientBucket, Snapshot
 from usagegraph.db.models.institutions import Institution, Membership, new_institution_id
 from usagegraph.db.models.usage import PERSONAL_INSTANCE, UsageEvent, UsageIdempotencyKey
+from usagegraph.db.models.usage_rollups import (
+    ROLLUPS,
+    UsageRollupDay,
+    UsageRollupDayEndpoint,
+    UsageRollupHour,
+    UsageRollupQuarterHour,
+    UsageTotal,
+)
 from usagegraph.db.models.users import User
 from usagegraph.db.models.wallets import (
     LedgerEntry,
@@ -16,6 +24,7 @@ from usagegraph.db.models.wallets import (
 
 __all__ = [
     "PERSONAL_INSTANCE",
+    "ROLLUPS",
     "ApiKey",
     "Base",
     "ClientBucket",
@@ -27,6 +36,11 @@ __all__ = [
     "Subscription",
     "UsageEvent",
     "UsageIdempotencyKey",
+    "UsageRollupDay",
+    "UsageRollupDayEndpoint",
+    "UsageRollupHour",
+    "UsageRollupQuarterHour",
+    "UsageTotal",
     "User",
     "Wallet",
     "new_institution_id",

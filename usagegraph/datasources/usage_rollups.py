@@ -1,0 +1,252 @@
+"""Keeping the usage rollups equal to the events they summarise.
+
+Every path that writes usage events ends here, inside its own transaction: metered writes
+and imports add the sums of the rows they insert (`add_usage`), bulk loads add what SQL sums
+from the rows they just copied (`add_usage_from_events`), and forgetting moves sums from the
+"remembered" rows to the "forgotten" ones (`forget_usage`). `rebuild_rollups` throws the
+rollups away and recomputes them from the events; a test pins that it changes nothing.
+
+Rows are upserted in primary-key order, so two transactions touching overlapping rows lock
+them in the same order and cannot deadlock each other here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Table,
+    cast,
+    delete,
+    extract,
+    func,
+    literal,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from usagegraph.db.models import PERSONAL_INSTANCE, ROLLUPS, UsageEvent
+
+Executor = AsyncSession | AsyncConnection
+MEASURES = ("credits", "messages", "events", "failed_events")
+_TABLES: tuple[Table, ...] = tuple(model.__table__ for model in ROLLUPS)
+_SLOT_SECONDS = {model.__table__: getattr(model, "slot_seconds", None) for model in ROLLUPS}
+# Only the tables that keep forgotten usage apart change when usage is forgotten.
+_FORGETTABLE = tuple(table for table in _TABLES if "forgotten" in table.c)
+
+
+def _dialect(executor: Executor) -> str:
+    bind = executor.bind if isinstance(executor, AsyncSession) else executor
+    return bind.dialect.name
+
+
+def slot_start_of(dialect: str, seconds: int, occurred_at: Any) -> ColumnElement[int]:
+    """The start (Unix seconds) of the `seconds`-long slot holding `occurred_at`, in SQL."""
+    if dialect == "postgresql":
+        epoch = extract("epoch", occurred_at)
+        return cast(func.floor(epoch.op("/")(seconds)), BigInteger) * seconds
+    epoch_seconds = cast(func.strftime("%s", occurred_at), Integer)
+    return epoch_seconds.op("/")(seconds) * seconds  # SQLite: integer division floors
+
+
+def slot_start(moment: datetime, seconds: int) -> int:
+    """The start (Unix seconds) of the `seconds`-long slot holding `moment`."""
+    return int(moment.timestamp()) // seconds * seconds
+
+
+def _key_columns(table: Table) -> tuple[str, ...]:
+    """The columns that say which row an event belongs to (institution_id rides along)."""
+    return _KEYS[table]
+
+
+_KEYS = {t: tuple(c.name for c in t.c if c.name not in MEASURES) for t in _TABLES}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFact:
+    """What the rollups need to know of one usage event."""
+
+    user_id: int
+    institution_id: str | None
+    occurred_at: datetime
+    credits: Decimal
+    messages: int
+    failed: bool
+    endpoint: str | None
+    forgotten: bool
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any]) -> UsageFact:
+        """From the column values of a usage event about to be inserted."""
+        return cls(
+            user_id=row["user_id"],
+            institution_id=row["institution_id"],
+            occurred_at=row["occurred_at"],
+            credits=Decimal(row.get("credits") or 0),
+            messages=int(row.get("messages", 1)),
+            failed=row.get("status", "success") == "failed",
+            endpoint=row.get("endpoint"),
+            forgotten=bool(row.get("forgotten", False)),
+        )
+
+
+class RollupDelta:
+    """Sums to add to rollup rows: per table, per row key, the four measures."""
+
+    def __init__(self) -> None:
+        self._rows: dict[Table, dict[tuple[Any, ...], list[Any]]] = {t: {} for t in _TABLES}
+
+    def add(self, fact: UsageFact, *, sign: int = 1, tables: Sequence[Table] = _TABLES) -> None:
+        """Count `fact` once (sign 1) or take it away (sign -1) in these tables."""
+        values = {
+            "user_id": fact.user_id,
+            "instance": fact.institution_id or PERSONAL_INSTANCE,
+            "institution_id": fact.institution_id,
+            "endpoint_given": fact.endpoint is not None,
+            "endpoint": fact.endpoint or "",
+            "forgotten": fact.forgotten,
+        }
+        measures = (fact.credits * sign, fact.messages * sign, sign, int(fact.failed) * sign)
+        for table in tables:
+            seconds = _SLOT_SECONDS[table]
+            if seconds is not None:
+                values["slot_start"] = slot_start(fact.occurred_at, seconds)
+            key = tuple(values[name] for name in _key_columns(table))
+            sums = self._rows[table].get(key)
+            if sums is None:
+                self._rows[table][key] = list(measures)
+            else:
+                for index, value in enumerate(measures):
+                    sums[index] += value
+
+    def rows(self, table: Table) -> list[dict[str, Any]]:
+        """The table's rows to upsert, in primary-key order."""
+        names = [*_key_columns(table), *MEASURES]
+        return [
+            dict(zip(names, (*key, *sums), strict=True))
+            for key, sums in sorted(self._rows[table].items(), key=_lock_order(table))
+        ]
+
+
+def _lock_order(table: Table) -> Any:
+    """Sort key of a row: its primary key, so concurrent writers lock rows in one order."""
+    positions = [_key_columns(table).index(column.name) for column in table.primary_key.columns]
+    return lambda item: tuple(item[0][position] for position in positions)
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _adding_measures(statement: Any, table: Table) -> Any:
+    """`statement` (an INSERT into `table`) made to add its measures to an existing row with
+    the same key instead of failing on it."""
+    return statement.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={m: table.c[m] + statement.excluded[m] for m in MEASURES},
+    )
+
+
+@cache
+def _adding_rows(dialect: str, table: Table) -> Any:
+    """The upsert of executemany rows, built once per table: every usage write runs it, and
+    building the construct costs more than running its cached compiled form."""
+    return _adding_measures(_insert(dialect, table), table)
+
+
+async def apply_delta(executor: Executor, delta: RollupDelta) -> None:
+    """Add the delta to the rollups (one statement per table that it touches)."""
+    dialect = _dialect(executor)
+    for table in _TABLES:
+        rows = delta.rows(table)
+        if rows:
+            await executor.execute(_adding_rows(dialect, table), rows)
+
+
+async def add_usage(executor: Executor, facts: Iterable[UsageFact]) -> None:
+    """Count newly inserted events in the rollups."""
+    delta = RollupDelta()
+    for fact in facts:
+        delta.add(fact)
+    await apply_delta(executor, delta)
+
+
+async def forget_usage(executor: Executor, facts: Sequence[UsageFact]) -> None:
+    """Move just-forgotten events (`facts` as they were before) to the forgotten rows.
+
+    Lifetime totals keep them: forgotten usage still cost credits. Slot rows left with no
+    events are deleted, so a forgotten slot does not count its user as active.
+    """
+    if not facts:
+        return
+    delta = RollupDelta()
+    for fact in facts:
+        delta.add(fact, sign=-1, tables=_FORGETTABLE)
+        delta.add(replace(fact, forgotten=True), tables=_FORGETTABLE)
+    await apply_delta(executor, delta)
+    users = sorted({f.user_id for f in facts})
+    for table in _FORGETTABLE:
+        await executor.execute(delete(table).where(table.c.user_id.in_(users), table.c.events == 0))
+
+
+def _summed(keys: list[ColumnElement[Any]]) -> list[Any]:
+    """The keys, then the measures in MEASURES order, summed over the events."""
+    events = UsageEvent.__table__.c
+    return [
+        *keys,
+        func.sum(events.credits),
+        func.sum(events.messages),
+        func.count(),
+        func.sum(cast(events.status == "failed", Integer)),
+    ]
+
+
+async def add_usage_from_events(executor: Executor, where: ColumnElement[bool]) -> None:
+    """Count the events matching `where` in the rollups, summed by the database.
+
+    For bulk loads: the rows were just copied in, and SQL sums them without a round trip.
+    """
+    dialect = _dialect(executor)
+    events = UsageEvent.__table__.c
+    expressions: dict[str, Any] = {
+        "user_id": events.user_id,
+        "instance": func.coalesce(events.institution_id, literal(PERSONAL_INSTANCE)),
+        "institution_id": events.institution_id,
+        "endpoint_given": events.endpoint.is_not(None),
+        "endpoint": func.coalesce(events.endpoint, literal("")),
+        "forgotten": events.forgotten,
+    }
+    for table in _TABLES:
+        seconds = _SLOT_SECONDS[table]
+        if seconds is not None:
+            expressions["slot_start"] = slot_start_of(dialect, seconds, events.occurred_at)
+        columns = _key_columns(table)
+        keys = [expressions[name] for name in columns]
+        summed = select(*_summed(keys)).where(where).group_by(*keys)
+        statement = _insert(dialect, table).from_select([*columns, *MEASURES], summed)
+        await executor.execute(_adding_measures(statement, table))
+
+
+async def rebuild_rollups(executor: Executor) -> None:
+    """Recompute every rollup from the events (within the caller's transaction).
+
+    On PostgreSQL usage writes wait for it (SHARE lock on the events; reads go on), so no
+    event can be counted twice or missed while the rollups are empty. On SQLite the
+    transaction is the only writer anyway.
+    """
+    if _dialect(executor) == "postgresql":
+        await executor.execute(text("LOCK TABLE usage_events IN SHARE MODE"))
+    for table in _TABLES:
+        await executor.execute(delete(table))
+    await add_usage_from_events(executor, true())
