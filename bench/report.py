@@ -1,0 +1,291 @@
+"""The suite's output: a table on stdout and every number as JSON, with the machine it ran on.
+
+One row per scenario and connection level. Failures (non-2xx, GraphQL errors, socket errors)
+sit next to the latency they came with, so a fast row that failed is visibly worthless. Targets
+are issue 7's; the PostGraphile figure is a reference measured elsewhere, labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.dataset import Dataset
+from bench.scenarios import POSTGRAPHILE_V5_NESTED_REQ_S, Scenario, Verification
+from bench.sql import Captured, Floor
+from bench.wrk import WrkResult
+
+SCALE_RATIO_TARGET = 1.3
+_TITLE = 60
+
+
+@dataclass
+class Measured:
+    """One scenario on one data set: its check, its wrk runs, its statements."""
+
+    scenario: Scenario
+    dataset: Dataset
+    cache: bool
+    verification: Verification | None = None
+    runs: list[WrkResult] = field(default_factory=list)
+    statements: list[Captured] | None = None
+    error: str | None = None
+    # Seconds the server needed after each run to finish requests wrk abandoned.
+    drain_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return self.dataset.shape.events
+
+    @property
+    def failed(self) -> bool:
+        return (
+            self.error is not None
+            or (self.verification is not None and not self.verification.ok)
+            or any(r.failures for r in self.runs)
+        )
+
+    def run_at(self, connections: int) -> WrkResult | None:
+        return next((r for r in self.runs if r.connections == connections), None)
+
+    def as_json(self) -> dict[str, Any]:
+        scenario = self.scenario
+        return {
+            "key": scenario.key,
+            "title": scenario.title,
+            "dataset": self.dataset.name,
+            "events": self.events,
+            "cache": "on" if self.cache else "off",
+            "answer": self.verification.detail if self.verification else None,
+            "response_bytes": self.verification.response_bytes if self.verification else None,
+            "problems": self.verification.problems if self.verification else [],
+            "error": self.error,
+            "sql_statements": len(self.statements) if self.statements is not None else None,
+            "sql": [c.statement for c in self.statements or []],
+            "requests": [
+                {"method": r.method, "path": r.path, "body": r.body} for r in scenario.requests
+            ],
+            "runs": [
+                {**run.as_json(), "targets": _targets_json(scenario, run)} for run in self.runs
+            ],
+            "drain_seconds_after_runs": self.drain_seconds,
+        }
+
+
+def _targets_json(scenario: Scenario, run: WrkResult) -> list[dict[str, Any]]:
+    return [
+        {"target": t.label, "met": t.met(run)}
+        for t in scenario.targets
+        if t.applies(run.connections)
+    ]
+
+
+def events_label(events: int) -> str:
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if events >= size and events % size == 0:
+            return f"{events // size}{suffix}"
+    return f"{events:,}"
+
+
+# ---- the table ---------------------------------------------------------------------------------
+
+_HEADER = (
+    f"{'scenario':<{_TITLE}} {'data':>5} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} "
+    f"{'req/s':>8} {'events/s':>9} {'fail':>5} {'SQL':>4}  target"
+)
+
+
+def _target_text(scenario: Scenario, run: WrkResult) -> str:
+    parts = [
+        f"{t.label}: {'met' if t.met(run) else 'MISSED'}"
+        for t in scenario.targets
+        if t.applies(run.connections)
+    ]
+    return "; ".join(parts)
+
+
+def _row(title: str, measured: Measured, run: WrkResult) -> str:
+    sql = str(len(measured.statements)) if measured.statements is not None else "-"
+    events = f"{run.events_per_second:,.0f}" if measured.scenario.ingest else "-"
+    if run.requests:
+        p50, p99 = f"{run.latency_ms['p50']:.2f}", f"{run.latency_ms['p99']:.2f}"
+        target = _target_text(measured.scenario, run)
+    else:  # every request outlived the run: wrk has no latency to report
+        p50 = p99 = "-"
+        target = "no request completed within the run"
+    return (
+        f"{title[:_TITLE]:<{_TITLE}} {events_label(measured.events):>5} {run.connections:>5} "
+        f"{p50:>8} {p99:>8} {run.requests_per_second:>8,.1f} {events:>9} {run.failures:>5} "
+        f"{sql:>4}  {target}"
+    )
+
+
+def rows(measured: Measured) -> list[str]:
+    """The lines of one scenario: one per run; its answer under the title."""
+    title = measured.scenario.title
+    answer = measured.verification.detail if measured.verification else ""
+    problems = measured.verification.problems if measured.verification else []
+    if measured.error or problems:
+        problem = measured.error or "; ".join(problems)
+        return [f"{title[:_TITLE]:<{_TITLE}} FAILED: {problem}"]
+    lines = []
+    for index, run in enumerate(measured.runs):
+        label = title if index == 0 else (f"  -> {answer}" if index == 1 and answer else "")
+        lines.append(_row(label, measured, run))
+    if len(measured.runs) == 1 and answer:
+        lines.append(f"  -> {answer}")
+    return lines
+
+
+def print_header(stream: Any = sys.stdout) -> None:
+    print(_HEADER, file=stream)
+    print("-" * len(_HEADER), file=stream, flush=True)
+
+
+def print_table(measured: Iterable[Measured], heading: str) -> None:
+    print()
+    print(heading)
+    print_header()
+    for item in measured:
+        for line in rows(item):
+            print(line)
+    low, high = POSTGRAPHILE_V5_NESTED_REQ_S
+    print(
+        f"reference (not measured here): PostGraphile v5, the same nested members read at 32 "
+        f"connections on this machine (issue 7): ~{low}-{high} req/s"
+    )
+
+
+# ---- the SQL floor and the 10x check -----------------------------------------------------------
+
+
+def floor_lines(label: str, floor: Floor | None, request: WrkResult | None) -> list[str]:
+    if floor is None:
+        return [f"SQL floor {label}: no usage-reading statement captured"]
+    line = (
+        f"SQL floor {label}: p50 {floor.p50_ms:.2f} ms, p90 {floor.p90_ms:.2f} ms "
+        f"({len(floor.statements)} statement(s), {floor.rows} rows, {floor.repeats} runs via "
+        f"asyncpg)"
+    )
+    if request is not None:
+        overhead = request.latency_ms["p50"] - floor.p50_ms
+        line += f"; request p50 at 1 conn {request.latency_ms['p50']:.2f} ms (+{overhead:.2f} ms)"
+    return [line]
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    key: str
+    title: str
+    connections: int
+    base_ms: float
+    scaled_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.scaled_ms / self.base_ms if self.base_ms else float("inf")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "connections": self.connections,
+            "base_p50_ms": self.base_ms,
+            "scaled_p50_ms": self.scaled_ms,
+            "ratio": round(self.ratio, 3),
+            "target": f"≤ {SCALE_RATIO_TARGET}",
+            "met": self.ratio <= SCALE_RATIO_TARGET,
+        }
+
+
+def scale_ratios(base: Sequence[Measured], scaled: Sequence[Measured]) -> list[Ratio]:
+    """p50 on the bigger data set over p50 on the main one, per scenario and level."""
+    by_key = {m.scenario.key: m for m in base}
+    ratios = []
+    for big in scaled:
+        small = by_key.get(big.scenario.key)
+        if small is None:
+            continue
+        for run in big.runs:
+            reference = small.run_at(run.connections)
+            # A run in which no request completed has no latency to compare.
+            if reference is not None and reference.requests and run.requests:
+                ratios.append(
+                    Ratio(
+                        big.scenario.key,
+                        big.scenario.title,
+                        run.connections,
+                        reference.latency_ms["p50"],
+                        run.latency_ms["p50"],
+                    )
+                )
+    return ratios
+
+
+def floor_ratio_line(base: Floor | None, scaled: Floor | None) -> str | None:
+    if base is None or scaled is None or not base.p50_ms:
+        return None
+    return (
+        f"  SQL floor: {base.p50_ms:.2f} ms -> {scaled.p50_ms:.2f} ms = "
+        f"{scaled.p50_ms / base.p50_ms:.2f}"
+    )
+
+
+def ratio_lines(ratios: Sequence[Ratio], base_events: int, scaled_events: int) -> list[str]:
+    big, small = events_label(scaled_events), events_label(base_events)
+    lines = [f"p50 at {big} / p50 at {small} (target ≤ {SCALE_RATIO_TARGET} for usage-history):"]
+    for r in ratios:
+        verdict = "met" if r.ratio <= SCALE_RATIO_TARGET else "MISSED"
+        lines.append(
+            f"  {r.title[:_TITLE]:<{_TITLE}} {r.connections:>3} conns: {r.base_ms:7.2f} ms -> "
+            f"{r.scaled_ms:7.2f} ms = {r.ratio:5.2f}  {verdict}"
+        )
+    return lines
+
+
+# ---- where it ran ------------------------------------------------------------------------------
+
+
+def _command_output(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (done.stdout or done.stderr).strip() or None
+
+
+def _git(root: Path) -> dict[str, Any]:
+    """The commit, and whether the working tree differs from it (read-only git commands)."""
+    commit = _command_output(["git", "-C", str(root), "rev-parse", "HEAD"])
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "diff-index", "--quiet", "HEAD", "--"],
+        capture_output=True,
+        check=False,
+    ).returncode
+    return {"commit": commit, "uncommitted_changes": dirty == 1}
+
+
+def machine_info(
+    root: Path, pg_version: str, wrk: str, busy_at_start: float | None
+) -> dict[str, Any]:
+    wrk_version = _command_output([wrk, "-v"]) or ""
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_busy_fraction_before_start": busy_at_start,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "postgresql": pg_version,
+        "wrk": wrk_version.splitlines()[0] if wrk_version else None,
+        **_git(root),
+    }
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
