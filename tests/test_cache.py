@@ -18,6 +18,9 @@ from usagegraph.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+# Serving fails fast (0.5 s) to local limits; tests of Redis semantics must not fail over
+# because a loaded CI machine answered slowly, so they wait this long.
+PATIENT = 10.0
 
 
 class FakeMonotonic:
@@ -92,7 +95,9 @@ async def raw_redis() -> AsyncIterator[Redis]:
 @pytest.fixture
 async def redis_cache(raw_redis: Redis) -> AsyncIterator[RedisCache]:
     """A cache under a prefix unique to this test; only its own keys are deleted after."""
-    cache = RedisCache(REDIS_URL, prefix=f"usagegraph-test:{uuid.uuid4().hex}:")
+    cache = RedisCache(
+        REDIS_URL, prefix=f"usagegraph-test:{uuid.uuid4().hex}:", timeout_seconds=PATIENT
+    )
     yield cache
     keys = [key async for key in raw_redis.scan_iter(match=cache.prefix + "*")]
     if keys:

@@ -38,6 +38,9 @@ from usagegraph.settings import RateLimit, Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+# Serving fails fast (0.5 s) to local limits; tests of Redis semantics must not fail over
+# because a loaded CI machine answered slowly, so they wait this long.
+PATIENT = 10.0
 ACME = "65f1c0ffee0000000000000a"
 GLOBEX = "65f1c0ffee0000000000000b"
 
@@ -158,7 +161,9 @@ async def prefix(raw_redis: Redis) -> AsyncIterator[str]:
 
 
 async def test_redis_buckets_allow_the_burst_then_refuse(prefix: str) -> None:
-    limiter = RedisRateLimiter(REDIS_URL, RateLimit(per_minute=60, burst=3), prefix=prefix)
+    limiter = RedisRateLimiter(
+        REDIS_URL, RateLimit(per_minute=60, burst=3), prefix=prefix, timeout_seconds=PATIENT
+    )
     try:
         decisions = [await limiter.take("user:1") for _ in range(4)]
         assert decisions == [ALLOWED, ALLOWED, ALLOWED, refused(1)]
@@ -170,8 +175,8 @@ async def test_redis_buckets_allow_the_burst_then_refuse(prefix: str) -> None:
 async def test_workers_share_a_redis_bucket(prefix: str) -> None:
     """Two limiters (two workers) on one Redis: together they get one burst of 2."""
     limit = RateLimit(per_minute=6, burst=2)
-    one = RedisRateLimiter(REDIS_URL, limit, prefix=prefix)
-    two = RedisRateLimiter(REDIS_URL, limit, prefix=prefix)
+    one = RedisRateLimiter(REDIS_URL, limit, prefix=prefix, timeout_seconds=PATIENT)
+    two = RedisRateLimiter(REDIS_URL, limit, prefix=prefix, timeout_seconds=PATIENT)
     try:
         assert await one.take("user:7") == ALLOWED
         assert await two.take("user:7") == ALLOWED
@@ -186,7 +191,9 @@ async def test_workers_share_a_redis_bucket(prefix: str) -> None:
 async def test_a_redis_bucket_refills_and_expires_once_full(prefix: str, raw_redis: Redis) -> None:
     """6000/min = 100 tokens a second: an empty bucket of 1 is back after 10 ms, and a key
     lives only until its bucket would be full again (plus a second)."""
-    limiter = RedisRateLimiter(REDIS_URL, RateLimit(per_minute=6000, burst=1), prefix=prefix)
+    limiter = RedisRateLimiter(
+        REDIS_URL, RateLimit(per_minute=6000, burst=1), prefix=prefix, timeout_seconds=PATIENT
+    )
     try:
         assert await limiter.take("k") == ALLOWED
         assert (await limiter.take("k")).allowed is False

@@ -459,7 +459,10 @@ async def _redis_or_skip() -> Redis:
 async def redis_cache() -> AsyncIterator[RedisCache]:
     """A RedisCache under a prefix unique to this test; only its keys are deleted after."""
     raw = await _redis_or_skip()
-    cache = RedisCache(REDIS_URL, prefix=f"usagegraph-test:{uuid.uuid4().hex}:")
+    # Patient: a slow CI Redis must not turn this into a fallback test.
+    cache = RedisCache(
+        REDIS_URL, prefix=f"usagegraph-test:{uuid.uuid4().hex}:", timeout_seconds=10.0
+    )
     try:
         yield cache
     finally:
