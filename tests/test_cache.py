@@ -116,9 +116,9 @@ async def test_redis_round_trip_under_the_prefix_with_a_ttl(
 
 
 async def test_redis_entry_expires(redis_cache: RedisCache) -> None:
-    await redis_cache.set("short", b"v", 0.2)
+    await redis_cache.set("short", b"v", 0.6)
     assert await redis_cache.get("short") == b"v"
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(0.8)
     assert await redis_cache.get("short") is None
 
 

@@ -186,7 +186,7 @@ async def test_the_engine_gives_every_statement_the_request_budget(
         with pytest.raises(Exception) as caught:  # noqa: PT011 - the driver's own error
             async with budgeted.connect() as connection:
                 await connection.execute(text(slow_query(database.backend, 5)))
-        assert 0.3 <= time.monotonic() - started < 1.5
+        assert 0.3 <= time.monotonic() - started < 5  # not 30 s, not never
         assert classify(caught.value) is Unavailability.TIMEOUT
         async with budgeted.connect() as connection:  # the connection is usable again
             assert (await connection.execute(text("SELECT 1"))).scalar() == 1
@@ -234,7 +234,7 @@ async def test_waiting_for_another_writers_lock_is_bounded_by_the_budget(
             with pytest.raises(Exception) as caught:  # noqa: PT011 - the driver's own error
                 async with budgeted.connect() as connection:
                     await connection.execute(write)
-            assert 0.25 <= time.monotonic() - started < 1.5
+            assert 0.25 <= time.monotonic() - started < 5  # not 30 s, not never
             assert classify(caught.value) is not None  # a 503, whichever way it is classified
             await holder.rollback()
     finally:
