@@ -24,6 +24,8 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Table,
+    TypeDecorator,
+    bindparam,
     cast,
     delete,
     extract,
@@ -58,11 +60,6 @@ def slot_start_of(dialect: str, seconds: int, occurred_at: Any) -> ColumnElement
         return cast(func.floor(epoch.op("/")(seconds)), BigInteger) * seconds
     epoch_seconds = cast(func.strftime("%s", occurred_at), Integer)
     return epoch_seconds.op("/")(seconds) * seconds  # SQLite: integer division floors
-
-
-def slot_start(moment: datetime, seconds: int) -> int:
-    """The start (Unix seconds) of the `seconds`-long slot holding `moment`."""
-    return int(moment.timestamp()) // seconds * seconds
 
 
 def _key_columns(table: Table) -> tuple[str, ...]:
@@ -109,6 +106,7 @@ class RollupDelta:
 
     def add(self, fact: UsageFact, *, sign: int = 1, tables: Sequence[Table] = _TABLES) -> None:
         """Count `fact` once (sign 1) or take it away (sign -1) in these tables."""
+        epoch = int(fact.occurred_at.timestamp())  # once, not once per slot size
         values = {
             "user_id": fact.user_id,
             "instance": fact.institution_id or PERSONAL_INSTANCE,
@@ -121,22 +119,35 @@ class RollupDelta:
         for table in tables:
             seconds = _SLOT_SECONDS[table]
             if seconds is not None:
-                values["slot_start"] = slot_start(fact.occurred_at, seconds)
+                values["slot_start"] = epoch // seconds * seconds
             key = tuple(values[name] for name in _key_columns(table))
-            sums = self._rows[table].get(key)
+            rows = self._rows[table]
+            sums = rows.get(key)
             if sums is None:
-                self._rows[table][key] = list(measures)
+                rows[key] = list(measures)
             else:
                 for index, value in enumerate(measures):
                     sums[index] += value
 
     def rows(self, table: Table) -> list[dict[str, Any]]:
         """The table's rows to upsert, in primary-key order."""
-        names = [*_key_columns(table), *MEASURES]
-        return [
-            dict(zip(names, (*key, *sums), strict=True))
-            for key, sums in sorted(self._rows[table].items(), key=_lock_order(table))
-        ]
+        names = _column_names(table)
+        return [dict(zip(names, (*key, *sums), strict=True)) for key, sums in self._sorted(table)]
+
+    def columns(self, table: Table) -> dict[str, list[Any]]:
+        """The same rows as one list per column (for PostgreSQL's array upsert); {} if none."""
+        ordered = self._sorted(table)
+        if not ordered:
+            return {}
+        rows = [(*key, *sums) for key, sums in ordered]
+        return {name: [row[i] for row in rows] for i, name in enumerate(_column_names(table))}
+
+    def _sorted(self, table: Table) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        return sorted(self._rows[table].items(), key=_lock_order(table))
+
+
+def _column_names(table: Table) -> list[str]:
+    return [*_key_columns(table), *MEASURES]
 
 
 def _lock_order(table: Table) -> Any:
@@ -165,13 +176,39 @@ def _adding_rows(dialect: str, table: Table) -> Any:
     return _adding_measures(_insert(dialect, table), table)
 
 
+@cache
+def _adding_arrays(table: Table) -> Any:
+    """PostgreSQL: the same upsert, fed one array per column and unnested by the server.
+
+    Binding a few arrays costs the driver a fraction of binding a thousand rows one value
+    at a time (a batch of 1,000 events touches up to 5,000 rollup rows).
+    """
+    names = _column_names(table)
+    arrays = [
+        bindparam(name, type_=postgresql.ARRAY(_plain_type(table.c[name].type))) for name in names
+    ]
+    unnested = func.unnest(*arrays).table_valued(*names).render_derived(name="given")
+    statement = postgresql.insert(table).from_select(names, select(*unnested.c))
+    return _adding_measures(statement, table)
+
+
+def _plain_type(column_type: Any) -> Any:
+    """The driver-level type (Money is NUMERIC on PostgreSQL; its values are already exact)."""
+    return column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
+
+
 async def apply_delta(executor: Executor, delta: RollupDelta) -> None:
     """Add the delta to the rollups (one statement per table that it touches)."""
     dialect = _dialect(executor)
     for table in _TABLES:
-        rows = delta.rows(table)
-        if rows:
-            await executor.execute(_adding_rows(dialect, table), rows)
+        if dialect == "postgresql":
+            columns = delta.columns(table)
+            if columns:
+                await executor.execute(_adding_arrays(table), columns)
+        else:
+            rows = delta.rows(table)
+            if rows:
+                await executor.execute(_adding_rows(dialect, table), rows)
 
 
 async def add_usage(executor: Executor, facts: Iterable[UsageFact]) -> None:
