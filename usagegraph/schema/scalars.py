@@ -1,11 +1,15 @@
-"""Custom scalars: exact decimals for money and credits (wired in through `SCALAR_MAP`)."""
+"""Custom scalars: exact decimals for money and credits, and a faster DateTime parser (wired
+in through `SCALAR_MAP`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import NewType
 
+import dateutil.parser
 import strawberry
+from strawberry.schema.types.base_scalars import isoformat, wrap_parser
 
 from usagegraph.db.types import MAX_BIGINT, canonical_money
 
@@ -22,6 +26,19 @@ def _parse(value: object) -> Decimal:
     if not amount.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
     return amount
+
+
+def _parse_datetime(value: str) -> datetime:
+    """ISO 8601, accepting exactly what Strawberry's DateTime accepts (dateutil's isoparse).
+
+    The standard library parser answers the same for every form it knows and is about 50
+    times faster; ingestion parses one date-time per event. dateutil handles the few forms
+    it lacks (24:00, a lowercase z), and its error is the one reported.
+    """
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return dateutil.parser.isoparse(value)
 
 
 # GraphQL's Int is 32-bit; byte counts are not. A JSON number (exact up to 2^53 in JS).
@@ -42,6 +59,12 @@ def _parse_big_int(value: object) -> int:
 
 
 SCALAR_MAP = {
+    datetime: strawberry.scalar(
+        name="DateTime",
+        description="Date with time (isoformat)",  # Strawberry's own: the SDL is unchanged
+        serialize=isoformat,
+        parse_value=wrap_parser(_parse_datetime, "DateTime"),
+    ),
     BigInt: strawberry.scalar(
         name="BigInt",
         description="An integer beyond GraphQL's 32-bit Int (byte and object counts).",
