@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.db.models import ApiKey
@@ -52,12 +52,16 @@ async def create_api_key(
     return row, key
 
 
+# Built once: every API-key request runs it, and building costs more than running it.
+_LIVE_KEY_BY_HASH = select(ApiKey).where(
+    ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)
+)
+
+
 async def institution_for_api_key(session: AsyncSession, key: str) -> str | None:
     """The institution a live key acts for, or None for an unknown or revoked key."""
     digest = hash_api_key(key)
-    row = await session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-    )
+    row = await session.scalar(_LIVE_KEY_BY_HASH, {"digest": digest})
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     return row.institution_id

@@ -55,23 +55,38 @@ class MemberCap:
     enforce: bool
 
 
-def _among(session: AsyncSession, column: Any, values: Collection[Any], item_type: Any) -> Any:
-    """`column IN values`, as one array parameter on PostgreSQL (a thousand-key batch would
-    otherwise render and plan a thousand parameters)."""
-    if dialect_of(session) == "postgresql":
-        return column == any_(bindparam(None, sorted(values), type_=ARRAY(item_type)))
-    return column.in_(sorted(values))
+def _among(dialect: str, column: Any, name: str, item_type: Any) -> Any:
+    """`column IN :name`: one array parameter on PostgreSQL (a thousand-key batch would
+    otherwise render and plan a thousand parameters), an expanding IN on SQLite."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(item_type)))
+    return column.in_(bindparam(name, expanding=True))
 
 
-def _pairs(
-    session: AsyncSession, user_column: Any, institution_column: Any, members: Collection[MemberKey]
-) -> list[Any]:
-    """Rows of these users in these institutions: a superset of the (user, institution) pairs
-    (exact for the usual batch of one institution), which callers narrow to the pairs."""
-    return [
-        _among(session, user_column, {user for user, _ in members}, BigInteger),
-        _among(session, institution_column, {inst for _, inst in members}, String),
-    ]
+@cache
+def _member_caps_statement(dialect: str, lock: bool) -> Any:
+    """Rows of these users in these institutions: a superset of the (user, institution)
+    pairs (exact for the usual batch of one institution), which the caller narrows.
+
+    Built once per dialect (every usage write runs it): building a statement costs more
+    than running its cached compiled form.
+    """
+    statement = (
+        select(
+            Membership.user_id,
+            Membership.institution_id,
+            Membership.cap_limit,
+            Institution.default_cap,
+            Institution.enforce_caps,
+        )
+        .join(Institution, Institution.id == Membership.institution_id)
+        .where(
+            _among(dialect, Membership.user_id, "users", BigInteger),
+            _among(dialect, Membership.institution_id, "institutions", String),
+        )
+        .order_by(Membership.user_id, Membership.institution_id)
+    )
+    return statement.with_for_update(of=Membership) if lock else statement
 
 
 async def member_caps(
@@ -84,21 +99,13 @@ async def member_caps(
     """
     if not members:
         return {}
-    statement = (
-        select(
-            Membership.user_id,
-            Membership.institution_id,
-            Membership.cap_limit,
-            Institution.default_cap,
-            Institution.enforce_caps,
-        )
-        .join(Institution, Institution.id == Membership.institution_id)
-        .where(*_pairs(session, Membership.user_id, Membership.institution_id, members))
-        .order_by(Membership.user_id, Membership.institution_id)
+    rows = await session.execute(
+        _member_caps_statement(dialect_of(session), lock),
+        {
+            "users": sorted({user for user, _ in members}),
+            "institutions": sorted({institution for _, institution in members}),
+        },
     )
-    if lock:
-        statement = statement.with_for_update(of=Membership)
-    rows = await session.execute(statement)
     return {
         (row.user_id, row.institution_id): MemberCap(
             cap=row.cap_limit if row.cap_limit is not None else row.default_cap,
@@ -133,25 +140,37 @@ async def live_keys(
     """
     if not refs:
         return {}
-    statement = select(
-        UsageIdempotencyKey.user_id, UsageIdempotencyKey.key, UsageIdempotencyKey.usage_event_id
-    ).where(
-        _among(session, UsageIdempotencyKey.key, {key for _, key in refs}, String),
-        _among(session, UsageIdempotencyKey.user_id, {user for user, _ in refs}, BigInteger),
-        UsageIdempotencyKey.created_at >= since,
+    dialect = dialect_of(session)
+    rows = await session.execute(
+        _live_keys_statement(dialect),
+        {
+            "keys": sorted({key for _, key in refs}),
+            "users": sorted({user for user, _ in refs}),
+            "since": since,
+        },
     )
-    found = {
-        (user_id, key): event_id
-        for user_id, key, event_id in await session.execute(statement)
-        if (user_id, key) in refs
-    }
+    found = {(user_id, key): event_id for user_id, key, event_id in rows if (user_id, key) in refs}
     if not found:
         return {}
-    events = await session.scalars(
-        select(UsageEvent).where(_among(session, UsageEvent.id, set(found.values()), BigInteger))
-    )
+    events = await session.scalars(_events_statement(dialect), {"ids": sorted(set(found.values()))})
     by_id = {event.id: event for event in events}
     return {ref: by_id.get(event_id) for ref, event_id in found.items()}
+
+
+@cache
+def _live_keys_statement(dialect: str) -> Any:
+    """Key rows of these keys and users claimed since `since`, built once (see above)."""
+    keys = UsageIdempotencyKey
+    return select(keys.user_id, keys.key, keys.usage_event_id).where(
+        _among(dialect, keys.key, "keys", String),
+        _among(dialect, keys.user_id, "users", BigInteger),
+        keys.created_at >= bindparam("since"),
+    )
+
+
+@cache
+def _events_statement(dialect: str) -> Any:
+    return select(UsageEvent).where(_among(dialect, UsageEvent.id, "ids", BigInteger))
 
 
 async def drop_keys(session: AsyncSession, refs: Collection[KeyRef]) -> None:
