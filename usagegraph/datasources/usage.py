@@ -97,6 +97,9 @@ def in_instance(institution_id: str | None) -> UsageFilter:
     return lambda source: source.institution_id == institution_id
 
 
+_ZERO = Decimal(0)
+
+
 @dataclass(frozen=True, slots=True)
 class UsageSlot:
     """Usage of one user in one instance during one slot (optionally per endpoint)."""
@@ -252,19 +255,32 @@ async def usage_by_slot(
     # One datetime per distinct slot, shared by its rows: callers key dicts by slot start, and
     # a datetime computes its hash once (thousands of rows share a few hundred slots).
     starts: dict[int, datetime] = {}
+
+    def start_of(slot: int) -> datetime:
+        moment = starts.get(slot)
+        if moment is None:
+            moment = starts[slot] = datetime.fromtimestamp(int(slot), UTC)
+        return moment
+
+    # Rows unpacked as tuples: on a 5,000-row report, attribute access by name was a third
+    # of this function. Columns: slot, user, institution, [endpoint,] the four sums.
+    keyed = (
+        ((s, u, i, ep, c, m, e, f) for s, u, i, ep, c, m, e, f in rows)
+        if by_endpoint
+        else ((s, u, i, None, c, m, e, f) for s, u, i, c, m, e, f in rows)
+    )
     slots = [
         UsageSlot(
-            slot_start=starts.get(row.slot)
-            or starts.setdefault(row.slot, datetime.fromtimestamp(int(row.slot), UTC)),
-            user_id=row.user_id,
-            institution_id=row.institution_id,
-            credits=row.credits if row.credits is not None else Decimal(0),
-            messages=int(row.messages or 0),
-            events=int(row.events),
-            failed_events=int(row.failed or 0),
-            endpoint=row.endpoint if by_endpoint else None,
+            slot_start=start_of(slot),
+            user_id=user_id,
+            institution_id=institution_id,
+            credits=credits if credits is not None else _ZERO,
+            messages=int(messages or 0),
+            events=int(events),
+            failed_events=int(failed or 0),
+            endpoint=endpoint,
         )
-        for row in rows
+        for slot, user_id, institution_id, endpoint, credits, messages, events, failed in keyed
     ]
     # A period that holds both an edge and whole slots comes back twice (one row from each
     # part of the UNION); per slot, the parts never share a key.
