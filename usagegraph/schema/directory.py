@@ -7,13 +7,14 @@ a user's wallet) check `auth.access` before loading.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
 import strawberry
 from strawberry import relay
+from strawberry.types.unset import UNSET, UnsetType
 
 from usagegraph.auth.access import is_institution_admin, is_member
 from usagegraph.datasources.usage import EventFilter
@@ -235,7 +236,7 @@ class Institution(relay.Node):
             after=after,
             total=total,
             cursor_of=lambda row: encode_cursor(row.user_id),
-            node_of=Membership.from_row,
+            node_of=lambda row: Membership.from_row(row, self),
         )
 
     @strawberry.field(
@@ -282,18 +283,23 @@ class Membership(relay.Node):
     cap_limit: Decimal | None = strawberry.field(
         description="This member's own credit cap, overriding the institution's default_cap.",
     )
+    # The institution's default_cap, when the membership was listed from its institution;
+    # UNSET when it has to be looked up (see `effective_cap`).
+    institution_default_cap: strawberry.Private[Decimal | UnsetType | None] = UNSET
 
     @classmethod
     def resolve_id(cls, root: Self, *, info: Any) -> str:
         return f"{root.user_database_id}:{root.institution_database_id}"
 
     @classmethod
-    def from_row(cls, row: models.Membership) -> Membership:
+    def from_row(cls, row: models.Membership, institution: Institution | None = None) -> Membership:
+        """The membership; pass the institution it was listed from when there is one."""
         return cls(
             user_database_id=row.user_id,
             institution_database_id=row.institution_id,
             role=row.role,
             cap_limit=row.cap_limit,
+            institution_default_cap=institution.default_cap if institution else UNSET,
         )
 
     @classmethod
@@ -319,10 +325,21 @@ class Membership(relay.Node):
 
     @strawberry.field(
         description="The cap that applies: cap_limit, else the institution's default_cap.",
+        graphql_type=Decimal | None,
     )
-    async def effective_cap(self, info: Info) -> Decimal | None:
+    def effective_cap(self, info: Info) -> Decimal | Awaitable[Decimal | None] | None:
+        """A plain value whenever the cap is known without a lookup, else an awaitable.
+
+        Not `async`: graphql-core gathers a member's awaitable fields in tasks, and a page of
+        members listed from their institution already knows every cap.
+        """
         if self.cap_limit is not None:
             return self.cap_limit
+        if not isinstance(self.institution_default_cap, UnsetType):
+            return self.institution_default_cap
+        return self._looked_up_default_cap(info)
+
+    async def _looked_up_default_cap(self, info: Info) -> Decimal | None:
         row = await info.context.loaders.institution.load(self.institution_database_id)
         return row.default_cap if row else None
 
