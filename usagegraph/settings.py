@@ -40,6 +40,8 @@ class GraphQLLimits:
     max_aliases: int = 15
     max_tokens: int = 2000
     max_cost: int = 5000
+    # Field nodes once every fragment spread is expanded (a fan-out of spreads multiplies them).
+    max_fields: int = 2000
     # Operations in one batched (JSON array) request.
     max_operations: int = 10
     introspection: bool = True
@@ -147,6 +149,7 @@ def _graphql_limits(env: dict[str, str]) -> GraphQLLimits:
         max_aliases=_integer(env, prefix + "MAX_ALIASES", defaults.max_aliases, minimum=0),
         max_tokens=_integer(env, prefix + "MAX_TOKENS", defaults.max_tokens, minimum=1),
         max_cost=_integer(env, prefix + "MAX_COST", defaults.max_cost, minimum=1),
+        max_fields=_integer(env, prefix + "MAX_FIELDS", defaults.max_fields, minimum=1),
         max_operations=_integer(env, prefix + "MAX_OPERATIONS", defaults.max_operations, minimum=1),
         introspection=_boolean(env, prefix + "INTROSPECTION", defaults.introspection),
         graphiql=_boolean(env, "USAGEGRAPH_GRAPHIQL", defaults.graphiql),

@@ -29,6 +29,9 @@ from usagegraph.schema.root import build_schema
 from usagegraph.settings import GraphQLLimits, Settings
 
 _CODE_FOR_STATUS = {404: ErrorCode.NOT_FOUND}
+# Levels of objects and lists a request's variables (or extensions) may nest: far beyond any
+# input type of the graph (a usage batch nests 3), far below the interpreter's stack.
+MAX_VALUE_NESTING = 32
 
 
 class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
@@ -66,7 +69,12 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
         Strawberry reads fields of whatever JSON arrives; a number, a string, `null` or a
         batch item that is not an object would fail there as a server error.
         """
-        body = super().parse_json(data)
+        try:
+            body = super().parse_json(data)
+        except RecursionError as exc:  # the decoder's stack ran out on deeply nested JSON
+            raise HTTPException(
+                400, f"The body nests more than {MAX_VALUE_NESTING} levels deep"
+            ) from exc
         operations = body if isinstance(body, list) else [body]
         if not all(isinstance(operation, dict) for operation in operations):
             raise HTTPException(400, "The body must be an operation object or an array of them")
@@ -102,6 +110,31 @@ def _check_operation_fields(operation: dict[str, Any]) -> None:
         if value is not None and not isinstance(value, kind):
             noun = "a string" if kind is str else "an object"
             raise HTTPException(400, f"The operation's `{name}` must be {noun} or null")
+        if kind is dict and _nested_deeper_than(value, MAX_VALUE_NESTING):
+            raise HTTPException(
+                400, f"The operation's `{name}` nest more than {MAX_VALUE_NESTING} levels deep"
+            )
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and lists in `value` nest more than `limit` levels (no recursion).
+
+    Every later step that reads variables (input coercion, the NUL check) recurses; a value
+    nested thousands of levels deep would exhaust the stack there.
+    """
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def refused(status: int, reason: str) -> Response:

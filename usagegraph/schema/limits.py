@@ -7,9 +7,11 @@ request's instance unchanged: `ValidationCache` keys its entries by those rule c
 new class per request would never hit the cache.
 
 - Tokens (`max_tokens`): the parser stops at the limit, before building a huge document.
-- Depth (`max_depth`) and aliases (`max_aliases`): graphql-core validation rules, from
-  Strawberry's limiters. Introspection fields do not count; graphql-core's
-  `MaxIntrospectionDepthRule` bounds those instead.
+- Depth (`max_depth`), aliases (`max_aliases`) and fields after fragment expansion
+  (`max_fields`): measured by `document_shape` in one linear pass, *before* graphql-core's
+  validation, so a document whose fragments fan out exponentially is refused before any rule
+  walks it. Introspection fields do not add depth; graphql-core's `MaxIntrospectionDepthRule`
+  bounds those instead.
 - Cost (`max_cost`): checked just before execution, with the request's variables, by
   `QueryCost` below.
 - Introspection: `NoSchemaIntrospectionCustomRule` when the setting turns it off.
@@ -42,8 +44,6 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     StringValueNode,
-    ValidationContext,
-    ValidationRule,
     ValueNode,
     VariableNode,
     Visitor,
@@ -64,11 +64,10 @@ from strawberry.extensions import (
     ParserCache,
     SchemaExtension,
     ValidationCache,
-    max_aliases,
-    query_depth_limiter,
 )
 
 from usagegraph.errors import ErrorCode
+from usagegraph.schema.document_shape import SATURATED, measure
 from usagegraph.schema.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from usagegraph.settings import GraphQLLimits
 
@@ -94,7 +93,7 @@ def limit_extensions(limits: GraphQLLimits) -> list[ExtensionFactory]:
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         partial(ReportedParserCache, maxsize=CACHE_SIZE),
         partial(AddValidationRules, rules),
-        partial(ValidationCache, maxsize=CACHE_SIZE),
+        partial(ShapedValidation, limits=limits, maxsize=CACHE_SIZE),
         partial(QueryCost, max_cost=limits.max_cost),
         NulFreeText,
     ]
@@ -102,46 +101,58 @@ def limit_extensions(limits: GraphQLLimits) -> list[ExtensionFactory]:
 
 def validation_rules(limits: GraphQLLimits) -> list[type[ASTValidationRule]]:
     """The rule classes added to graphql-core's own; built once per schema (see above)."""
-    rules: list[type[ASTValidationRule]] = [
-        _depth_rule(limits.max_depth),
-        max_aliases.create_validator(limits.max_aliases),
-        MaxIntrospectionDepthRule,
-    ]
+    rules: list[type[ASTValidationRule]] = [MaxIntrospectionDepthRule]
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return rules
 
 
-def _depth_rule(max_depth: int) -> type[ValidationRule]:
-    """Strawberry's depth rule, run only once every fragment spread names a fragment.
+class ShapedValidation(ValidationCache):
+    """Refuses a document by its expanded shape first, then validates it (cached).
 
-    Its walk looks fragments up by name and would crash on an unknown one; graphql-core's
-    `KnownFragmentNamesRule` reports that mistake to the client instead.
+    The shape is measured in linear time (`document_shape`); only a document within the
+    depth, alias and field limits reaches graphql-core's rules, so no rule ever walks an
+    exponential expansion.
     """
-    limiter = query_depth_limiter.create_validator(max_depth, None)
 
-    class DepthLimit(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            if _fragments_resolve(context):
-                limiter(context)  # reports its errors to the context as it is built
+    def __init__(self, limits: GraphQLLimits, maxsize: int) -> None:
+        super().__init__(maxsize=maxsize)
+        self.limits = limits
 
-    return DepthLimit
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        errors = shape_errors(document, self.limits) if document is not None else []
+        if errors:
+            context.pre_execution_errors = errors
+            yield
+            return
+        yield from super().on_validate()
 
 
-def _fragments_resolve(context: ValidationContext) -> bool:
-    defined = {
-        definition.name.value
-        for definition in context.document.definitions
-        if isinstance(definition, FragmentDefinitionNode)
-    }
-    spreads = {
-        spread.name.value
-        for definition in context.document.definitions
-        if isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode)
-        for spread in context.get_fragment_spreads(definition.selection_set)
-    }
-    return spreads <= defined
+def shape_errors(document: DocumentNode, limits: GraphQLLimits) -> list[GraphQLError]:
+    """Errors for every limit the document's operations exceed once fragments are spread."""
+    operations, _visits = measure(document)
+    errors = [
+        GraphQLError(f"'{operation.name}' exceeds maximum operation depth of {limits.max_depth}")
+        for operation in operations
+        if operation.shape.depth > limits.max_depth
+    ]
+    aliases = min(sum(operation.shape.aliases for operation in operations), SATURATED)
+    if aliases > limits.max_aliases:
+        errors.append(GraphQLError(f"{aliases} aliases found. Allowed: {limits.max_aliases}"))
+    fields = min(sum(operation.shape.fields for operation in operations), SATURATED)
+    if fields > limits.max_fields:
+        errors.append(too_many_fields(limits.max_fields))
+    return errors
+
+
+def too_many_fields(max_fields: int) -> GraphQLError:
+    return GraphQLError(
+        f"The operation is too large: with its fragments spread it selects more than "
+        f"{max_fields} fields. Spread fragments in fewer places or select fewer fields.",
+        extensions={"code": ErrorCode.OPERATION_TOO_LARGE.value},
+    )
 
 
 class ReportedParserCache(ParserCache):
