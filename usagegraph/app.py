@@ -12,18 +12,23 @@ from starlette.routing import Route
 
 from usagegraph.auth.middleware import PrincipalMiddleware
 from usagegraph.availability import AvailabilityMiddleware, settle_cancelled_work
+from usagegraph.body_limit import BodyLimitMiddleware
 from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.partitions import keep_partitions_ahead, maintain_partitions
 from usagegraph.db.schema_version import ensure_schema
 from usagegraph.health import healthz, readyz
+from usagegraph.loop_watchdog import LoopWatchdog
 from usagegraph.outages import watch_engine
 from usagegraph.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.request_id import RequestIdMiddleware
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.settings import Settings
+
+# After uvicorn's own shutdown window: the lifespan's cleanup (cancelled requests, the pool).
+SHUTDOWN_MARGIN_SECONDS = 10.0
 
 
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> Starlette:
@@ -39,14 +44,22 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         watch_engine(engine)
         cache = create_cache(settings)
         rate_limiter = create_rate_limiter(settings)
+        watchdog = LoopWatchdog(
+            max_blocking_seconds=min(
+                settings.max_blocking_seconds, settings.request_timeout_seconds
+            ),
+            graceful_shutdown_seconds=settings.shutdown_timeout_seconds + SHUTDOWN_MARGIN_SECONDS,
+        )
         try:
             app.state.engine = engine
             app.state.sessions = session_factory(engine)
             app.state.cache = cache
             app.state.rate_limiter = rate_limiter
             maintenance = asyncio.create_task(keep_partitions_ahead(engine))
+            watchdog.start()
             yield
         finally:
+            watchdog.stop()
             maintenance.cancel()
             await settle_cancelled_work()
             if rate_limiter is not None:
@@ -63,12 +76,14 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             *rest_routes(),
         ],
         # Outermost first: every answer has a request id; outages and overruns anywhere below
-        # (resolving the caller included) become 503; the limiter keys on the resolved caller.
+        # (resolving the caller included) become 503; the limiter keys on the resolved caller;
+        # a body is read (and bounded) only for a request the limiter let through.
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AvailabilityMiddleware),
             Middleware(PrincipalMiddleware),
             Middleware(RateLimitMiddleware),
+            Middleware(BodyLimitMiddleware),
         ],
         lifespan=lifespan,
     )

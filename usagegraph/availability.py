@@ -3,8 +3,10 @@
 Every request except the probes runs under `Settings.request_timeout_seconds`. When it
 overruns, its work is cancelled (with it the database statement it awaits) and the caller
 gets 503. When it meets a database outage — an exception that propagates, or one recorded by
-the engine while something swallowed it (see outages.py) — the caller gets 503 as well. Both
-answers are coded `SERVICE_UNAVAILABLE` and use the envelope of the route's API family.
+the engine while something swallowed it (see outages.py) — the caller gets 503 as well. A
+request that computes without awaiting cannot be cancelled by the loop it holds: the loop
+watchdog (loop_watchdog.py) interrupts it instead, and it is answered 503 the same way. All
+these answers are coded `SERVICE_UNAVAILABLE` and use the envelope of the route's API family.
 
 It sits outside the principal middleware, so an outage while resolving the caller is covered.
 A response that has already started cannot be replaced; such a failure is re-raised. A
@@ -22,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from usagegraph.errors import unavailable
 from usagegraph.health import PROBE_PATHS
+from usagegraph.loop_watchdog import RequestOverrun, watch_request
 from usagegraph.outages import MESSAGES, OutageRecord, Unavailability, classify, recording
 from usagegraph.rest.envelopes import error_response_for
 
@@ -45,6 +48,7 @@ class AvailabilityMiddleware:
             # cancelled work may still need a moment to clean up (SQLAlchemy gives a broken
             # PostgreSQL connection up to 2 s to close), and the caller need not wait for it.
             work = asyncio.create_task(self.app(scope, receive, response.send))
+            watch_request(work)
             try:
                 done, _ = await asyncio.wait({work}, timeout=budget)
             except asyncio.CancelledError:
@@ -64,6 +68,9 @@ async def _settle(work: asyncio.Task[None], response: _GuardedResponse) -> None:
     if exc is None:
         return
     if isinstance(exc, ClientDisconnect):  # nobody is left to answer; not a server error
+        return
+    if isinstance(exc, RequestOverrun):  # interrupted by the loop watchdog: over its budget
+        await response.fail(Unavailability.TIMEOUT, None)
         return
     if response.answered:
         log.warning("request failed after its 503 was sent: %s", type(exc).__name__)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -101,17 +101,24 @@ def serve(
     out.print(f"usagegraph serving on http://{host}:{port}/graphql", highlight=False)
     # A factory path, not an app object: every worker process builds its own app (and engine)
     # from the same environment.
-    uvicorn.run(
-        "usagegraph.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_level="info",
-        access_log=False,
-    )
+    uvicorn.run("usagegraph.app:create_app", **uvicorn_options(settings, host, port, workers))
+
+
+def uvicorn_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
+    """How `serve` runs uvicorn, for an app factory given by its import path."""
+    return {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "info",
+        "access_log": False,
+        # Open requests get this long after SIGTERM; the loop watchdog ends a worker that
+        # still has not stopped some seconds later (loop_watchdog.py).
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_seconds),
+    }
 
 
 @app.command()

@@ -13,6 +13,7 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "INVALID_REQUEST"
     # A GraphQL operation whose fragments, once spread, select more fields than allowed.
     OPERATION_TOO_LARGE = "OPERATION_TOO_LARGE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNAUTHORIZED = "UNAUTHORIZED"
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
@@ -27,6 +28,7 @@ class ErrorCode(StrEnum):
 HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_REQUEST: 400,
     ErrorCode.OPERATION_TOO_LARGE: 400,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_FOUND: 404,

@@ -22,6 +22,7 @@ REDIS_URL_VAR = "USAGEGRAPH_REDIS_URL"
 DATA_DIR_VAR = "USAGEGRAPH_DATA_DIR"
 
 MIN_JWT_SECRET_LENGTH = 32
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 # Async drivers we ship; plain URLs are upgraded to these so users can paste what they know.
 _DRIVER_FOR_BACKEND = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -84,6 +85,15 @@ class Settings:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     # A request still running after this many seconds is answered 503 and its work cancelled.
     request_timeout_seconds: float = 30.0
+    # Largest request body read (USAGEGRAPH_MAX_BODY_BYTES; body_limit.py): 8 MiB holds a
+    # recordUsageBatch of 1,000 events with every text field at its longest, escaped.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Longest a request may hold its worker's event loop without awaiting; it is then
+    # interrupted and answered 503 (USAGEGRAPH_MAX_BLOCKING_SECONDS; loop_watchdog.py).
+    max_blocking_seconds: float = 5.0
+    # After SIGTERM: how long open requests may finish; the worker is ended 10 s later at most
+    # (USAGEGRAPH_SHUTDOWN_TIMEOUT_SECONDS).
+    shutdown_timeout_seconds: float = 10.0
     # The usage-history response cache (USAGEGRAPH_CACHE); off only to measure or debug.
     cache_enabled: bool = True
 
@@ -116,6 +126,15 @@ class Settings:
             ),
             request_timeout_seconds=float(
                 _integer(env, "USAGEGRAPH_REQUEST_TIMEOUT_SECONDS", 30, minimum=1)
+            ),
+            max_body_bytes=_integer(
+                env, "USAGEGRAPH_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024
+            ),
+            max_blocking_seconds=float(
+                _integer(env, "USAGEGRAPH_MAX_BLOCKING_SECONDS", 5, minimum=1)
+            ),
+            shutdown_timeout_seconds=float(
+                _integer(env, "USAGEGRAPH_SHUTDOWN_TIMEOUT_SECONDS", 10, minimum=1)
             ),
             cache_enabled=_boolean(env, "USAGEGRAPH_CACHE", True),
         )

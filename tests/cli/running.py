@@ -46,8 +46,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], timeout: float = 30) -> Iterator[str]:
+def serving(env: dict[str, str], timeout: float = 30, *args: str) -> Iterator[str]:
     """`usagegraph serve` on a free port; yields its base URL once /healthz answers.
+
+    Further `args` go to `serve` (e.g. "--workers", "2").
+    """
+    with server_process(env, "usagegraph", *args, timeout=timeout) as (base, _process):
+        yield base
+
+
+@contextlib.contextmanager
+def server_process(
+    env: dict[str, str], module: str, *args: str, timeout: float = 30
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`python -m module serve --port P *args` on a free port, once /healthz answers.
 
     Its output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the
     server after a few hundred access-log lines.
@@ -55,7 +67,7 @@ def serving(env: dict[str, str], timeout: float = 30) -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "usagegraph", "serve", "--port", str(port)],
+            [sys.executable, "-m", module, "serve", "--port", str(port), *args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -64,11 +76,11 @@ def serving(env: dict[str, str], timeout: float = 30) -> Iterator[str]:
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_until_healthy(process, log, base, timeout)
-            yield base
+            yield base, process
         finally:
             process.terminate()
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
 
