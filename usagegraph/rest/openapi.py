@@ -56,8 +56,12 @@ def _query(name: str, schema: dict[str, Any], description: str, *, required: boo
 
 
 def _unavailable(schema_ref: str) -> dict[str, Any]:
-    """Answers every route may give: rate limited (with Retry-After), or the database down."""
+    """Answers every route may give: a body over the limit, rate limited (with Retry-After),
+    or the database down."""
     return {
+        "413": _json(
+            schema_ref, "The request body is larger than USAGEGRAPH_MAX_BODY_BYTES (8 MiB)."
+        ),
         "429": {
             **_json(schema_ref, "Too many requests for this credential."),
             "headers": {
