@@ -123,7 +123,7 @@ def migrate() -> None:
         from usagegraph.db.partitions import maintain_partitions
 
         status = await upgrade_to_head(engine)
-        await maintain_partitions(engine)
+        await maintain_partitions(engine, history=settings.event_window.max_age)
         return status.head
 
     head = _run_with_database(settings, work, check_schema=False)
@@ -143,7 +143,12 @@ def import_command(
     async def work(engine: AsyncEngine) -> ImportSummary:
         with _progress() as progress:
             task = progress.add_task("importing", total=total)
-            return await import_file(engine, file, lambda n: progress.update(task, completed=n))
+            return await import_file(
+                engine,
+                file,
+                lambda n: progress.update(task, completed=n),
+                window=settings.event_window,
+            )
 
     try:
         summary = _run_with_database(settings, work)
@@ -226,11 +231,17 @@ def partitions_list() -> None:
 
 @partitions_app.command("maintain")
 def partitions_maintain() -> None:
-    """Create this month's and the next months' partitions now, and move events caught by
-    the DEFAULT partition into partitions of their own (the server does this hourly)."""
+    """Create this month's and the next months' partitions now, and move events of the
+    months inside the event-time window (USAGEGRAPH_EVENT_MAX_AGE_DAYS) caught by the
+    DEFAULT partition into partitions of their own (the server does this hourly)."""
     from usagegraph.db.partitions import maintain_partitions
 
-    created = _run_with_database(_settings(), maintain_partitions)
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> list[str]:
+        return await maintain_partitions(engine, history=settings.event_window.max_age)
+
+    created = _run_with_database(settings, work)
     out.print(f"created: {', '.join(created) or 'nothing (all in place)'}", highlight=False)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -9,14 +11,16 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
 from tests.factories import add_institution, add_user
 from tests.resolvers.metering_data import ACME, EDIT, OTHER, ledger, usage_rows
 from tests.schema.graph import error_codes, graphql
+from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import ClientBucket
+from usagegraph.settings import AutoReloadLimit, Settings
 
 WHEN = "2026-05-20T14:00:00Z"  # 90 minutes before the app's fixed now
 
@@ -250,6 +254,54 @@ async def test_super_credits_and_debits_with_exact_decimals(
     )
     assert error_codes(body) == ["INSUFFICIENT_CREDITS"]
     assert len(await ledger(engine, ada)) == 2
+
+
+@pytest.fixture
+async def one_reload_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app allowing one automatic reload per wallet a day."""
+    limit = AutoReloadLimit(max_reloads=1, period_seconds=86400)
+    app = create_app(dataclasses.replace(settings, auto_reload=limit), clock=lambda: FIXED_NOW)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
+async def test_the_reload_limit_comes_from_the_settings(
+    one_reload_client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int]
+) -> None:
+    """Debits, reservations and personal usage all apply the configured limit (the default
+    of 5 a day would have reloaded at each of the three crossings)."""
+    client, root, ada = one_reload_client, people["super"], people["ada"]
+    credit = {"input": {"userId": ada, "amount": "20"}}
+    await graphql(client, CREDIT, user_id=root, variables=credit)
+    enable = """mutation($input: SetAutoReloadInput!) { setAutoReload(input: $input) { userId } }"""
+    await graphql(
+        client,
+        enable,
+        user_id=root,
+        variables={"input": {"userId": ada, "enabled": True, "threshold": "10", "amount": "5"}},
+    )
+    debit = {"input": {"userId": ada, "amount": "11"}}
+    first = await graphql(client, DEBIT, user_id=root, variables=debit)  # 20 -> 9, reload: 14
+    assert first["data"]["debitWallet"]["autoReload"]["balanceAfter"] == "14"
+    reserve = """mutation($input: ReserveCreditsInput!) {
+      reserveCredits(input: $input) { autoReload { amount } wallet { available } }
+    }"""
+    held = await graphql(  # 14 -> 9: crossed, the day's reload is used
+        client, reserve, user_id=root, variables={"input": {"userId": ada, "amount": "5"}}
+    )
+    assert held["data"]["reserveCredits"] == {"autoReload": None, "wallet": {"available": "9"}}
+    top_up = {"input": {"userId": ada, "amount": "5"}}
+    await graphql(client, CREDIT, user_id=root, variables=top_up)  # 9 -> 14
+    spent = await graphql(  # 14 -> 9: crossed again, still no reload
+        client, RECORD, user_id=root, variables={"input": usage(ada, "personal", credits="5")}
+    )
+    assert spent["data"]["recordUsage"]["status"] == "INSERTED"
+    entries = await ledger(engine, ada)
+    assert [e.description for e in entries].count("Auto-reload") == 1
+    # 20 + 5 credited, 5 reloaded, 11 and 5 debited; 5 more held
+    assert entries[-1].balance_after == Decimal(14)
 
 
 async def test_auto_reload_and_reservations_through_the_graph(
