@@ -126,7 +126,7 @@ def test_unusable_hardening_values_are_refused(tmp_path: Path, variable: str, va
         Settings.from_env(env)
 
 
-def test_write_limits_have_documented_defaults(tmp_path: Path) -> None:
+def test_limits_of_writes_and_tokens_have_documented_defaults(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET}
     )
@@ -135,9 +135,10 @@ def test_write_limits_have_documented_defaults(tmp_path: Path) -> None:
         300,
     )
     assert (settings.auto_reload.max_reloads, settings.auto_reload.period_seconds) == (5, 86400)
+    assert settings.tokens.max_ttl_seconds == 86400
 
 
-def test_write_limits_are_read_from_the_environment(tmp_path: Path) -> None:
+def test_limits_of_writes_and_tokens_are_read_from_the_environment(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {
             "USAGEGRAPH_DATA_DIR": str(tmp_path),
@@ -146,8 +147,10 @@ def test_write_limits_are_read_from_the_environment(tmp_path: Path) -> None:
             "USAGEGRAPH_EVENT_MAX_FUTURE_SECONDS": "0",
             "USAGEGRAPH_AUTO_RELOAD_MAX_PER_PERIOD": "2",
             "USAGEGRAPH_AUTO_RELOAD_PERIOD_SECONDS": "3600",
+            "USAGEGRAPH_JWT_MAX_TTL_SECONDS": "900",
         }
     )
+    assert settings.tokens.max_ttl_seconds == 900
     assert (settings.event_window.max_age_days, settings.event_window.max_future_seconds) == (
         366,
         0,
@@ -165,9 +168,11 @@ def test_write_limits_are_read_from_the_environment(tmp_path: Path) -> None:
         ("USAGEGRAPH_EVENT_MAX_FUTURE_SECONDS", "5m"),
         ("USAGEGRAPH_AUTO_RELOAD_MAX_PER_PERIOD", "0"),
         ("USAGEGRAPH_AUTO_RELOAD_PERIOD_SECONDS", "0"),
+        ("USAGEGRAPH_JWT_MAX_TTL_SECONDS", "0"),
+        ("USAGEGRAPH_JWT_MAX_TTL_SECONDS", "1e30"),
     ],
 )
-def test_unusable_write_limits_are_refused(tmp_path: Path, variable: str, value: str) -> None:
+def test_unusable_limits_are_refused(tmp_path: Path, variable: str, value: str) -> None:
     env = {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET, variable: value}
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env(env)

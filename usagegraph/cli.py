@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from usagegraph.auth.api_keys import create_api_key
-from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, mint_token
+from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, check_ttl, mint_token
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.models import Institution, User
 from usagegraph.db.schema_version import SchemaBehindError, ensure_schema, upgrade_to_head
@@ -167,9 +167,14 @@ def import_command(
 @app.command()
 def token(
     user: Annotated[int, typer.Option("--user", help="The user id the token identifies.")],
-    ttl: Annotated[int, typer.Option(help="Seconds until it expires.", min=1)] = (
-        DEFAULT_TTL_SECONDS
-    ),
+    ttl: Annotated[
+        int,
+        typer.Option(
+            help="Seconds until it expires (at most USAGEGRAPH_JWT_MAX_TTL_SECONDS, a day by "
+            "default).",
+            min=1,
+        ),
+    ] = DEFAULT_TTL_SECONDS,
 ) -> None:
     """Print a JWT for a user, signed with the configured secret.
 
@@ -177,6 +182,10 @@ def token(
     USAGEGRAPH_JWT_ISSUER / _AUDIENCE set it carries `iss` / `aud`.
     """
     settings = _settings()
+    try:
+        check_ttl(ttl, settings.tokens)
+    except ValueError as exc:
+        _fail(f"--ttl {ttl}: {exc}", code=2)
 
     async def work(engine: AsyncEngine) -> bool:
         async with session_factory(engine)() as session:

@@ -58,6 +58,9 @@ class TokenRules:
     issuer: str | None = None
     audience: str | None = None
     leeway_seconds: int = 30
+    # The longest lifetime (exp - iat) a token may claim; longer ones, and tokens without
+    # `iat`, are refused. `usagegraph token --ttl` may not mint longer ones either.
+    max_ttl_seconds: int = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +257,9 @@ def _token_rules(env: dict[str, str]) -> TokenRules:
         issuer=env.get("USAGEGRAPH_JWT_ISSUER", "").strip() or None,
         audience=env.get("USAGEGRAPH_JWT_AUDIENCE", "").strip() or None,
         leeway_seconds=_integer(env, "USAGEGRAPH_JWT_LEEWAY_SECONDS", 30, minimum=0),
+        max_ttl_seconds=_integer(
+            env, "USAGEGRAPH_JWT_MAX_TTL_SECONDS", TokenRules().max_ttl_seconds, minimum=1
+        ),
     )
 
 
