@@ -19,7 +19,7 @@ from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import session_factory
-from usagegraph.db.models import ClientBucket
+from usagegraph.db.models import ClientBucket, Membership
 from usagegraph.settings import AutoReloadLimit, Settings
 
 WHEN = "2026-05-20T14:00:00Z"  # 90 minutes before the app's fixed now
@@ -397,9 +397,18 @@ async def test_a_user_forgets_only_their_own_usage(
 
 
 async def test_an_admin_manages_members_caps_and_keys(
-    client: httpx.AsyncClient, people: dict[str, int]
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int]
 ) -> None:
     admin = people["admin"]
+    # the admin also runs a third institution, where newbie is a member: someone they may add
+    third = await add_institution(engine, institution_id="c" * 24, name="Third")
+    async with session_factory(engine)() as session, session.begin():
+        session.add_all(
+            [
+                Membership(user_id=admin, institution_id=third, role="admin"),
+                Membership(user_id=people["newbie"], institution_id=third, role="user"),
+            ]
+        )
     add = """mutation($input: AddMemberInput!) {
       addMember(input: $input) { role capLimit effectiveCap user { email } }
     }"""
@@ -539,3 +548,34 @@ async def test_inline_arguments_and_defaults_parse_like_variables(
         {"credits": "2", "messages": 0, "status": "failed", "endpoint": "/v1/x"},
     ]
     assert [row.credits for row in await usage_rows(engine)] == [Decimal("0.5"), Decimal(2)]
+
+
+async def test_add_member_answers_alike_for_a_stranger_and_an_unknown_email(
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int]
+) -> None:
+    """An institution admin probing emails learns nothing: the same status and the very same
+    body for an address with an account outside their institutions and one without."""
+    add = """mutation($input: AddMemberInput!) { addMember(input: $input) { role } }"""
+    token = mint_token(people["admin"], TEST_JWT_SECRET)
+    answers = []
+    for email in ("newbie@example.com", "olga@other.edu", "nobody@example.com"):
+        response = await client.post(
+            "/graphql",
+            json={"query": add, "variables": {"input": {"institutionId": ACME, "email": email}}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        answers.append((response.status_code, response.json()))
+    assert answers[0] == answers[1] == answers[2]
+    status, body = answers[0]
+    assert status == 200
+    assert error_codes(body) == ["NOT_FOUND"]
+    assert body["errors"][0]["message"] == "no user you may add has that email address"
+    assert body["data"] is None
+    # super still adds by email
+    body = await graphql(
+        client,
+        add,
+        user_id=people["super"],
+        variables={"input": {"institutionId": ACME, "email": "newbie@example.com"}},
+    )
+    assert body["data"]["addMember"] == {"role": "user"}

@@ -495,7 +495,9 @@ class CreateApiKeyInput:
 @strawberry.input(description="Add a user to an institution.")
 class AddMemberInput:
     institution_id: str = strawberry.field(description="The institution.")
-    email: str = strawberry.field(description="The user's email address (any case).")
+    email: str = strawberry.field(
+        description="The user's email address (any case); see addMember for whom it finds."
+    )
     role: str = strawberry.field(default="user", description="`user` or `admin` inside it.")
     cap_limit: Decimal | None = strawberry.field(
         default=None, description="Their own cap (default: the institution's default_cap)."
@@ -755,7 +757,11 @@ class Mutation:
         )
         return ApiKey.from_result(result)
 
-    @strawberry.mutation(description="Add a user to an institution (its admins, super).")
+    @strawberry.mutation(
+        description="Add a user, found by email, to an institution (its admins, super). An "
+        "admin may add only people they can already see (members of institutions they "
+        "administer); any other email, whether an account has it or not, is NOT_FOUND alike."
+    )
     async def add_member(
         self, info: Info, input: Annotated[AddMemberInput, strawberry.argument(description=_INPUT)]
     ) -> Membership:
