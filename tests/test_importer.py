@@ -291,3 +291,51 @@ async def test_usage_lines_are_batched_and_all_arrive(
     assert (summary.written["usage"], summary.duplicate_usage) == (250, 1)
     async with session_factory(engine)() as session:
         assert await session.scalar(select(func.sum(UsageEvent.credits))) == Decimal("0.25")
+
+
+# --- how far back (and ahead) imported usage may be dated ----------------------------------
+
+IMPORTED_AT = datetime(2026, 5, 20, 15, 30, tzinfo=UTC)
+
+
+def _usage_at(occurred_at: str) -> list[dict]:
+    return [
+        {"kind": "user", "id": 7, "email": "ada@acme.edu"},
+        {"kind": "usage", "user": 7, "instance": "personal", "occurred_at": occurred_at},
+    ]
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        "0001-01-01T00:00:00Z",  # was stored as -infinity on PostgreSQL
+        "1969-12-31T23:59:59Z",
+        "2026-05-20T15:35:01Z",  # 301 s ahead of the import's clock
+        "9999-12-31T23:59:59Z",
+    ],
+)
+async def test_usage_outside_the_import_window_rejects_the_file(
+    engine: AsyncEngine, tmp_path: Path, occurred_at: str
+) -> None:
+    path = _write(tmp_path, _usage_at(occurred_at))
+    with pytest.raises(ImportFileError) as raised:
+        await import_file(engine, path, clock=lambda: IMPORTED_AT)
+    assert raised.value.line == 2
+    assert raised.value.reason == (
+        "occurred_at must be between 1970-01-01T00:00:00Z and 2026-05-20T15:35:00Z "
+        "(history from 1970 up to 300 seconds ahead)"
+    )
+    assert await _count(engine, User) == 0
+    assert await _count(engine, UsageEvent) == 0
+
+
+@pytest.mark.parametrize("occurred_at", ["1970-01-01T00:00:00Z", "2026-05-20T15:35:00Z"])
+async def test_history_since_1970_up_to_the_skew_allowance_is_imported(
+    engine: AsyncEngine, tmp_path: Path, occurred_at: str
+) -> None:
+    path = _write(tmp_path, _usage_at(occurred_at))
+    summary = await import_file(engine, path, clock=lambda: IMPORTED_AT)
+    assert summary.written["usage"] == 1
+    async with session_factory(engine)() as session:
+        stored = await session.scalar(select(UsageEvent.occurred_at))
+    assert stored == datetime.fromisoformat(occurred_at)

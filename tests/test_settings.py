@@ -124,3 +124,55 @@ def test_unusable_hardening_values_are_refused(tmp_path: Path, variable: str, va
     env = {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET, variable: value}
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env(env)
+
+
+def test_limits_of_writes_and_tokens_have_documented_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET}
+    )
+    assert (settings.event_window.max_age_days, settings.event_window.max_future_seconds) == (
+        35,
+        300,
+    )
+    assert (settings.auto_reload.max_reloads, settings.auto_reload.period_seconds) == (5, 86400)
+    assert settings.tokens.max_ttl_seconds == 86400
+
+
+def test_limits_of_writes_and_tokens_are_read_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "USAGEGRAPH_DATA_DIR": str(tmp_path),
+            "USAGEGRAPH_JWT_SECRET": SECRET,
+            "USAGEGRAPH_EVENT_MAX_AGE_DAYS": "366",
+            "USAGEGRAPH_EVENT_MAX_FUTURE_SECONDS": "0",
+            "USAGEGRAPH_AUTO_RELOAD_MAX_PER_PERIOD": "2",
+            "USAGEGRAPH_AUTO_RELOAD_PERIOD_SECONDS": "3600",
+            "USAGEGRAPH_JWT_MAX_TTL_SECONDS": "900",
+        }
+    )
+    assert settings.tokens.max_ttl_seconds == 900
+    assert (settings.event_window.max_age_days, settings.event_window.max_future_seconds) == (
+        366,
+        0,
+    )
+    assert (settings.auto_reload.max_reloads, settings.auto_reload.period_seconds) == (2, 3600)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("USAGEGRAPH_EVENT_MAX_AGE_DAYS", "0"),
+        ("USAGEGRAPH_EVENT_MAX_AGE_DAYS", "367"),  # the window may not reopen old history
+        ("USAGEGRAPH_EVENT_MAX_AGE_DAYS", "-1"),
+        ("USAGEGRAPH_EVENT_MAX_FUTURE_SECONDS", "3601"),
+        ("USAGEGRAPH_EVENT_MAX_FUTURE_SECONDS", "5m"),
+        ("USAGEGRAPH_AUTO_RELOAD_MAX_PER_PERIOD", "0"),
+        ("USAGEGRAPH_AUTO_RELOAD_PERIOD_SECONDS", "0"),
+        ("USAGEGRAPH_JWT_MAX_TTL_SECONDS", "0"),
+        ("USAGEGRAPH_JWT_MAX_TTL_SECONDS", "1e30"),
+    ],
+)
+def test_unusable_limits_are_refused(tmp_path: Path, variable: str, value: str) -> None:
+    env = {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET, variable: value}
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env(env)

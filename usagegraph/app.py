@@ -55,7 +55,9 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             app.state.sessions = session_factory(engine)
             app.state.cache = cache
             app.state.rate_limiter = rate_limiter
-            maintenance = asyncio.create_task(keep_partitions_ahead(engine))
+            maintenance = asyncio.create_task(
+                keep_partitions_ahead(engine, history=settings.event_window.max_age)
+            )
             watchdog.start()
             yield
         finally:
@@ -99,6 +101,6 @@ async def _prepare_schema(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     try:
         await ensure_schema(engine, migrate=settings.embedded_database)
-        await maintain_partitions(engine)
+        await maintain_partitions(engine, history=settings.event_window.max_age)
     finally:
         await engine.dispose()

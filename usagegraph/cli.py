@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from usagegraph.auth.api_keys import create_api_key
-from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, mint_token
+from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, check_ttl, mint_token
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.models import Institution, User
 from usagegraph.db.schema_version import SchemaBehindError, ensure_schema, upgrade_to_head
@@ -130,7 +130,7 @@ def migrate() -> None:
         from usagegraph.db.partitions import maintain_partitions
 
         status = await upgrade_to_head(engine)
-        await maintain_partitions(engine)
+        await maintain_partitions(engine, history=settings.event_window.max_age)
         return status.head
 
     head = _run_with_database(settings, work, check_schema=False)
@@ -150,7 +150,12 @@ def import_command(
     async def work(engine: AsyncEngine) -> ImportSummary:
         with _progress() as progress:
             task = progress.add_task("importing", total=total)
-            return await import_file(engine, file, lambda n: progress.update(task, completed=n))
+            return await import_file(
+                engine,
+                file,
+                lambda n: progress.update(task, completed=n),
+                window=settings.event_window,
+            )
 
     try:
         summary = _run_with_database(settings, work)
@@ -169,9 +174,14 @@ def import_command(
 @app.command()
 def token(
     user: Annotated[int, typer.Option("--user", help="The user id the token identifies.")],
-    ttl: Annotated[int, typer.Option(help="Seconds until it expires.", min=1)] = (
-        DEFAULT_TTL_SECONDS
-    ),
+    ttl: Annotated[
+        int,
+        typer.Option(
+            help="Seconds until it expires (at most USAGEGRAPH_JWT_MAX_TTL_SECONDS, a day by "
+            "default).",
+            min=1,
+        ),
+    ] = DEFAULT_TTL_SECONDS,
 ) -> None:
     """Print a JWT for a user, signed with the configured secret.
 
@@ -179,6 +189,10 @@ def token(
     USAGEGRAPH_JWT_ISSUER / _AUDIENCE set it carries `iss` / `aud`.
     """
     settings = _settings()
+    try:
+        check_ttl(ttl, settings.tokens)
+    except ValueError as exc:
+        _fail(f"--ttl {ttl}: {exc}", code=2)
 
     async def work(engine: AsyncEngine) -> bool:
         async with session_factory(engine)() as session:
@@ -233,11 +247,17 @@ def partitions_list() -> None:
 
 @partitions_app.command("maintain")
 def partitions_maintain() -> None:
-    """Create this month's and the next months' partitions now, and move events caught by
-    the DEFAULT partition into partitions of their own (the server does this hourly)."""
+    """Create this month's and the next months' partitions now, and move events of the
+    months inside the event-time window (USAGEGRAPH_EVENT_MAX_AGE_DAYS) caught by the
+    DEFAULT partition into partitions of their own (the server does this hourly)."""
     from usagegraph.db.partitions import maintain_partitions
 
-    created = _run_with_database(_settings(), maintain_partitions)
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> list[str]:
+        return await maintain_partitions(engine, history=settings.event_window.max_age)
+
+    created = _run_with_database(settings, work)
     out.print(f"created: {', '.join(created) or 'nothing (all in place)'}", highlight=False)
 
 

@@ -3,6 +3,12 @@
 A bad line rejects the whole file with its line number; nothing is half-loaded. Lines are
 validated in Python before they reach the database, so the reason given is the real one.
 Usage and ledger lines (the bulk of a migration) are written in batches.
+
+Import is the path for history older than the online writes' window: a usage line may be
+dated from 1970-01-01T00:00:00Z up to a few minutes ahead of now
+(`resolvers.event_time_window.import_bounds`). On PostgreSQL the months it loaded then get
+partitions of their own (`db.partitions.ensure_months`), so no more than one per month of
+history actually in the file.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from usagegraph.auth.api_keys import MIN_KEY_LENGTH, hash_api_key, new_api_key_row
+from usagegraph.clock import Clock, system_clock
 from usagegraph.datasources.usage_writes import insert_events
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import (
@@ -43,11 +51,19 @@ from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN, INSTITUTIO
 from usagegraph.db.models.usage import USAGE_STATUSES
 from usagegraph.db.models.users import USER_ROLES
 from usagegraph.db.models.wallets import LEDGER_TYPES
-from usagegraph.db.partitions import maintain_partitions
+from usagegraph.db.partitions import ensure_months, maintain_partitions, month_start
 from usagegraph.db.sequences import bump_id_sequences
+from usagegraph.errors import UsageGraphError
 from usagegraph.import_fields import FieldError, FieldReader, count_mapping
+from usagegraph.resolvers.event_time_window import (
+    EventTimeBounds,
+    check_event_time,
+    import_bounds,
+)
+from usagegraph.settings import EventTimeWindow
 
 BATCH_SIZE = 5000
+DEFAULT_WINDOW = EventTimeWindow()
 _INSTITUTION_ID = re.compile(INSTITUTION_ID_PATTERN)
 _BUCKET_ID = re.compile(BUCKET_ID_PATTERN)
 _CURRENCY = re.compile(r"^[a-z]{3}$")
@@ -85,12 +101,19 @@ def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 async def import_file(
-    engine: AsyncEngine, path: Path, progress: Callable[[int], None] | None = None
+    engine: AsyncEngine,
+    path: Path,
+    progress: Callable[[int], None] | None = None,
+    *,
+    window: EventTimeWindow = DEFAULT_WINDOW,
+    clock: Clock = system_clock,
 ) -> ImportSummary:
-    """Apply every line of `path` in one transaction, or none of them; then give any months of
-    usage that had no partition yet partitions of their own (PostgreSQL)."""
+    """Apply every line of `path` in one transaction, or none of them; then give the months
+    of usage it loaded partitions of their own (PostgreSQL). `window` is the deployment's
+    event-time window, whose allowance ahead of now applies here too."""
+    bounds = import_bounds(window, clock())
     async with session_factory(engine)() as session, session.begin():
-        importer = _Importer(session)
+        importer = _Importer(session, bounds)
         number = 0
         for number, obj in _lines(path):
             try:
@@ -102,16 +125,19 @@ async def import_file(
         await importer.finish(number)
         await bump_id_sequences(await session.connection())
     # Old history lands in the DEFAULT partition (PostgreSQL); give its months their own.
-    await maintain_partitions(engine)
+    await ensure_months(engine, importer.usage_months)
+    await maintain_partitions(engine, clock, history=window.max_age)
     return importer.summary
 
 
 class _Importer:
     """Applies validated lines; keeps wallets in memory to chain ledger balances."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, bounds: EventTimeBounds) -> None:
         self.session = session
+        self.bounds = bounds
         self.summary = ImportSummary()
+        self.usage_months: set[date] = set()
         self.wallets: dict[int, Wallet] = {}
         self.pending_usage: list[tuple[int, dict[str, Any], str | None]] = []
         self.pending_ledger: list[tuple[int, dict[str, Any]]] = []
@@ -262,10 +288,15 @@ class _Importer:
         if instance != PERSONAL_INSTANCE:
             institution_id = await self._existing_institution(instance, "instance")
         key = reader.string("idempotency_key", max_length=255)
+        occurred_at = reader.required_timestamp("occurred_at")
+        try:
+            check_event_time(occurred_at, self.bounds, "occurred_at")
+        except UsageGraphError as exc:
+            raise FieldError(exc.message) from exc
         row = {
             "user_id": user_id,
             "institution_id": institution_id,
-            "occurred_at": reader.required_timestamp("occurred_at"),
+            "occurred_at": occurred_at,
             "credits": reader.money("credits") or Decimal(0),
             "messages": _messages(reader),
             "endpoint": reader.string("endpoint", max_length=200),
@@ -314,6 +345,8 @@ class _Importer:
                 batch[0][0], f"usage lines {batch[0][0]} to {line} refused by the database"
             ) from exc
         self.summary.written["usage"] += len(fresh)
+        months = (month_start(row["occurred_at"].astimezone(UTC)) for row, _ in fresh)
+        self.usage_months.update(months)
 
     async def _known_keys(self, keyed: list[tuple[int, str]]) -> set[tuple[int, str]]:
         known: set[tuple[int, str]] = set()

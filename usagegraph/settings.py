@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -60,6 +61,9 @@ class TokenRules:
     issuer: str | None = None
     audience: str | None = None
     leeway_seconds: int = 30
+    # The longest lifetime (exp - iat) a token may claim; longer ones, and tokens without
+    # `iat`, are refused. `usagegraph token --ttl` may not mint longer ones either.
+    max_ttl_seconds: int = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,38 @@ class RateLimit:
 
     per_minute: int = 600
     burst: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeWindow:
+    """When an online usage write may say its event happened (USAGEGRAPH_EVENT_MAX_*):
+    at most `max_age_days` ago and `max_future_seconds` ahead of the server's clock, like
+    Stripe's meter events (35 days back, 5 minutes ahead). Older history is loaded with
+    `usagegraph import`. The window also bounds which months get usage partitions."""
+
+    max_age_days: int = 35
+    max_future_seconds: int = 300
+
+    @property
+    def max_age(self) -> timedelta:
+        return timedelta(days=self.max_age_days)
+
+    @property
+    def max_future(self) -> timedelta:
+        return timedelta(seconds=self.max_future_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReloadLimit:
+    """At most `max_reloads` automatic reloads per wallet in any rolling `period_seconds`
+    (USAGEGRAPH_AUTO_RELOAD_*); a crossing beyond it reloads nothing."""
+
+    max_reloads: int = 5
+    period_seconds: int = 86400
+
+    @property
+    def period(self) -> timedelta:
+        return timedelta(seconds=self.period_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +132,8 @@ class Settings:
     shutdown_timeout_seconds: float = 10.0
     # The usage-history response cache (USAGEGRAPH_CACHE); off only to measure or debug.
     cache_enabled: bool = True
+    event_window: EventTimeWindow = field(default_factory=EventTimeWindow)
+    auto_reload: AutoReloadLimit = field(default_factory=AutoReloadLimit)
 
     @property
     def backend(self) -> str:
@@ -137,16 +175,60 @@ class Settings:
                 _integer(env, "USAGEGRAPH_SHUTDOWN_TIMEOUT_SECONDS", 10, minimum=1)
             ),
             cache_enabled=_boolean(env, "USAGEGRAPH_CACHE", True),
+            event_window=_event_window(env),
+            auto_reload=_auto_reload_limit(env),
         )
 
 
-def _integer(env: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+def _integer(
+    env: dict[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise SettingsError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
+    if not raw.isdigit() or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
+        bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise SettingsError(f"{name} must be a whole number {bounds}, got {raw!r}")
     return int(raw)
+
+
+# Bounds of the event-time window. The past is capped at a year so a setting cannot reopen
+# the unbounded backdating (and partition creation) the window exists to stop; the future
+# only absorbs clock skew.
+MAX_EVENT_AGE_DAYS = 366
+MAX_EVENT_FUTURE_SECONDS = 3600
+
+
+def _event_window(env: dict[str, str]) -> EventTimeWindow:
+    defaults = EventTimeWindow()
+    return EventTimeWindow(
+        max_age_days=_integer(
+            env,
+            "USAGEGRAPH_EVENT_MAX_AGE_DAYS",
+            defaults.max_age_days,
+            minimum=1,
+            maximum=MAX_EVENT_AGE_DAYS,
+        ),
+        max_future_seconds=_integer(
+            env,
+            "USAGEGRAPH_EVENT_MAX_FUTURE_SECONDS",
+            defaults.max_future_seconds,
+            minimum=0,
+            maximum=MAX_EVENT_FUTURE_SECONDS,
+        ),
+    )
+
+
+def _auto_reload_limit(env: dict[str, str]) -> AutoReloadLimit:
+    defaults = AutoReloadLimit()
+    return AutoReloadLimit(
+        max_reloads=_integer(
+            env, "USAGEGRAPH_AUTO_RELOAD_MAX_PER_PERIOD", defaults.max_reloads, minimum=1
+        ),
+        period_seconds=_integer(
+            env, "USAGEGRAPH_AUTO_RELOAD_PERIOD_SECONDS", defaults.period_seconds, minimum=1
+        ),
+    )
 
 
 def _boolean(env: dict[str, str], name: str, default: bool) -> bool:
@@ -197,6 +279,9 @@ def _token_rules(env: dict[str, str]) -> TokenRules:
         issuer=env.get("USAGEGRAPH_JWT_ISSUER", "").strip() or None,
         audience=env.get("USAGEGRAPH_JWT_AUDIENCE", "").strip() or None,
         leeway_seconds=_integer(env, "USAGEGRAPH_JWT_LEEWAY_SECONDS", 30, minimum=0),
+        max_ttl_seconds=_integer(
+            env, "USAGEGRAPH_JWT_MAX_TTL_SECONDS", TokenRules().max_ttl_seconds, minimum=1
+        ),
     )
 
 

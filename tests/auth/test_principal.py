@@ -39,7 +39,12 @@ async def test_role_claims_in_the_token_are_ignored(
 ) -> None:
     user_id = await add_user(engine, email="u@acme.edu", role="user")
     token = jwt.encode(
-        {"sub": str(user_id), "role": "super", "exp": datetime.now(UTC) + timedelta(hours=1)},
+        {
+            "sub": str(user_id),
+            "role": "super",
+            "iat": datetime.now(UTC),
+            "exp": datetime.now(UTC) + timedelta(hours=1),
+        },
         TEST_JWT_SECRET,
         algorithm="HS256",
     )
@@ -54,8 +59,11 @@ async def test_role_claims_in_the_token_are_ignored(
         jwt.encode({"sub": "1", "exp": datetime.now(UTC) + timedelta(hours=1)}, "x" * 40),
         "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIiwiZXhwIjo0MTAyNDQ0ODAwfQ.",
         "garbage",
+        # correctly signed, but living 10^30 seconds, or for an unknown time (no iat)
+        jwt.encode({"sub": "1", "iat": datetime.now(UTC), "exp": 1e30}, TEST_JWT_SECRET),
+        jwt.encode({"sub": "1", "exp": datetime.now(UTC) + timedelta(hours=1)}, TEST_JWT_SECRET),
     ],
-    ids=["expired", "wrong-key", "alg-none", "malformed"],
+    ids=["expired", "wrong-key", "alg-none", "malformed", "exp-1e30", "no-iat"],
 )
 async def test_bad_tokens_leave_the_caller_anonymous(
     engine: AsyncEngine, client: httpx.AsyncClient, token: str

@@ -55,8 +55,10 @@ def _sign(
     algorithm: str = "HS256",
     kid: object = None,
 ) -> str:
-    """A token as any standard library would sign it; `exp` an hour ahead unless given."""
-    claims = {"sub": "42", "exp": _now() + timedelta(hours=1), **claims}
+    """A token as any standard library would sign it; issued now (`iat`) and expiring an hour
+    ahead unless given (a claim given as None is left out)."""
+    claims = {"sub": "42", "iat": _now(), "exp": _now() + timedelta(hours=1), **claims}
+    claims = {name: value for name, value in claims.items() if value is not None}
     headers = None if kid is None else {"kid": kid}
     return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
 
@@ -174,6 +176,57 @@ def test_minted_tokens_carry_iat_and_exp_from_now() -> None:
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
     # 2026-05-20T15:30:00Z is 1_779_291_000 s after the epoch; exp is 600 s later.
     assert (claims["iat"], claims["exp"], claims["sub"]) == (1_779_291_000, 1_779_291_600, "42")
+
+
+# --- lifetime (exp - iat), at most a day by default ---
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "accepted"),
+    [(86_400, True), (86_401, False), (10**30, False)],
+)
+def test_a_token_may_live_at_most_the_maximum_lifetime(lifetime: int, accepted: bool) -> None:
+    issued = _now() - timedelta(seconds=1)
+    token = _sign({"iat": issued, "exp": int(issued.timestamp()) + lifetime})
+    if accepted:
+        assert user_id_from_token(token, SECRET) == 42
+    else:
+        with pytest.raises(InvalidTokenError, match="lifetime"):
+            user_id_from_token(token, SECRET)
+
+
+def test_the_maximum_lifetime_is_configurable() -> None:
+    token = _sign({"exp": _now() + timedelta(minutes=11)})  # issued now: 660 s
+    assert user_id_from_token(token, SECRET, TokenRules(max_ttl_seconds=660)) == 42
+    with pytest.raises(InvalidTokenError, match="lifetime"):
+        user_id_from_token(token, SECRET, TokenRules(max_ttl_seconds=600))
+
+
+def test_a_token_without_iat_is_refused() -> None:
+    with pytest.raises(InvalidTokenError):
+        user_id_from_token(_sign({"iat": None}), SECRET)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iat": True},  # PyJWT reads it as 1 (1970): a lifetime of 56 years
+        {"iat": "1779291000"},
+        {"exp": "99999999999"},
+    ],
+    ids=["iat-boolean", "iat-string", "exp-string"],
+)
+def test_exp_and_iat_must_be_json_numbers(claims: dict[str, Any]) -> None:
+    with pytest.raises(InvalidTokenError):
+        user_id_from_token(_sign(claims), SECRET, TokenRules(max_ttl_seconds=10**12))
+
+
+def test_minting_a_token_beyond_the_maximum_lifetime_fails() -> None:
+    assert user_id_from_token(mint_token(42, SECRET, ttl_seconds=86_400), SECRET) == 42
+    with pytest.raises(ValueError, match="at most 86400 seconds"):
+        mint_token(42, SECRET, ttl_seconds=86_401)
+    with pytest.raises(ValueError, match="at most 600 seconds"):
+        mint_token(42, SECRET, ttl_seconds=601, rules=TokenRules(max_ttl_seconds=600))
 
 
 # --- issuer and audience ---
@@ -337,3 +390,37 @@ async def test_the_token_command_signs_with_the_signing_kid_and_names_iss_and_au
     assert claims["iss"] == "https://auth.example.edu"
     assert claims["sub"] == str(user_id)
     assert claims["exp"] - claims["iat"] == 600
+
+
+async def test_a_token_living_too_long_is_401_on_rest(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    user_id = await add_user(engine, email="ada@acme.edu")
+    issued = _now()
+    day = _sign({"sub": str(user_id), "exp": issued + timedelta(days=1)}, TEST_JWT_SECRET)
+    assert (await _credits_status(client, day))[0] == 200
+    for token in (
+        _sign({"sub": str(user_id), "exp": 1e30}, TEST_JWT_SECRET),
+        _sign({"sub": str(user_id), "exp": issued + timedelta(days=2)}, TEST_JWT_SECRET),
+        _sign({"sub": str(user_id), "iat": None}, TEST_JWT_SECRET),
+    ):
+        status, body = await _credits_status(client, token)
+        assert (status, body["error"]) == (401, UNAUTHORIZED)
+
+
+async def test_the_token_command_refuses_a_ttl_beyond_the_maximum(
+    database: TestDatabase, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    user_id = await add_user(engine, email="cli@acme.edu")
+    env = cli_env(tmp_path, database.url_string)
+    refused = run_cli(env, "token", "--user", str(user_id), "--ttl", "86401")
+    assert refused.returncode != 0
+    assert refused.stdout == ""
+    assert "at most 86400 seconds (USAGEGRAPH_JWT_MAX_TTL_SECONDS)" in refused.stderr
+    minted = run_cli(env, "token", "--user", str(user_id), "--ttl", "86400")
+    assert minted.returncode == 0, minted.stderr
+    assert user_id_from_token(minted.stdout.strip(), TEST_JWT_SECRET) == user_id
+    strict = cli_env(tmp_path, database.url_string, USAGEGRAPH_JWT_MAX_TTL_SECONDS="600")
+    refused = run_cli(strict, "token", "--user", str(user_id), "--ttl", "601")
+    assert refused.returncode != 0
+    assert "at most 600 seconds" in refused.stderr

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.factories import add_institution, add_user
 from tests.resolvers.metering_data import (
@@ -35,6 +35,7 @@ from usagegraph.db.models import signed_amount
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers import wallet_operations as ops
 from usagegraph.resolvers.metering import OutcomeStatus, record_usage, record_usage_batch
+from usagegraph.settings import AutoReloadLimit
 
 T = TypeVar("T")
 
@@ -189,9 +190,14 @@ async def test_auto_reload_fires_exactly_once_per_crossing_under_concurrency(
             s, root, NOW, user_id=ada, enabled=True, threshold=Decimal(10), amount=Decimal(12)
         ),
     )
+    # This test pins the crossing rule, not the limit on reloads per period: room for all 8.
+    roomy = AutoReloadLimit(max_reloads=100)
     calls = [
         lambda: run(
-            engine, lambda s: ops.debit_wallet(s, root, NOW, user_id=ada, amount=Decimal(1))
+            engine,
+            lambda s: ops.debit_wallet(
+                s, root, NOW, user_id=ada, amount=Decimal(1), reload_limit=roomy
+            ),
         )
         for _ in range(100)
     ]
@@ -233,3 +239,45 @@ async def test_concurrent_batches_never_exceed_an_enforced_cap(
     # 100 events of 1 against a cap of 50: exactly 50 fit
     assert (inserted, refused) == (50, 50)
     assert sum(row.credits for row in await usage_rows(engine, ada)) == Decimal(50)
+
+
+@pytest.mark.parametrize("movement", ["debit", "reservation", "personal-usage"])
+async def test_a_burst_fires_no_more_reloads_than_the_limit(
+    engine: AsyncEngine, people: dict[str, int], root: Principal, movement: str
+) -> None:
+    """Issue 11's burst: a reload of 5 against a threshold of 10 lifts `available` back above
+    the threshold, so every fifth debit crossed it again and minted 5 more credits (26 reloads
+    in one burst). With at most 3 reloads per period, 30 concurrent movements of 1 credit
+    against 12 credits fire exactly 3 reloads: 12 + 3 x 5 = 27 credits pay 27 of them and the
+    other 3 are refused, as without auto-reload."""
+    ada = people["ada"]
+    await fund(engine, root, ada, "12")
+    await run(
+        engine,
+        lambda s: ops.set_auto_reload(
+            s, root, NOW, user_id=ada, enabled=True, threshold=Decimal(10), amount=Decimal(5)
+        ),
+    )
+    limit = AutoReloadLimit(max_reloads=3, period_seconds=3600)
+    one = Decimal(1)
+    moves: dict[str, Callable[[AsyncSession], Awaitable[object]]] = {
+        "debit": lambda s: ops.debit_wallet(
+            s, root, NOW, user_id=ada, amount=one, reload_limit=limit
+        ),
+        "reservation": lambda s: ops.reserve_credits(
+            s, root, NOW, user_id=ada, amount=one, reload_limit=limit
+        ),
+        "personal-usage": lambda s: record_usage(
+            s, root, NOW, event(ada, "personal", "1"), reload_limit=limit
+        ),
+    }
+    move = moves[movement]
+    results = await gather_outcomes([lambda: run(engine, move) for _ in range(30)])
+    refused = [r for r in results if isinstance(r, UsageGraphError)]
+    assert [r.code for r in refused] == [ErrorCode.INSUFFICIENT_CREDITS] * 3
+    entries = await ledger(engine, ada)
+    assert_chain(entries)
+    assert [e.description for e in entries].count("Auto-reload") == 3
+    stored = await wallet(engine, ada)
+    assert stored is not None
+    assert stored.balance - stored.reserved == 0

@@ -4,8 +4,9 @@ catching and splitting, detaching; SQLite keeps its single table."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from usagegraph.db.partitions import (
     partition_name,
 )
 from usagegraph.db.schema_version import migrate, upgrade_to_head
+from usagegraph.importer import import_file
 
 NOW = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
 
@@ -121,9 +123,12 @@ async def test_maintenance_creates_this_month_and_three_ahead_once(fresh: AsyncE
     assert await maintain_partitions(fresh, _clock) == []
 
 
-async def test_old_months_land_in_default_until_maintenance_gives_them_a_partition(
+async def test_maintenance_splits_out_caught_months_of_the_event_window_only(
     fresh: AsyncEngine,
 ) -> None:
+    """Rows DEFAULT caught for a month inside the online window (35 days back from NOW,
+    2026-11-22: October 2026) get their partition; older history stays in DEFAULT, so no
+    amount of backdated rows makes maintenance create partitions beyond the window."""
     _postgres_only(fresh)
     await upgrade_to_head(fresh)
     await maintain_partitions(fresh, _clock)
@@ -133,15 +138,64 @@ async def test_old_months_land_in_default_until_maintenance_gives_them_a_partiti
             session,
             UsageEvent(user_id=user, occurred_at=_at(2019, 6), credits=Decimal(1)),
             UsageEvent(user_id=user, occurred_at=_at(2019, 6, 30), credits=Decimal(2)),
+            UsageEvent(user_id=user, occurred_at=_at(2026, 10, 20), credits=Decimal(8)),
             UsageEvent(user_id=user, occurred_at=_at(2026, 11), credits=Decimal(4)),
+            *(
+                UsageEvent(user_id=user, occurred_at=_at(1900 + n // 12, n % 12 + 1))
+                for n in range(300)
+            ),
         )
-    assert await _rows_in(fresh, DEFAULT_PARTITION) == 2
-    assert await maintain_partitions(fresh, _clock) == ["usage_events_y2019m06"]
-    assert await _rows_in(fresh, DEFAULT_PARTITION) == 0
-    assert await _rows_in(fresh, "usage_events_y2019m06") == 2
+    assert await _rows_in(fresh, DEFAULT_PARTITION) == 303
+    assert await maintain_partitions(fresh, _clock) == ["usage_events_y2026m10"]
+    assert await maintain_partitions(fresh, _clock) == []
+    assert await _rows_in(fresh, "usage_events_y2026m10") == 1
+    assert await _rows_in(fresh, DEFAULT_PARTITION) == 302  # history stays where it is
+    assert len(await _names(fresh)) == 1 + 4 + 1  # DEFAULT, Nov to Feb, October
     async with session_factory(fresh)() as session:
         total = await session.scalar(select(func.sum(UsageEvent.credits)))
-    assert total == Decimal(7)
+    assert total == Decimal(15)
+
+
+async def test_the_window_maintenance_looks_back_is_its_history_argument(
+    fresh: AsyncEngine,
+) -> None:
+    _postgres_only(fresh)
+    await upgrade_to_head(fresh)
+    user = await add_user(fresh, email="ada@acme.edu")
+    async with session_factory(fresh)() as session, session.begin():
+        await add_usage_events(
+            session, UsageEvent(user_id=user, occurred_at=_at(2026, 8), credits=Decimal(1))
+        )
+    assert "usage_events_y2026m08" not in await maintain_partitions(fresh, _clock)
+    longer = await maintain_partitions(fresh, _clock, history=timedelta(days=120))
+    assert longer == ["usage_events_y2026m08"]
+
+
+async def test_an_import_gives_exactly_the_months_it_loaded_partitions(
+    fresh: AsyncEngine, tmp_path: Path
+) -> None:
+    """Imported history gets one partition per month it holds (so it can be detached and
+    archived); an older month DEFAULT held before the import is not the import's and stays."""
+    _postgres_only(fresh)
+    await upgrade_to_head(fresh)
+    user = await add_user(fresh, email="ada@acme.edu")
+    async with session_factory(fresh)() as session, session.begin():
+        await add_usage_events(
+            session, UsageEvent(user_id=user, occurred_at=_at(2001, 1), credits=Decimal(1))
+        )
+    lines = [
+        {"kind": "usage", "user": user, "instance": "personal", "occurred_at": when}
+        for when in ("2019-06-15T12:00:00Z", "2019-06-30T23:59:59Z", "2023-02-01T00:00:00Z")
+    ]
+    path = tmp_path / "history.ndjson"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    await import_file(fresh, path, clock=_clock)
+    names = await _names(fresh)
+    assert {"usage_events_y2019m06", "usage_events_y2023m02"} <= set(names)
+    assert "usage_events_y2001m01" not in names
+    assert len(names) == 1 + 2 + 4  # DEFAULT, the two imported months, Nov 2026 to Feb 2027
+    assert await _rows_in(fresh, "usage_events_y2019m06") == 2
+    assert await _rows_in(fresh, DEFAULT_PARTITION) == 1  # 2001's row only
 
 
 async def test_ensure_months_prepares_a_bulk_load(fresh: AsyncEngine) -> None:

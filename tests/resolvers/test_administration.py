@@ -310,9 +310,17 @@ async def test_keys_of_other_institutions_are_out_of_reach(
 # --- members and caps ----------------------------------------------------------------------
 
 
+async def join(engine: AsyncEngine, user_id: int, institution_id: str, role: str) -> None:
+    async with session_factory(engine)() as session, session.begin():
+        session.add(Membership(user_id=user_id, institution_id=institution_id, role=role))
+
+
 async def test_an_admin_adds_updates_and_removes_members(
     engine: AsyncEngine, people: dict[str, int]
 ) -> None:
+    # the admin also runs Other, where newbie is a member: newbie is someone they may add
+    await join(engine, people["admin"], OTHER, "admin")
+    await join(engine, people["newbie"], OTHER, "user")
     caller = await as_user(engine, people, "admin")
     added = await run(
         engine,
@@ -344,6 +352,42 @@ async def test_an_admin_adds_updates_and_removes_members(
     assert removed is True
     async with session_factory(engine)() as session:
         assert await session.get(Membership, (people["newbie"], ACME)) is None
+
+
+async def test_an_admin_cannot_tell_a_strangers_email_from_an_unknown_one(
+    engine: AsyncEngine, people: dict[str, int]
+) -> None:
+    """newbie@example.com has an account but no tie to the admin's institutions: adding it
+    is refused exactly like an address nobody has, and nothing is written."""
+    caller = await as_user(engine, people, "admin")
+    answers = []
+    for email in ("newbie@example.com", "NEWBIE@example.com", "nobody@example.com"):
+        error = await refused(
+            run(
+                engine,
+                lambda s, e=email: admin.add_member(s, caller, NOW, institution_id=ACME, email=e),
+            )
+        )
+        answers.append((error.code, error.message, error.http_status))
+    assert answers == [(ErrorCode.NOT_FOUND, "no user you may add has that email address", 404)] * 3
+    async with session_factory(engine)() as session:
+        assert await session.get(Membership, (people["newbie"], ACME)) is None
+
+
+async def test_super_adds_anyone_by_email(engine: AsyncEngine, people: dict[str, int]) -> None:
+    root = await as_user(engine, people, "super")
+    added = await run(
+        engine,
+        lambda s: admin.add_member(s, root, NOW, institution_id=ACME, email="Newbie@Example.com"),
+    )
+    assert (added.user_id, added.institution_id, added.role) == (people["newbie"], ACME, "user")
+    unknown = await refused(
+        run(engine, lambda s: admin.add_member(s, root, NOW, institution_id=ACME, email="x@y.z"))
+    )
+    assert (unknown.code, unknown.message) == (
+        ErrorCode.NOT_FOUND,
+        "no user you may add has that email address",
+    )
 
 
 async def test_member_changes_refuse_bad_input(engine: AsyncEngine, people: dict[str, int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -26,6 +27,7 @@ from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers import wallet_operations as ops
 from usagegraph.resolvers.ledger import LedgerType
 from usagegraph.resolvers.wallet_operations import ReservationStatus
+from usagegraph.settings import AutoReloadLimit
 
 
 @pytest.fixture
@@ -388,3 +390,31 @@ async def test_metadata_must_be_an_object(
             ),
         )
     assert refused.value.code is ErrorCode.INVALID_REQUEST
+
+
+async def test_reloads_are_limited_per_rolling_period(
+    engine: AsyncEngine, people: dict[str, int], root: Principal
+) -> None:
+    """At most one reload an hour: a second crossing ten minutes after the first reloads
+    nothing; one more than an hour after the first reloads again."""
+    ada = people["ada"]
+    limit = AutoReloadLimit(max_reloads=1, period_seconds=3600)
+    await credit(engine, root, ada, "20")
+    await auto_reload(engine, root, ada, threshold="10", amount="5")
+
+    async def debit_at(minutes: int, amount: str) -> ops.WalletMovement:
+        at = NOW + timedelta(minutes=minutes)
+        return await run(
+            engine,
+            lambda s: ops.debit_wallet(
+                s, root, at, user_id=ada, amount=Decimal(amount), reload_limit=limit
+            ),
+        )
+
+    assert (await debit_at(0, "11")).auto_reload is not None  # 20 -> 9, reload -> 14
+    second = await debit_at(10, "5")  # 14 -> 9: crossed, but the hour's reload is used
+    assert second.auto_reload is None
+    assert second.wallet.available == Decimal(9)
+    await credit(engine, root, ada, "5")  # 9 -> 14: above the threshold again
+    assert (await debit_at(61, "5")).auto_reload is not None  # the first is an hour old
+    assert [e.description for e in await ledger(engine, ada)].count("Auto-reload") == 2

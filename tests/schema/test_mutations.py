@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -9,14 +11,16 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
 from tests.factories import add_institution, add_user
 from tests.resolvers.metering_data import ACME, EDIT, OTHER, ledger, usage_rows
 from tests.schema.graph import error_codes, graphql
+from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import session_factory
-from usagegraph.db.models import ClientBucket
+from usagegraph.db.models import ClientBucket, Membership
+from usagegraph.settings import AutoReloadLimit, Settings
 
 WHEN = "2026-05-20T14:00:00Z"  # 90 minutes before the app's fixed now
 
@@ -252,6 +256,54 @@ async def test_super_credits_and_debits_with_exact_decimals(
     assert len(await ledger(engine, ada)) == 2
 
 
+@pytest.fixture
+async def one_reload_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app allowing one automatic reload per wallet a day."""
+    limit = AutoReloadLimit(max_reloads=1, period_seconds=86400)
+    app = create_app(dataclasses.replace(settings, auto_reload=limit), clock=lambda: FIXED_NOW)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
+async def test_the_reload_limit_comes_from_the_settings(
+    one_reload_client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int]
+) -> None:
+    """Debits, reservations and personal usage all apply the configured limit (the default
+    of 5 a day would have reloaded at each of the three crossings)."""
+    client, root, ada = one_reload_client, people["super"], people["ada"]
+    credit = {"input": {"userId": ada, "amount": "20"}}
+    await graphql(client, CREDIT, user_id=root, variables=credit)
+    enable = """mutation($input: SetAutoReloadInput!) { setAutoReload(input: $input) { userId } }"""
+    await graphql(
+        client,
+        enable,
+        user_id=root,
+        variables={"input": {"userId": ada, "enabled": True, "threshold": "10", "amount": "5"}},
+    )
+    debit = {"input": {"userId": ada, "amount": "11"}}
+    first = await graphql(client, DEBIT, user_id=root, variables=debit)  # 20 -> 9, reload: 14
+    assert first["data"]["debitWallet"]["autoReload"]["balanceAfter"] == "14"
+    reserve = """mutation($input: ReserveCreditsInput!) {
+      reserveCredits(input: $input) { autoReload { amount } wallet { available } }
+    }"""
+    held = await graphql(  # 14 -> 9: crossed, the day's reload is used
+        client, reserve, user_id=root, variables={"input": {"userId": ada, "amount": "5"}}
+    )
+    assert held["data"]["reserveCredits"] == {"autoReload": None, "wallet": {"available": "9"}}
+    top_up = {"input": {"userId": ada, "amount": "5"}}
+    await graphql(client, CREDIT, user_id=root, variables=top_up)  # 9 -> 14
+    spent = await graphql(  # 14 -> 9: crossed again, still no reload
+        client, RECORD, user_id=root, variables={"input": usage(ada, "personal", credits="5")}
+    )
+    assert spent["data"]["recordUsage"]["status"] == "INSERTED"
+    entries = await ledger(engine, ada)
+    assert [e.description for e in entries].count("Auto-reload") == 1
+    # 20 + 5 credited, 5 reloaded, 11 and 5 debited; 5 more held
+    assert entries[-1].balance_after == Decimal(14)
+
+
 async def test_auto_reload_and_reservations_through_the_graph(
     client: httpx.AsyncClient, people: dict[str, int]
 ) -> None:
@@ -345,9 +397,18 @@ async def test_a_user_forgets_only_their_own_usage(
 
 
 async def test_an_admin_manages_members_caps_and_keys(
-    client: httpx.AsyncClient, people: dict[str, int]
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int]
 ) -> None:
     admin = people["admin"]
+    # the admin also runs a third institution, where newbie is a member: someone they may add
+    third = await add_institution(engine, institution_id="c" * 24, name="Third")
+    async with session_factory(engine)() as session, session.begin():
+        session.add_all(
+            [
+                Membership(user_id=admin, institution_id=third, role="admin"),
+                Membership(user_id=people["newbie"], institution_id=third, role="user"),
+            ]
+        )
     add = """mutation($input: AddMemberInput!) {
       addMember(input: $input) { role capLimit effectiveCap user { email } }
     }"""
@@ -487,3 +548,34 @@ async def test_inline_arguments_and_defaults_parse_like_variables(
         {"credits": "2", "messages": 0, "status": "failed", "endpoint": "/v1/x"},
     ]
     assert [row.credits for row in await usage_rows(engine)] == [Decimal("0.5"), Decimal(2)]
+
+
+async def test_add_member_answers_alike_for_a_stranger_and_an_unknown_email(
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int]
+) -> None:
+    """An institution admin probing emails learns nothing: the same status and the very same
+    body for an address with an account outside their institutions and one without."""
+    add = """mutation($input: AddMemberInput!) { addMember(input: $input) { role } }"""
+    token = mint_token(people["admin"], TEST_JWT_SECRET)
+    answers = []
+    for email in ("newbie@example.com", "olga@other.edu", "nobody@example.com"):
+        response = await client.post(
+            "/graphql",
+            json={"query": add, "variables": {"input": {"institutionId": ACME, "email": email}}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        answers.append((response.status_code, response.json()))
+    assert answers[0] == answers[1] == answers[2]
+    status, body = answers[0]
+    assert status == 200
+    assert error_codes(body) == ["NOT_FOUND"]
+    assert body["errors"][0]["message"] == "no user you may add has that email address"
+    assert body["data"] is None
+    # super still adds by email
+    body = await graphql(
+        client,
+        add,
+        user_id=people["super"],
+        variables={"input": {"institutionId": ACME, "email": "newbie@example.com"}},
+    )
+    assert body["data"]["addMember"] == {"role": "user"}

@@ -1,11 +1,17 @@
-"""JSON Web Tokens: HS256 only, `exp` required, `sub` is the user id.
+"""JSON Web Tokens: HS256 only, `exp` and `iat` required, `sub` is the user id.
 
 Verification is strict where a forged or stale token could pass, lenient only by the configured
 leeway for clocks that disagree:
 
 - the algorithm list is pinned, so `alg: none` and algorithm-confusion tokens fail;
-- `exp` and `sub` are required; `exp`, `nbf` and `iat` are checked with `leeway_seconds`
-  (a token issued or valid only in the future beyond the leeway is refused);
+- `exp`, `iat` and `sub` are required; `exp`, `nbf` and `iat` are checked with
+  `leeway_seconds` (a token issued or valid only in the future beyond the leeway is
+  refused);
+- a token's lifetime, `exp - iat`, may not exceed `max_ttl_seconds`
+  (USAGEGRAPH_JWT_MAX_TTL_SECONDS, a day by default), so a correctly signed token whose `exp`
+  is 10^30 seconds away is not a key for ever. Without `iat` the lifetime is unknown, so the
+  token is refused; both must be JSON numbers. `mint_token` (and `usagegraph token --ttl`)
+  refuse to sign a longer one;
 - `iss` and `aud` are required and checked when the settings name them (and ignored when they
   do not, so a token minted for another audience is not refused for lack of configuration);
 - rotation: a token with a `kid` header is verified with that key of `TokenRules.keys` (an
@@ -43,8 +49,7 @@ def mint_token(
 
     It carries `iss`/`aud` when the rules name them, and the `kid` of the signing key.
     """
-    if ttl_seconds <= 0:
-        raise ValueError("ttl must be positive")
+    check_ttl(ttl_seconds, rules)
     issued_at = now or datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": str(user_id),
@@ -59,10 +64,22 @@ def mint_token(
     return jwt.encode(claims, key, algorithm=ALGORITHM, headers=headers)
 
 
+def check_ttl(ttl_seconds: int, rules: TokenRules = DEFAULT_RULES) -> None:
+    """A lifetime we sign: positive and at most `rules.max_ttl_seconds` (ValueError, with a
+    message for the person asking, otherwise)."""
+    if ttl_seconds <= 0:
+        raise ValueError("ttl must be positive")
+    if ttl_seconds > rules.max_ttl_seconds:
+        raise ValueError(
+            f"ttl must be at most {rules.max_ttl_seconds} seconds (USAGEGRAPH_JWT_MAX_TTL_SECONDS)"
+        )
+
+
 def user_id_from_token(token: str, secret: str, rules: TokenRules = DEFAULT_RULES) -> int:
     """Verify the token under `rules` and return its user id; raise InvalidTokenError if not."""
     key = _verification_key(token, secret, rules)
     claims = _verified_claims(token, key, rules)
+    _check_lifetime(claims, rules)
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject.isdigit():
         raise InvalidTokenError("invalid token subject")
@@ -97,8 +114,18 @@ def _verification_key(token: str, secret: str, rules: TokenRules) -> str:
     return rules.keys[kid]
 
 
+def _check_lifetime(claims: dict[str, Any], rules: TokenRules) -> None:
+    """`exp - iat` within the maximum lifetime; both claims plain JSON numbers."""
+    issued, expires = claims["iat"], claims["exp"]
+    for value in (issued, expires):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidTokenError("invalid token times")
+    if expires - issued > rules.max_ttl_seconds:
+        raise InvalidTokenError("token lifetime exceeds the maximum")
+
+
 def _verified_claims(token: str, key: str, rules: TokenRules) -> dict[str, Any]:
-    required = ["exp", "sub"]
+    required = ["exp", "iat", "sub"]
     required += ["iss"] if rules.issuer is not None else []
     required += ["aud"] if rules.audience is not None else []
     try:

@@ -22,9 +22,18 @@ def _insert(session: AsyncSession) -> Any:
     return (postgresql if dialect_of(session) == "postgresql" else sqlite).insert
 
 
-async def user_by_email(session: AsyncSession, email: str) -> User | None:
-    """The user with this email, whatever its case."""
-    return await session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+async def user_by_email(session: AsyncSession, email: str) -> tuple[User, list[str]] | None:
+    """The user with this email, whatever its case, and the institutions they belong to
+    (one statement, whether or not there is such a user)."""
+    statement = (
+        select(User, Membership.institution_id)
+        .outerjoin(Membership, Membership.user_id == User.id)
+        .where(func.lower(User.email) == email.lower())
+    )
+    rows = (await session.execute(statement)).all()
+    if not rows:
+        return None
+    return rows[0][0], sorted(institution for _, institution in rows if institution is not None)
 
 
 async def institution_for_update(session: AsyncSession, institution_id: str) -> Institution | None:

@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
@@ -97,6 +97,9 @@ class LedgerBook:
     now: datetime
     wallets: dict[int, Wallet]
     postings: list[Posting] = field(default_factory=list)
+    # Automatic reloads each wallet may still receive in this transaction (its limit less
+    # those of the rolling period, read under the lock); a wallet not listed gets none.
+    reloads_left: dict[int, int] = field(default_factory=dict)
 
     def moment(self, wallet: Wallet) -> datetime:
         """When a movement happens: now, but never before the wallet's previous movement.
@@ -177,6 +180,28 @@ class LedgerBook:
                 posting.id = entry_id
         await self.session.flush()
         return pending
+
+
+async def credits_since(
+    session: AsyncSession, user_ids: Iterable[int], since: datetime, description: str
+) -> dict[int, int]:
+    """How many credits with this description each user's ledger received after `since`
+    (the automatic reloads of a rolling period). Read with the wallets locked, so no
+    concurrent writer can add one between this count and the decision it informs."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    statement = (
+        select(LedgerEntry.user_id, func.count())
+        .where(
+            LedgerEntry.user_id.in_(ids),
+            LedgerEntry.type == "credit",
+            LedgerEntry.description == description,
+            LedgerEntry.created_at > since,
+        )
+        .group_by(LedgerEntry.user_id)
+    )
+    return {user_id: count for user_id, count in await session.execute(statement)}
 
 
 async def add_reservation(

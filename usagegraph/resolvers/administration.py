@@ -7,6 +7,10 @@ Who may do what (CONTRACT.md "Who may call what", issue 5):
 - createApiKey / revokeApiKey, members and caps, the institution's enforce_caps setting:
   an admin of the institution (`auth.access.is_institution_admin`: super, or role admin with
   `institutions.edit` who is a member).
+- addMember finds the user by email among the users the caller may already see
+  (`auth.access.may_see_user`: super sees everyone; an admin, the members of the
+  institutions they administer). Any other email, whether an account has it or not, gets the
+  same NOT_FOUND, so an admin cannot use it to learn who has an account (issue 11).
 Everything else is FORBIDDEN (UNAUTHORIZED without credentials). For callers other than
 super, an institution, key or bucket that does not exist is answered exactly like one that
 is not theirs (FORBIDDEN), so ids cannot be probed.
@@ -23,7 +27,12 @@ from enum import Enum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from usagegraph.auth.access import acts_for_institution, is_institution_admin, is_super
+from usagegraph.auth.access import (
+    acts_for_institution,
+    is_institution_admin,
+    is_super,
+    may_see_user,
+)
 from usagegraph.auth.api_keys import create_api_key as store_api_key
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources import admin_writes
@@ -45,6 +54,8 @@ MAX_FORGET_IDS = 1000
 MAX_NAME = 200
 MAX_RECORD_KEYS = 200
 MAX_RECORD_KEY = 64
+# The one answer addMember gives for an email it will not add, whether or not it exists.
+NO_SUCH_MEMBER = "no user you may add has that email address"
 _INSTITUTION_ID = re.compile(INSTITUTION_ID_PATTERN)
 
 
@@ -340,7 +351,8 @@ async def add_member(
     cap_limit: Decimal | None = None,
 ) -> MemberInfo:
     """Add the user with this email to the institution (by email, so an admin cannot pull in
-    arbitrary user ids and read who they are)."""
+    arbitrary user ids and read who they are). Only a user the caller may already see can be
+    added: a stranger's email and an unknown one are answered alike (NO_SUCH_MEMBER)."""
     require_institution_admin(principal, institution_id)
     role = validate_role(role)
     cap_limit = cap_value(cap_limit, "capLimit")
@@ -348,9 +360,10 @@ async def add_member(
     async def work(session: AsyncSession) -> MemberInfo:
         if await admin_writes.institution_for_update(session, institution_id) is None:
             raise not_found(f"institution {institution_id} does not exist")
-        user = await admin_writes.user_by_email(session, email)
-        if user is None:
-            raise not_found("no user has that email address")
+        found = await admin_writes.user_by_email(session, email)
+        if found is None or not may_see_user(principal, found[0].id, found[1]):
+            raise not_found(NO_SUCH_MEMBER)
+        user = found[0]
         row = await admin_writes.insert_membership(
             session,
             {

@@ -4,8 +4,10 @@ Rules (CONTRACT.md, issue 5):
 - An institution's API key records usage for members of that institution, in that instance
   only; super records anything; every other caller is FORBIDDEN (anonymous: UNAUTHORIZED).
 - Each event is validated on its own: credits >= 0 with at most 6 decimals, messages >= 0,
-  status success/failed, an aware occurred_at at most MAX_CLOCK_SKEW ahead of now, instance
-  `personal` or a 24-hex institution id, endpoint <= 200 and key 1..255 characters.
+  status success/failed, an aware occurred_at inside the acceptance window
+  (`resolvers.event_time_window`: by default the last 35 days up to 5 minutes ahead, for
+  every caller, super included), instance `personal` or a 24-hex institution id, endpoint
+  <= 200 and key 1..255 characters.
 - An idempotency key is scoped to the event's user. Within KEY_TTL of its first use a replay
   writes nothing and answers DUPLICATE with the first event (same id, same over_cap flag);
   a key used for another instance of that user is refused (INVALID_REQUEST) rather than
@@ -13,8 +15,8 @@ Rules (CONTRACT.md, issue 5):
   event wrote nothing, so sending it again (after a top-up, say) is judged afresh.
 - Personal usage debits the user's wallet in the same transaction (entry amount = credits,
   reference = the event id; no entry for 0 credits); without enough available credits the
-  event is refused with INSUFFICIENT_CREDITS. The debit may trigger auto-reload
-  (`resolvers.wallet_operations`).
+  event is refused with INSUFFICIENT_CREDITS. The debit may trigger auto-reload, within the
+  wallet's limit of reloads per period (`resolvers.wallet_operations`).
 - Institution usage never touches a wallet. Its cap is the membership's cap_limit, else the
   institution's default_cap (none: no limit). When the member's lifetime credits there
   (forgotten usage included) plus this event's credits exceed the cap, the event is refused
@@ -58,11 +60,18 @@ from usagegraph.errors import (
     invalid,
     unauthorized,
 )
-from usagegraph.resolvers.wallet_operations import MAX_AMOUNT, spend
+from usagegraph.resolvers.event_time_window import (
+    EventTimeBounds,
+    check_event_time,
+    online_bounds,
+)
+from usagegraph.resolvers.wallet_operations import MAX_AMOUNT, open_book, spend
+from usagegraph.settings import AutoReloadLimit, EventTimeWindow
 
 MAX_BATCH = 1000
+DEFAULT_WINDOW = EventTimeWindow()
+DEFAULT_RELOAD_LIMIT = AutoReloadLimit()
 KEY_TTL = timedelta(days=30)
-MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_MESSAGES = 2**31 - 1
 MAX_ENDPOINT = 200
 MAX_KEY = 255
@@ -169,16 +178,14 @@ def _credits(value: Decimal) -> Decimal:
     return credits
 
 
-def validate_event(event: UsageEventInput, now: datetime) -> UsageEventInput:
-    """The event with its values checked (INVALID_REQUEST naming the first bad field)."""
+def validate_event(event: UsageEventInput, bounds: EventTimeBounds) -> UsageEventInput:
+    """The event with its values checked (INVALID_REQUEST naming the first bad field);
+    `bounds` is the acceptance window of event times at this request's now."""
     if event.instance != PERSONAL_INSTANCE and not _INSTITUTION_ID.fullmatch(event.instance):
         raise invalid("instance must be `personal` or a 24-character lowercase hex id")
     if event.user_id < 1:
         raise invalid("userId must be a positive integer")
-    if event.occurred_at.tzinfo is None:
-        raise invalid("occurredAt must carry a time zone (e.g. 2026-05-01T10:00:00Z)")
-    if event.occurred_at > now + MAX_CLOCK_SKEW:
-        raise invalid("occurredAt must not be in the future")
+    check_event_time(event.occurred_at, bounds, "occurredAt")
     if not 0 <= event.messages <= MAX_MESSAGES:
         raise invalid(f"messages must be an integer from 0 to {MAX_MESSAGES}")
     if event.status not in USAGE_STATUSES:
@@ -261,11 +268,13 @@ class _BatchWriter:
         principal: Principal,
         now: datetime,
         events: Sequence[tuple[int, UsageEventInput]],
+        reload_limit: AutoReloadLimit,
     ) -> None:
         self.session = session
         self.principal = principal
         self.now = now
         self.events = events
+        self.reload_limit = reload_limit
 
     async def run(self) -> dict[int, UsageOutcome]:
         facts, book = await self._read_locked()
@@ -312,7 +321,7 @@ class _BatchWriter:
             facts.institutions = await usage_writes.existing_institutions(
                 session, {e.institution_id for e in events if e.institution_id}
             )
-        return facts, LedgerBook(session, self.now, wallets)
+        return facts, await open_book(session, self.now, wallets, self.reload_limit)
 
     # -- judging ----------------------------------------------------------------------------
 
@@ -475,32 +484,45 @@ async def record_usage_batch(
     principal: Principal,
     now: datetime,
     events: Sequence[UsageEventInput],
+    *,
+    window: EventTimeWindow = DEFAULT_WINDOW,
+    reload_limit: AutoReloadLimit = DEFAULT_RELOAD_LIMIT,
 ) -> UsageBatchResult:
-    """Record up to MAX_BATCH events in one transaction, answering for each one."""
+    """Record up to MAX_BATCH events in one transaction, answering for each one; `window`
+    and `reload_limit` are the deployment's settings."""
     require_usage_recorder(principal)
     if len(events) > MAX_BATCH:
         raise invalid(f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
+    bounds = online_bounds(window, now)
     outcomes: dict[int, UsageOutcome] = {}
     valid: list[tuple[int, UsageEventInput]] = []
     for index, event in enumerate(events):
         try:
-            valid.append((index, validate_event(event, now)))
+            valid.append((index, validate_event(event, bounds)))
         except UsageGraphError as error:
             outcomes[index] = _refused(index, error)
     if valid:
 
         async def work(session: AsyncSession) -> dict[int, UsageOutcome]:
-            return await _BatchWriter(session, principal, now, valid).run()
+            return await _BatchWriter(session, principal, now, valid, reload_limit).run()
 
         outcomes.update(await run_write(session, work))
     return UsageBatchResult(outcomes=tuple(outcomes[i] for i in range(len(events))))
 
 
 async def record_usage(
-    session: AsyncSession, principal: Principal, now: datetime, event: UsageEventInput
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    event: UsageEventInput,
+    *,
+    window: EventTimeWindow = DEFAULT_WINDOW,
+    reload_limit: AutoReloadLimit = DEFAULT_RELOAD_LIMIT,
 ) -> UsageOutcome:
     """Record one event: INSERTED or DUPLICATE, or raise the refusal (nothing written)."""
-    result = await record_usage_batch(session, principal, now, [event])
+    result = await record_usage_batch(
+        session, principal, now, [event], window=window, reload_limit=reload_limit
+    )
     outcome = result.outcomes[0]
     if outcome.status is OutcomeStatus.REFUSED:
         assert outcome.code is not None

@@ -12,6 +12,13 @@ Invariants, kept under the wallet's row lock in one transaction per operation:
   threshold or above (a top-up, a release, a positive adjustment, or a reload large enough)
   and then be crossed again. The reload does not fund the debit that triggered it: a debit
   needs the credits available before it.
+- a wallet receives at most `AutoReloadLimit.max_reloads` automatic reloads in any rolling
+  `period` (USAGEGRAPH_AUTO_RELOAD_*): a reload smaller than the distance to the threshold
+  would otherwise be crossed again and again, minting credits with every debit of a burst.
+  The reloads of the period are counted from the ledger under the wallet's lock, in the
+  transaction that decides, so concurrent writers cannot exceed the limit. A crossing past
+  the limit reloads nothing; debits then fail with INSUFFICIENT_CREDITS once the credits
+  run out, as without auto-reload.
 
 Moving credits is for super only (wallet operations create or remove money; no payment
 provider stands behind them here). Usage in the personal instance debits through `spend`
@@ -35,6 +42,7 @@ from usagegraph.datasources.ledger_writes import (
     LedgerBook,
     Posting,
     add_reservation,
+    credits_since,
     locked_wallet,
     reservation_for_update,
     reservation_owner,
@@ -52,6 +60,7 @@ from usagegraph.errors import (
 )
 from usagegraph.resolvers.account import CreditBalance, credit_balance
 from usagegraph.resolvers.ledger import CreditLedgerEntry, LedgerType
+from usagegraph.settings import AutoReloadLimit
 
 # The largest single amount: SQLite keeps money as 64-bit micro-units (about 9.2e12).
 MAX_AMOUNT = Decimal(10**12)
@@ -61,6 +70,7 @@ AUTO_RELOAD_DESCRIPTION = "Auto-reload"
 TOP_UP_DESCRIPTION = "Top-up"
 DEBIT_DESCRIPTION = "Debit"
 CAPTURE_DESCRIPTION = "Reservation capture"
+DEFAULT_RELOAD_LIMIT = AutoReloadLimit()
 
 
 class ReservationStatus(StrEnum):
@@ -171,12 +181,30 @@ def auto_reload_due(wallet: Wallet, available_before: Decimal) -> bool:
     return available_before >= threshold > available(wallet)
 
 
+async def open_book(
+    session: AsyncSession, now: datetime, wallets: dict[int, Wallet], limit: AutoReloadLimit
+) -> LedgerBook:
+    """A book over wallets this transaction has locked, knowing how many automatic reloads
+    each may still receive under `limit` (one count, only for wallets with auto-reload on)."""
+    reloading = [user_id for user_id, wallet in wallets.items() if wallet.auto_reload_enabled]
+    recent = await credits_since(session, reloading, now - limit.period, AUTO_RELOAD_DESCRIPTION)
+    book = LedgerBook(session, now, wallets)
+    book.reloads_left = {
+        user_id: max(0, limit.max_reloads - recent.get(user_id, 0)) for user_id in reloading
+    }
+    return book
+
+
 def maybe_auto_reload(
     book: LedgerBook, wallet: Wallet, available_before: Decimal
 ) -> Posting | None:
-    """Append the reload credit when this movement crossed the threshold downwards."""
+    """Append the reload credit when this movement crossed the threshold downwards and the
+    wallet has not used up its reloads of the period."""
     if not auto_reload_due(wallet, available_before):
         return None
+    if book.reloads_left.get(wallet.user_id, 0) <= 0:
+        return None
+    book.reloads_left[wallet.user_id] -= 1
     assert wallet.auto_reload_amount is not None
     return book.post(
         wallet,
@@ -252,13 +280,20 @@ async def _movement(
     *,
     create: bool,
     apply: Apply,
+    reload_limit: AutoReloadLimit | None = None,
 ) -> WalletMovement:
-    """Lock the wallet, let `apply(book, wallet)` post, write, and describe the result."""
+    """Lock the wallet, let `apply(book, wallet)` post, write, and describe the result.
+    Only a movement that may reload (a debit) passes `reload_limit`; without it the book
+    allows no reload and costs no count."""
 
     async def work(session: AsyncSession) -> WalletMovement:
         await _require_user(session, user_id)
         wallet = await locked_wallet(session, user_id, now, create=create)
-        book = LedgerBook(session, now, {user_id: wallet} if wallet else {})
+        wallets = {user_id: wallet} if wallet else {}
+        if reload_limit is None:
+            book = LedgerBook(session, now, wallets)
+        else:
+            book = await open_book(session, now, wallets, reload_limit)
         entry, reload = apply(book, wallet)
         await book.write()
         return WalletMovement(
@@ -326,8 +361,10 @@ async def debit_wallet(
     description: str | None = None,
     reference: str | None = None,
     metadata: dict[str, Any] | None = None,
+    reload_limit: AutoReloadLimit = DEFAULT_RELOAD_LIMIT,
 ) -> WalletMovement:
-    """Subtract `amount` (> 0) if available; INSUFFICIENT_CREDITS otherwise (nothing written)."""
+    """Subtract `amount` (> 0) if available; INSUFFICIENT_CREDITS otherwise (nothing written).
+    May reload, within `reload_limit` (the deployment's setting)."""
     require_wallet_operator(principal)
     amount = positive(amount)
     description = optional_text(description, "description") or DEBIT_DESCRIPTION
@@ -344,7 +381,9 @@ async def debit_wallet(
             metadata=metadata,
         )
 
-    return await _movement(session, now, user_id, create=False, apply=apply)
+    return await _movement(
+        session, now, user_id, create=False, apply=apply, reload_limit=reload_limit
+    )
 
 
 async def adjust_wallet(
@@ -421,10 +460,12 @@ async def reserve_credits(
     user_id: int,
     amount: Decimal,
     description: str | None = None,
+    reload_limit: AutoReloadLimit = DEFAULT_RELOAD_LIMIT,
 ) -> ReservationMovement:
     """Hold `amount` (> 0) of the available credits; INSUFFICIENT_CREDITS if not available.
 
-    Holding lowers `available`, so it may trigger auto-reload like a debit does.
+    Holding lowers `available`, so it may trigger auto-reload like a debit does (within
+    `reload_limit`).
     """
     require_wallet_operator(principal)
     amount = positive(amount)
@@ -435,7 +476,7 @@ async def reserve_credits(
         wallet = await locked_wallet(session, user_id, now)
         if wallet is None or available(wallet) < amount:
             raise insufficient(amount, wallet)
-        book = LedgerBook(session, now, {user_id: wallet})
+        book = await open_book(session, now, {user_id: wallet}, reload_limit)
         before = available(wallet)
         book.hold(wallet, amount)
         reload = maybe_auto_reload(book, wallet, before)

@@ -1,4 +1,5 @@
-"""What every resolver gets: the caller, the clock, the database and this request's loaders."""
+"""What every resolver gets: the caller, the clock, the database, this request's loaders and
+the deployment's settings (the limits writes apply)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from strawberry.types import Info as StrawberryInfo
 from usagegraph.auth.principal import Principal
 from usagegraph.cache import Cache
 from usagegraph.datasources.loaders import Loaders
+from usagegraph.settings import Settings
 
 
 @dataclass(slots=True)
@@ -23,6 +25,7 @@ class GraphQLContext:
     now: datetime
     loaders: Loaders
     cache: Cache | None  # the usage-history response cache (shared with the REST shim)
+    settings: Settings
 
 
 Info = StrawberryInfo[GraphQLContext, None]

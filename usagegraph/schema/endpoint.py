@@ -49,6 +49,7 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
             now=state.clock(),
             loaders=Loaders(state.sessions, principal),
             cache=getattr(state, "cache", None),
+            settings=state.settings,
         )
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:

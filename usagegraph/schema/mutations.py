@@ -46,10 +46,19 @@ async def _write(
         return await call(session, info.context.principal, info.context.now)
 
 
-async def _write_input(info: Info, operation: Callable[..., Awaitable[T]], input: object) -> T:
+async def _write_input(
+    info: Info, operation: Callable[..., Awaitable[T]], input: object, **settings: Any
+) -> T:
     """Run a write whose keyword arguments are the input's fields, name for name (the wallet
-    operations' inputs mirror their signatures)."""
-    return await _write(info, lambda s, p, n: operation(s, p, n, **fields_of(input)))
+    operations' inputs mirror their signatures), plus any `settings` it applies."""
+    return await _write(info, lambda s, p, n: operation(s, p, n, **fields_of(input), **settings))
+
+
+def _usage_limits(info: Info) -> dict[str, Any]:
+    """The deployment's limits a usage write applies: its event-time window and the
+    auto-reload limit of the wallets it debits."""
+    settings = info.context.settings
+    return {"window": settings.event_window, "reload_limit": settings.auto_reload}
 
 
 def _keep(value: Any) -> Any:
@@ -111,7 +120,9 @@ class UsageEventInput:
         "(counts against the member's cap there)."
     )
     occurred_at: datetime = strawberry.field(
-        description="When the call happened, with a time zone; at most 5 minutes ahead."
+        description="When the call happened, with a time zone; inside the acceptance window "
+        "(by default the last 35 days up to 5 minutes ahead; older usage is imported), else "
+        "INVALID_REQUEST naming the window."
     )
     credits: Decimal = strawberry.field(
         description="Credits it cost: 0 or more, at most 6 decimal places."
@@ -384,7 +395,8 @@ class SetAutoReloadInput:
     threshold: Decimal | None = strawberry.field(
         default=None,
         description="Reload when a debit takes available from at or above this to below it "
-        "(>= 0; required to enable).",
+        "(>= 0; required to enable); at most a configured number of reloads per period "
+        "(by default 5 a rolling day).",
     )
     amount: Decimal | None = strawberry.field(
         default=None, description="Credits each reload adds (> 0; required to enable)."
@@ -483,7 +495,9 @@ class CreateApiKeyInput:
 @strawberry.input(description="Add a user to an institution.")
 class AddMemberInput:
     institution_id: str = strawberry.field(description="The institution.")
-    email: str = strawberry.field(description="The user's email address (any case).")
+    email: str = strawberry.field(
+        description="The user's email address (any case); see addMember for whom it finds."
+    )
     role: str = strawberry.field(default="user", description="`user` or `admin` inside it.")
     cap_limit: Decimal | None = strawberry.field(
         default=None, description="Their own cap (default: the institution's default_cap)."
@@ -555,7 +569,10 @@ class Mutation:
         self, info: Info, input: Annotated[UsageEventInput, strawberry.argument(description=_INPUT)]
     ) -> RecordUsagePayload:
         value = input.to_value()
-        outcome = await _write(info, lambda s, p, n: metering.record_usage(s, p, n, value))
+        limits = _usage_limits(info)
+        outcome = await _write(
+            info, lambda s, p, n: metering.record_usage(s, p, n, value, **limits)
+        )
         assert outcome.event is not None
         return RecordUsagePayload(
             status=outcome.status, event=RecordedUsageEvent.from_result(outcome.event)
@@ -573,7 +590,10 @@ class Mutation:
         ],
     ) -> UsageBatchResult:
         values = [event.to_value() for event in events]
-        result = await _write(info, lambda s, p, n: metering.record_usage_batch(s, p, n, values))
+        limits = _usage_limits(info)
+        result = await _write(
+            info, lambda s, p, n: metering.record_usage_batch(s, p, n, values, **limits)
+        )
         return UsageBatchResult(result=result)
 
     @strawberry.mutation(description="Add credits to a wallet (super only).")
@@ -587,14 +607,17 @@ class Mutation:
 
     @strawberry.mutation(
         description="Subtract credits from a wallet (super only); INSUFFICIENT_CREDITS when "
-        "fewer are available. May trigger auto-reload."
+        "fewer are available. May trigger auto-reload (a limited number per period)."
     )
     async def debit_wallet(
         self,
         info: Info,
         input: Annotated[DebitWalletInput, strawberry.argument(description=_INPUT)],
     ) -> WalletMovement:
-        movement = await _write_input(info, wallet_operations.debit_wallet, input)
+        limit = info.context.settings.auto_reload
+        movement = await _write_input(
+            info, wallet_operations.debit_wallet, input, reload_limit=limit
+        )
         return WalletMovement.from_result(movement)
 
     @strawberry.mutation(description="Correct a wallet by a signed amount, with a reason (super).")
@@ -608,14 +631,17 @@ class Mutation:
 
     @strawberry.mutation(
         description="Hold credits for a pending charge (super only); INSUFFICIENT_CREDITS when "
-        "fewer are available."
+        "fewer are available. May trigger auto-reload (a limited number per period)."
     )
     async def reserve_credits(
         self,
         info: Info,
         input: Annotated[ReserveCreditsInput, strawberry.argument(description=_INPUT)],
     ) -> ReservationMovement:
-        movement = await _write_input(info, wallet_operations.reserve_credits, input)
+        limit = info.context.settings.auto_reload
+        movement = await _write_input(
+            info, wallet_operations.reserve_credits, input, reload_limit=limit
+        )
         return ReservationMovement.from_result(movement)
 
     @strawberry.mutation(
@@ -731,7 +757,11 @@ class Mutation:
         )
         return ApiKey.from_result(result)
 
-    @strawberry.mutation(description="Add a user to an institution (its admins, super).")
+    @strawberry.mutation(
+        description="Add a user, found by email, to an institution (its admins, super). An "
+        "admin may add only people they can already see (members of institutions they "
+        "administer); any other email, whether an account has it or not, is NOT_FOUND alike."
+    )
     async def add_member(
         self, info: Info, input: Annotated[AddMemberInput, strawberry.argument(description=_INPUT)]
     ) -> Membership:
