@@ -142,12 +142,12 @@ def server(database: TestDatabase, tmp_path: Path) -> Iterator[tuple[str, int]]:
 
 
 def _worker_rss_bytes(parent_pid: int) -> int:
-    """Resident memory of the server's worker processes, added up (from /proc)."""
+    """Peak resident memory (VmHWM) of the server's worker processes, added up."""
     children = Path(f"/proc/{parent_pid}/task/{parent_pid}/children").read_text().split()
     total = 0
     for pid in children:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith("VmHWM:"):
                 total += int(line.split()[1]) * 1024
     return total
 
