@@ -362,8 +362,9 @@ def export_schema(
 ) -> None:
     """Print the GraphQL schema (SDL); the repo keeps it in schema.graphql."""
     from usagegraph.schema.root import schema
+    from usagegraph.schema.sdl import schema_sdl
 
-    sdl = schema.as_str() + "\n"
+    sdl = schema_sdl(schema)
     if output is None:
         print(sdl, end="")
     else:

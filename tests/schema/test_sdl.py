@@ -5,16 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from graphql import get_introspection_query
+from graphql import build_schema, get_introspection_query
 
 from usagegraph.schema.root import schema
+from usagegraph.schema.sdl import schema_sdl
 
 SDL_PATH = Path(__file__).parents[2] / "schema.graphql"
 REGENERATE = "usagegraph export-schema --output schema.graphql"
 
 
 def test_exported_sdl_matches_the_schema() -> None:
-    assert SDL_PATH.read_text().strip() == schema.as_str().strip(), f"run: {REGENERATE}"
+    assert SDL_PATH.read_text() == schema_sdl(schema), f"run: {REGENERATE}"
+
+
+def test_the_exported_sdl_declares_the_roots_the_server_has() -> None:
+    text = SDL_PATH.read_text()
+    assert text.startswith("schema {\n  query: Query\n  mutation: Mutation\n}\n")
+    built = build_schema(text)
+    live = schema._schema
+    for operation in ("query_type", "mutation_type", "subscription_type"):
+        built_root, live_root = getattr(built, operation), getattr(live, operation)
+        assert (built_root and built_root.name) == (live_root and live_root.name), operation
+    # The plan type no longer reads as a subscription root to schema tools.
+    assert built.subscription_type is None
+    assert "PlanSubscription" in built.type_map
 
 
 def test_every_type_and_field_has_a_description() -> None:

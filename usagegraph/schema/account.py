@@ -49,8 +49,11 @@ class CreditBalance:
     auto_reload_amount: Decimal | None = strawberry.field(description="The top-up amount.")
 
 
-@strawberry.type(description="A user's plan.")
-class Subscription:
+@strawberry.type(
+    description="A user's plan subscription (named so that `Subscription` stays free for the "
+    "graph's subscription root)."
+)
+class PlanSubscription:
     plan: str = strawberry.field(description="Plan name.")
     status: str = strawberry.field(description="Status, e.g. `active`.")
     current_period_start: datetime | None = strawberry.field(description="Period start.")
@@ -120,10 +123,10 @@ async def resolve_wallet(info: Info, user_id: int) -> CreditBalance:
     return CreditBalance(**fields_of(account.credit_balance(user_id, wallet)))
 
 
-async def resolve_subscription(info: Info, user_id: int) -> Subscription | None:
+async def resolve_subscription(info: Info, user_id: int) -> PlanSubscription | None:
     _require_account(info, user_id)
     details = account.subscription_details(await info.context.loaders.subscription.load(user_id))
-    return Subscription(**fields_of(details)) if details else None
+    return PlanSubscription(**fields_of(details)) if details else None
 
 
 async def resolve_usage(

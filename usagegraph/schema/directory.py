@@ -88,7 +88,7 @@ class User(relay.Node):
         return await account.resolve_wallet(info, self.database_id)
 
     @strawberry.field(description="The user's plan, if any. The user's own (super: any).")
-    async def subscription(self, info: Info) -> account.Subscription | None:
+    async def subscription(self, info: Info) -> account.PlanSubscription | None:
         return await account.resolve_subscription(info, self.database_id)
 
     @strawberry.field(
