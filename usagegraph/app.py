@@ -15,6 +15,7 @@ from usagegraph.availability import AvailabilityMiddleware, settle_cancelled_wor
 from usagegraph.body_limit import BodyLimitMiddleware
 from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
+from usagegraph.cors import cors_middleware
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.partitions import keep_partitions_ahead, maintain_partitions
 from usagegraph.db.schema_version import ensure_schema
@@ -77,11 +78,14 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             Route("/graphql", graphql, methods=["GET", "POST"]),
             *rest_routes(),
         ],
-        # Outermost first: every answer has a request id; outages and overruns anywhere below
-        # (resolving the caller included) become 503; the limiter keys on the resolved caller;
-        # a body is read (and bounded) only for a request the limiter let through.
+        # Outermost first: every answer has a request id; preflights are answered, and every
+        # answer (errors included) carries the CORS headers a browser needs to read it;
+        # outages and overruns anywhere below (resolving the caller included) become 503; the
+        # limiter keys on the resolved caller; a body is read (and bounded) only for a request
+        # the limiter let through.
         middleware=[
             Middleware(RequestIdMiddleware),
+            *cors_middleware(settings.cors_origins),
             Middleware(AvailabilityMiddleware),
             Middleware(PrincipalMiddleware),
             Middleware(RateLimitMiddleware),

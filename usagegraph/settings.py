@@ -134,6 +134,9 @@ class Settings:
     cache_enabled: bool = True
     event_window: EventTimeWindow = field(default_factory=EventTimeWindow)
     auto_reload: AutoReloadLimit = field(default_factory=AutoReloadLimit)
+    # Browser origins allowed to call the APIs with credentials (USAGEGRAPH_CORS_ORIGINS);
+    # empty: CORS off.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def backend(self) -> str:
@@ -175,6 +178,7 @@ class Settings:
                 _integer(env, "USAGEGRAPH_SHUTDOWN_TIMEOUT_SECONDS", 10, minimum=1)
             ),
             cache_enabled=_boolean(env, "USAGEGRAPH_CACHE", True),
+            cors_origins=_cors_origins(env),
             event_window=_event_window(env),
             auto_reload=_auto_reload_limit(env),
         )
@@ -283,6 +287,25 @@ def _token_rules(env: dict[str, str]) -> TokenRules:
             env, "USAGEGRAPH_JWT_MAX_TTL_SECONDS", TokenRules().max_ttl_seconds, minimum=1
         ),
     )
+
+
+def _cors_origins(env: dict[str, str]) -> tuple[str, ...]:
+    """USAGEGRAPH_CORS_ORIGINS: `https://app.example.com,https://admin.example.com`.
+
+    Browsers send credentials (the Authorization header) to these origins' pages, so a
+    wildcard is refused: every origin is named, with its scheme and no path.
+    """
+    name = "USAGEGRAPH_CORS_ORIGINS"
+    origins = tuple(filter(None, (part.strip() for part in env.get(name, "").split(","))))
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin == "*" or "*" in origin:
+            raise SettingsError(f"{name} may not hold a wildcard: name each origin")
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise SettingsError(
+                f"{name} must list origins like https://app.example.com, got {origin!r}"
+            )
+    return origins
 
 
 def _data_dir(env: dict[str, str]) -> Path:
