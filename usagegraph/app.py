@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from usagegraph.auth.challenge import ChallengeMiddleware
 from usagegraph.auth.middleware import PrincipalMiddleware
 from usagegraph.availability import AvailabilityMiddleware, settle_cancelled_work
 from usagegraph.body_limit import BodyLimitMiddleware
@@ -79,13 +80,15 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             *rest_routes(),
         ],
         # Outermost first: every answer has a request id; preflights are answered, and every
-        # answer (errors included) carries the CORS headers a browser needs to read it;
+        # answer (errors included) carries the CORS headers a browser needs to read it, and
+        # every 401 its WWW-Authenticate challenge;
         # outages and overruns anywhere below (resolving the caller included) become 503; the
         # limiter keys on the resolved caller; a body is read (and bounded) only for a request
         # the limiter let through.
         middleware=[
             Middleware(RequestIdMiddleware),
             *cors_middleware(settings.cors_origins),
+            Middleware(ChallengeMiddleware),
             Middleware(AvailabilityMiddleware),
             Middleware(PrincipalMiddleware),
             Middleware(RateLimitMiddleware),

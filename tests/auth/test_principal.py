@@ -52,7 +52,7 @@ async def test_role_claims_in_the_token_are_ignored(
     assert viewer["role"] == "user"
 
 
-@pytest.mark.parametrize(
+BAD_TOKENS = pytest.mark.parametrize(
     "token",
     [
         jwt.encode({"sub": "1", "exp": datetime.now(UTC) - timedelta(hours=1)}, TEST_JWT_SECRET),
@@ -62,29 +62,52 @@ async def test_role_claims_in_the_token_are_ignored(
         # correctly signed, but living 10^30 seconds, or for an unknown time (no iat)
         jwt.encode({"sub": "1", "iat": datetime.now(UTC), "exp": 1e30}, TEST_JWT_SECRET),
         jwt.encode({"sub": "1", "exp": datetime.now(UTC) + timedelta(hours=1)}, TEST_JWT_SECRET),
+        # well formed and signed, for a user who does not exist
+        mint_token(999, TEST_JWT_SECRET),
     ],
-    ids=["expired", "wrong-key", "alg-none", "malformed", "exp-1e30", "no-iat"],
+    ids=["expired", "wrong-key", "alg-none", "malformed", "exp-1e30", "no-iat", "unknown-user"],
 )
-async def test_bad_tokens_leave_the_caller_anonymous(
+INVALID_TOKEN_BODY = {
+    "errors": [{"message": "Invalid or expired token", "extensions": {"code": "UNAUTHORIZED"}}]
+}
+
+
+async def _refused(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Response:
+    response = await client.post("/graphql", json=VIEWER, headers=headers)
+    assert response.status_code == 401, response.text
+    return response
+
+
+@BAD_TOKENS
+async def test_a_bad_token_on_graphql_is_401_with_a_challenge(
     engine: AsyncEngine, client: httpx.AsyncClient, token: str
 ) -> None:
     await add_user(engine, email="one@acme.edu")
-    viewer = await _viewer(client, {"Authorization": f"Bearer {token}"})
+    response = await _refused(client, {"Authorization": f"Bearer {token}"})
+    assert response.json() == INVALID_TOKEN_BODY
+    assert (
+        response.headers["www-authenticate"] == 'Bearer realm="usagegraph", error="invalid_token"'
+    )
+
+
+async def test_no_credential_on_graphql_stays_anonymous(client: httpx.AsyncClient) -> None:
+    viewer = await _viewer(client, {})
     assert viewer == {"kind": "ANONYMOUS", "userId": None, "role": None, "email": None}
 
 
-async def test_token_of_a_deleted_user_is_anonymous(client: httpx.AsyncClient) -> None:
-    viewer = await _viewer(client, {"Authorization": f"Bearer {mint_token(999, TEST_JWT_SECRET)}"})
-    assert viewer["kind"] == "ANONYMOUS"
-
-
-async def test_graphql_ignores_the_x_access_token_header(
+async def test_graphql_names_its_header_to_a_token_sent_as_x_access_token(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
-    """CONTRACT: x-access-token is for /api/...; /graphql takes Authorization: Bearer."""
+    """x-access-token is for /api/...; /graphql takes Authorization: Bearer (or X-API-Key)."""
     user_id = await add_user(engine, email="a@acme.edu")
-    viewer = await _viewer(client, {"x-access-token": mint_token(user_id, TEST_JWT_SECRET)})
-    assert viewer["kind"] == "ANONYMOUS"
+    response = await _refused(client, {"x-access-token": mint_token(user_id, TEST_JWT_SECRET)})
+    assert response.json()["errors"][0] == {
+        "message": "Send the credential in the Authorization (Bearer) or X-API-Key header",
+        "extensions": {"code": "UNAUTHORIZED"},
+    }
+    assert response.headers["www-authenticate"] == (
+        'Bearer realm="usagegraph", error="invalid_request"'
+    )
 
 
 async def test_graphql_accepts_an_institutions_api_key(
@@ -96,7 +119,8 @@ async def test_graphql_accepts_an_institutions_api_key(
     for headers in ({"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
         viewer = await _viewer(client, headers)
         assert viewer["kind"] == "INSTITUTION"
-    assert (await _viewer(client, {"X-API-Key": key + "x"}))["kind"] == "ANONYMOUS"
+    for unknown in ({"X-API-Key": key + "x"}, {"Authorization": f"Bearer {key}x"}):
+        assert (await _refused(client, unknown)).json() == INVALID_TOKEN_BODY
 
 
 @pytest.mark.parametrize(

@@ -333,6 +333,8 @@ async def test_no_valid_token_is_401(engine: AsyncEngine, client: httpx.AsyncCli
     people = await seed(engine)
     missing = {"success": False, "message": "Authentication required"}
     invalid = {"success": False, "message": "Invalid or expired token"}
+    # A JWT in the header /graphql and /auth read: the message names the one this route reads.
+    wrong_header = {"success": False, "message": "Send the credential in the x-access-token header"}
     wrong_secret = jwt.encode(
         {"sub": str(people.member), "exp": datetime.now(UTC) + timedelta(hours=1)},
         "another-secret-that-is-long-enough-for-hs256-000",
@@ -341,7 +343,10 @@ async def test_no_valid_token_is_401(engine: AsyncEngine, client: httpx.AsyncCli
     unknown_user = token_headers(999_999)["x-access-token"]
     cases: list[tuple[dict[str, str], dict[str, Any]]] = [
         ({}, missing),
-        ({"Authorization": f"Bearer {token_headers(people.member)['x-access-token']}"}, missing),
+        (
+            {"Authorization": f"Bearer {token_headers(people.member)['x-access-token']}"},
+            wrong_header,
+        ),
         ({"x-access-token": "not-a-jwt"}, invalid),
         ({"x-access-token": wrong_secret}, invalid),
         ({"x-access-token": _expired_token(people.member)}, invalid),
@@ -350,6 +355,7 @@ async def test_no_valid_token_is_401(engine: AsyncEngine, client: httpx.AsyncCli
     for headers, expected in cases:
         response = await client.get(PATH, params={"instanceId": ACME}, headers=headers)
         assert (response.status_code, response.json()) == (401, expected), headers
+        assert response.headers["www-authenticate"].startswith('Bearer realm="usagegraph"')
     # Authentication is checked before the parameters.
     response = await client.get(PATH)
     assert (response.status_code, response.json()) == (401, missing)

@@ -33,6 +33,14 @@ _ROUTE_SOURCES: tuple[tuple[str, frozenset[Source]], ...] = (
 )
 
 
+# How a 401 names the header(s) each source is read from.
+_HEADER_OF = {
+    Source.ACCESS_TOKEN_HEADER: "x-access-token",
+    Source.BEARER_JWT: "Authorization (Bearer)",
+    Source.API_KEY: "Authorization (Bearer) or X-API-Key",
+}
+
+
 def accepted_sources(path: str) -> frozenset[Source]:
     for prefix, sources in _ROUTE_SOURCES:
         if path.startswith(prefix):
@@ -63,3 +71,19 @@ def presented_credential(path: str, headers: dict[str, str]) -> PresentedCredent
     if Source.API_KEY in sources and headers.get("x-api-key"):
         return PresentedCredential(is_jwt=False, value=headers["x-api-key"].strip())
     return None
+
+
+def misdirected_header(path: str, headers: dict[str, str]) -> str | None:
+    """When the request carries a credential only in headers this route does not read: the
+    header(s) it does read, for a 401 that tells the client where to put it."""
+    carried = (
+        headers.get("x-access-token") or headers.get("x-api-key") or _bearer(headers) is not None
+    )
+    if not carried or presented_credential(path, headers) is not None:
+        return None
+    sources = accepted_sources(path)
+    if not sources:
+        return None
+    if Source.API_KEY in sources:
+        return _HEADER_OF[Source.API_KEY]
+    return " or ".join(_HEADER_OF[source] for source in sorted(sources, key=lambda s: s.value))

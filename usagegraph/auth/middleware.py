@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from usagegraph.auth.credentials import presented_credential
+from usagegraph.auth.credentials import misdirected_header, presented_credential
+from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import resolve_principal
 
 
@@ -28,10 +29,14 @@ class PrincipalMiddleware:
                 for key, value in scope["headers"]
             }
             credential = presented_credential(scope["path"], headers)
+            misdirected = misdirected_header(scope["path"], headers)
             state = scope["app"].state
             settings = state.settings
-            principal = await resolve_principal(
-                state.sessions, settings.jwt_secret, credential, settings.tokens
-            )
+            if misdirected is not None:
+                principal = Principal.misdirected(misdirected)
+            else:
+                principal = await resolve_principal(
+                    state.sessions, settings.jwt_secret, credential, settings.tokens
+                )
             scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -30,6 +30,8 @@ class Principal:
     institution_id: str | None = None
     # Why presented credentials were refused; None when none were presented or all was well.
     rejection: str | None = None
+    # Set when a credential came in a header this route does not read: the header it reads.
+    expected_header: str | None = None
 
     @property
     def is_authenticated(self) -> bool:
@@ -38,6 +40,11 @@ class Principal:
     @classmethod
     def anonymous(cls, rejection: str | None = None) -> Principal:
         return cls(kind=CallerKind.ANONYMOUS, rejection=rejection)
+
+    @classmethod
+    def misdirected(cls, expected_header: str) -> Principal:
+        """Anonymous: a credential arrived, but not in the header this route reads."""
+        return cls(kind=CallerKind.ANONYMOUS, expected_header=expected_header)
 
     @classmethod
     def for_user(

@@ -17,6 +17,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import owns_account
+from usagegraph.auth.challenge import INVALID_TOKEN_MESSAGE, authentication_error
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources.usage import DAY_SLOT_SECONDS, UsageSlot, of_user, usage_by_slot
 from usagegraph.datasources.wallets import (
@@ -117,9 +118,7 @@ def account_holder_id(principal: Principal) -> int:
     """The user whose account this is: the caller, who must be an authenticated user."""
     if principal.kind is CallerKind.USER and principal.user_id is not None:
         return principal.user_id
-    if principal.rejection is not None:
-        raise unauthorized("Invalid or expired token")
-    raise unauthorized("A Bearer token is required")
+    raise authentication_error(principal, "A Bearer token is required")
 
 
 # --- usage -------------------------------------------------------------------------------
@@ -350,7 +349,7 @@ async def account_summary(
     user_id = account_holder_id(principal)
     user = await account_holder(session, principal, user_id)
     if user is None:  # deleted since the token was checked
-        raise unauthorized("Invalid or expired token")
+        raise unauthorized(INVALID_TOKEN_MESSAGE)
     subscription = await subscription_of(session, principal, user_id)
     return AccountSummary(
         user_id=user_id,

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import is_institution_admin, is_member
+from usagegraph.auth.challenge import authentication_error
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.cache import Cache
 from usagegraph.datasources.usage import (
@@ -58,7 +59,6 @@ CACHE_KEY_VERSION = "v1"
 _INSTITUTION_ID = re.compile(r"[0-9a-fA-F]{24}")
 NO_ACCESS_MESSAGE = "You do not have access to this instance"
 NO_TOKEN_MESSAGE = "Authentication required"
-INVALID_TOKEN_MESSAGE = "Invalid or expired token"
 
 
 class Interval(StrEnum):
@@ -288,9 +288,7 @@ def fold_slots(
 def _caller_user_id(principal: Principal) -> int:
     """Only a signed-in user has usage history; 401 for everyone else."""
     if principal.kind is not CallerKind.USER or principal.user_id is None:
-        if principal.rejection:
-            raise unauthorized(INVALID_TOKEN_MESSAGE)
-        raise unauthorized(NO_TOKEN_MESSAGE)
+        raise authentication_error(principal, NO_TOKEN_MESSAGE)
     return principal.user_id
 
 

@@ -20,6 +20,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from usagegraph.auth.challenge import authentication_error
 from usagegraph.datasources.loaders import Loaders
 from usagegraph.errors import ErrorCode
 from usagegraph.rest.json import JSON, dumps
@@ -28,7 +29,7 @@ from usagegraph.schema.errors import coded_errors
 from usagegraph.schema.root import build_schema
 from usagegraph.settings import GraphQLLimits, Settings
 
-_CODE_FOR_STATUS = {404: ErrorCode.NOT_FOUND}
+_CODE_FOR_STATUS = {401: ErrorCode.UNAUTHORIZED, 404: ErrorCode.NOT_FOUND}
 # Levels of objects and lists a request's variables (or extensions) may nest: far beyond any
 # input type of the graph (a usage batch nests 3), far below the interpreter's stack.
 MAX_VALUE_NESTING = 32
@@ -55,6 +56,11 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if isinstance(request, WebSocket):  # never routed here; kept as Strawberry has it
             return await super().run(request, context, root_value)
+        principal = request.state.principal
+        if principal.rejection is not None or principal.expected_header is not None:
+            # A credential was presented and refused: say so (401), rather than answer as an
+            # anonymous caller, so a client knows to refresh its token.
+            return refused(401, authentication_error(principal, "").message)
         try:
             return await super().run(request, context, root_value)
         except HTTPException as exc:
