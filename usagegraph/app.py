@@ -27,6 +27,7 @@ from usagegraph.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.request_id import RequestIdMiddleware
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
+from usagegraph.schema.persisted_queries import create_persisted_queries
 from usagegraph.settings import Settings
 
 # After uvicorn's own shutdown window: the lifespan's cleanup (cancelled requests, the pool).
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         watch_engine(engine)
         cache = create_cache(settings)
         rate_limiter = create_rate_limiter(settings)
+        persisted_queries = create_persisted_queries(settings)
         watchdog = LoopWatchdog(
             max_blocking_seconds=min(
                 settings.max_blocking_seconds, settings.request_timeout_seconds
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             app.state.sessions = session_factory(engine)
             app.state.cache = cache
             app.state.rate_limiter = rate_limiter
+            app.state.persisted_queries = persisted_queries
             maintenance = asyncio.create_task(
                 keep_partitions_ahead(engine, history=settings.event_window.max_age)
             )
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             if rate_limiter is not None:
                 await rate_limiter.close()
             await cache.close()
+            await persisted_queries.close()
             await engine.dispose()
 
     graphql = graphql_endpoint(settings)

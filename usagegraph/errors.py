@@ -14,6 +14,10 @@ class ErrorCode(StrEnum):
     # A GraphQL operation whose fragments, once spread, select more fields than allowed.
     OPERATION_TOO_LARGE = "OPERATION_TOO_LARGE"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # Automatic persisted queries: the hash is unknown (send the query with it), or the
+    # server runs registered documents only.
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_ALLOWED = "PERSISTED_QUERY_NOT_ALLOWED"
     UNAUTHORIZED = "UNAUTHORIZED"
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
@@ -29,6 +33,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_REQUEST: 400,
     ErrorCode.OPERATION_TOO_LARGE: 400,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: 400,
+    ErrorCode.PERSISTED_QUERY_NOT_ALLOWED: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_FOUND: 404,

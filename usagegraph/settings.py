@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
@@ -48,6 +49,9 @@ class GraphQLLimits:
     max_operations: int = 10
     introspection: bool = True
     graphiql: bool = True
+    # Allow-list mode: only the documents of the persisted-query manifest run.
+    persisted_only: bool = False
+    persisted_manifest: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +262,23 @@ def _graphql_limits(env: dict[str, str]) -> GraphQLLimits:
         max_operations=_integer(env, prefix + "MAX_OPERATIONS", defaults.max_operations, minimum=1),
         introspection=_boolean(env, prefix + "INTROSPECTION", defaults.introspection),
         graphiql=_boolean(env, "USAGEGRAPH_GRAPHIQL", defaults.graphiql),
+        **_persisted_queries(env),
     )
+
+
+def _persisted_queries(env: dict[str, str]) -> dict[str, Any]:
+    """USAGEGRAPH_GRAPHQL_PERSISTED_ONLY needs the manifest that lists the allowed documents."""
+    persisted_only = _boolean(env, "USAGEGRAPH_GRAPHQL_PERSISTED_ONLY", False)
+    raw = env.get("USAGEGRAPH_GRAPHQL_PERSISTED_MANIFEST", "").strip()
+    manifest = Path(raw).expanduser() if raw else None
+    if manifest is not None and not manifest.is_file():
+        raise SettingsError(f"USAGEGRAPH_GRAPHQL_PERSISTED_MANIFEST: no file at {manifest}")
+    if persisted_only and manifest is None:
+        raise SettingsError(
+            "USAGEGRAPH_GRAPHQL_PERSISTED_ONLY=true needs USAGEGRAPH_GRAPHQL_PERSISTED_MANIFEST "
+            "(an Apollo persisted-query manifest listing the documents that may run)"
+        )
+    return {"persisted_only": persisted_only, "persisted_manifest": manifest}
 
 
 def _token_rules(env: dict[str, str]) -> TokenRules:

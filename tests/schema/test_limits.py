@@ -373,12 +373,40 @@ async def test_a_mutation_over_get_is_a_coded_400(client: httpx.AsyncClient) -> 
         ),
     ],
 )
-async def test_errors_do_not_suggest_field_type_or_value_names(
-    client: httpx.AsyncClient, query: str, variables: dict[str, Any], message: str
+async def test_without_introspection_errors_do_not_suggest_names(
+    settings: Settings, query: str, variables: dict[str, Any], message: str
 ) -> None:
-    body = await graphql(client, query, variables=variables)
+    async with client_with(settings, GraphQLLimits(introspection=False)) as client:
+        body = await graphql(client, query, variables=variables)
     assert [error["message"] for error in body["errors"]][:1] == [message]
     assert "Did you mean" not in str(body)
+    assert error_codes(body)[0] == "INVALID_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "message"),
+    [
+        ("{ viewr { kind } }", {}, "Cannot query field 'viewr' on type 'Query'. Did you mean"),
+        (
+            "{ institutions(frist: 1) { totalCount } }",
+            {},
+            "Unknown argument 'frist' on field 'Query.institutions'. Did you mean 'first'?",
+        ),
+        (
+            "query($p: AccountPeriod!) { user(id: 1) { usage(period: $p) { userId } } }",
+            {"p": "MONTHY"},
+            "Variable '$p' has invalid value: Value 'MONTHY' does not exist in 'AccountPeriod' "
+            "enum. Did you mean the enum value 'MONTHLY'?",
+        ),
+    ],
+)
+async def test_with_introspection_on_errors_keep_their_suggestions(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any], message: str
+) -> None:
+    """The schema is public then (introspection answers it), so the hints give nothing away
+    and spare a developer a trip to the docs."""
+    body = await graphql(client, query, variables=variables)
+    assert body["errors"][0]["message"].startswith(message), body
     assert error_codes(body)[0] == "INVALID_REQUEST"
 
 

@@ -93,12 +93,13 @@ async def with_key(
     key: str,
     variables: dict[str, Any],
     header: str = "Authorization",
+    expected_status: int = 200,
 ) -> dict[str, Any]:
     value = f"Bearer {key}" if header == "Authorization" else key
     response = await client.post(
         "/graphql", json={"query": query, "variables": variables}, headers={header: value}
     )
-    assert response.status_code == 200, response.text
+    assert response.status_code == expected_status, response.text
     return response.json()
 
 
@@ -485,7 +486,8 @@ async def test_a_created_key_records_usage_and_stops_when_revoked(
         client, revoke, user_id=people["admin"], variables={"id": created["apiKey"]["apiKeyId"]}
     )
     assert body["data"]["revokeApiKey"]["revokedAt"] is not None
-    body = await with_key(client, RECORD, key, {"input": usage(people["ada"])})
+    # A revoked key is a refused credential: 401, not an anonymous caller.
+    body = await with_key(client, RECORD, key, {"input": usage(people["ada"])}, expected_status=401)
     assert error_codes(body) == ["UNAUTHORIZED"]
 
 
@@ -522,10 +524,15 @@ async def test_the_institutions_key_records_a_snapshot(
 async def test_the_token_of_a_user_is_no_api_key(
     client: httpx.AsyncClient, people: dict[str, int]
 ) -> None:
-    """A JWT sent as X-API-Key is not a key: the caller stays anonymous."""
+    """A JWT sent as X-API-Key is not a key: refused (401), never acting as its user."""
     token = mint_token(people["super"], TEST_JWT_SECRET)
     body = await with_key(
-        client, RECORD, token, {"input": usage(people["ada"])}, header="X-API-Key"
+        client,
+        RECORD,
+        token,
+        {"input": usage(people["ada"])},
+        header="X-API-Key",
+        expected_status=401,
     )
     assert error_codes(body) == ["UNAUTHORIZED"]
 

@@ -12,24 +12,28 @@ from __future__ import annotations
 from typing import Any
 
 from cross_web import HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
 from usagegraph.auth.challenge import authentication_error
 from usagegraph.datasources.loaders import Loaders
-from usagegraph.errors import ErrorCode
+from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.rest.json import JSON, dumps
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
+from usagegraph.schema.persisted_queries import PersistedQueries
 from usagegraph.schema.root import build_schema
 from usagegraph.settings import GraphQLLimits, Settings
 
 _CODE_FOR_STATUS = {401: ErrorCode.UNAUTHORIZED, 404: ErrorCode.NOT_FOUND}
+GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
 # Levels of objects and lists a request's variables (or extensions) may nest: far beyond any
 # input type of the graph (a usage batch nests 3), far below the interpreter's stack.
 MAX_VALUE_NESTING = 32
@@ -37,6 +41,8 @@ MAX_VALUE_NESTING = 32
 
 class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
     """Strawberry's ASGI app with our per-request context and coded errors."""
+
+    keep_suggestions = False
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | None = None
@@ -61,10 +67,34 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
             # A credential was presented and refused: say so (401), rather than answer as an
             # anonymous caller, so a client knows to refresh its token.
             return refused(401, authentication_error(principal, "").message)
+        request.state.refused_before_execution = []
         try:
-            return await super().run(request, context, root_value)
+            response = await super().run(request, context, root_value)
         except HTTPException as exc:
-            return refused(exc.status_code, exc.reason)
+            response = refused(exc.status_code, exc.reason)
+        if wants_graphql_response(request):
+            _as_graphql_response(response, request.state.refused_before_execution)
+        return response
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Any,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Runs one operation, its text taken from the persisted queries when it sent a hash."""
+        persisted: PersistedQueries = request.app.state.persisted_queries
+        try:
+            request_data = await persisted.resolve(request_data)
+        except UsageGraphError as exc:
+            error = GraphQLError(exc.message, extensions={"code": exc.code.value})
+            return PreExecutionError(data=None, errors=[error])
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     def encode_json(self, data: object) -> bytes:
         """Responses through orjson: several times faster than the standard library."""
@@ -103,10 +133,22 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        """Code (or mask) any error that reached here without passing `CodedErrors`."""
+        """Code (or mask) any error that reached here without passing `CodedErrors`.
+
+        For a client that accepts `application/graphql-response+json`, a request that failed
+        before execution (it did not parse, validate, or name its operation) has no `data`
+        entry, as the GraphQL-over-HTTP spec asks, and is answered 4xx by `run`.
+        """
         if result.errors:
-            result.errors = coded_errors(result.errors, request.state.request_id)
-        return await super().process_result(request, result)
+            result.errors = coded_errors(
+                result.errors, request.state.request_id, keep_suggestions=self.keep_suggestions
+            )
+        processed = await super().process_result(request, result)
+        failed_early = isinstance(result, PreExecutionError)
+        request.state.refused_before_execution.append(failed_early)
+        if failed_early and wants_graphql_response(request):
+            processed.pop("data", None)
+        return processed
 
 
 def _check_operation_fields(operation: dict[str, Any]) -> None:
@@ -144,6 +186,19 @@ def _nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def wants_graphql_response(request: Request) -> bool:
+    """Whether the client accepts the GraphQL-over-HTTP media type (else: legacy JSON)."""
+    return GRAPHQL_RESPONSE_TYPE in request.headers.get("accept", "")
+
+
+def _as_graphql_response(response: Response, refused_early: list[bool]) -> None:
+    """The GraphQL-over-HTTP media type; 400 for a single operation refused before it ran
+    (a batch keeps 200: its operations fail or succeed one by one)."""
+    response.headers["content-type"] = f"{GRAPHQL_RESPONSE_TYPE}; charset=utf-8"
+    if response.status_code == 200 and refused_early == [True]:
+        response.status_code = 400
+
+
 def refused(status: int, reason: str) -> Response:
     """A GraphQL-shaped error body for a request refused before it ran."""
     code = _CODE_FOR_STATUS.get(status, ErrorCode.INVALID_REQUEST)
@@ -156,7 +211,10 @@ def refused(status: int, reason: str) -> Response:
 def graphql_endpoint(settings: Settings | None = None) -> GraphQLEndpoint:
     """The endpoint for these settings' GraphQL limits (the defaults without settings)."""
     limits = settings.graphql if settings is not None else GraphQLLimits()
-    return GraphQLEndpoint(
+    endpoint = GraphQLEndpoint(
         build_schema(limits),
         graphql_ide="graphiql" if limits.graphiql else None,
     )
+    # Schema-spelling hints ("Did you mean ...?") only where the schema is public anyway.
+    endpoint.keep_suggestions = limits.introspection
+    return endpoint

@@ -4,8 +4,8 @@ A resolver raises `UsageGraphError`; its code goes into `extensions.code`. An er
 client's own document caused (syntax, validation, a limit, a variable of the wrong type) is
 `INVALID_REQUEST`. Any other exception is replaced by "Internal error" with the request id
 (and logged once, with that id), so no SQL, stack trace or identifier of another tenant
-reaches a client. graphql-core's "Did you mean ...?" hints are cut from every message: they
-would spell out the schema to a client that may not introspect it.
+reaches a client. graphql-core's "Did you mean ...?" hints are cut from every message when
+introspection is off: they would spell out the schema to a client that may not introspect it.
 
 `CodedErrors` applies this inside the schema; the HTTP endpoint applies the same function to
 what it is about to send, which catches errors Strawberry raises outside the operation.
@@ -34,18 +34,32 @@ _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def coded_errors(
-    errors: list[GraphQLError], request_id: str, *, before_execution: bool = False
+    errors: list[GraphQLError],
+    request_id: str,
+    *,
+    before_execution: bool = False,
+    keep_suggestions: bool = False,
 ) -> list[GraphQLError]:
     """Every error of a result with its code; unexpected ones masked and logged.
 
     `before_execution`: the errors of a document that failed to parse or validate, which
-    only ever describe the client's own document.
+    only ever describe the client's own document. `keep_suggestions`: leave graphql-core's
+    "Did you mean ...?" hints in (where introspection is on, they reveal nothing new).
     """
-    return [coded_error(error, request_id, before_execution=before_execution) for error in errors]
+    return [
+        coded_error(
+            error, request_id, before_execution=before_execution, keep_suggestions=keep_suggestions
+        )
+        for error in errors
+    ]
 
 
 def coded_error(
-    error: GraphQLError, request_id: str, *, before_execution: bool = False
+    error: GraphQLError,
+    request_id: str,
+    *,
+    before_execution: bool = False,
+    keep_suggestions: bool = False,
 ) -> GraphQLError:
     original = error.original_error
     if isinstance(original, UsageGraphError):
@@ -53,7 +67,8 @@ def coded_error(
     if original is None or before_execution or _client_input(error):
         # The client's document or variables, or an error coded already (idempotent).
         extensions = {"code": ErrorCode.INVALID_REQUEST.value, **(error.extensions or {})}
-        return _rebuilt(error, without_suggestions(error.message), extensions)
+        message = error.message if keep_suggestions else without_suggestions(error.message)
+        return _rebuilt(error, message, extensions)
     log.error("unexpected error in request %s", request_id, exc_info=original)
     return _rebuilt(
         error, INTERNAL_MESSAGE, {"code": ErrorCode.INTERNAL.value, "requestId": request_id}
@@ -92,6 +107,9 @@ def _rebuilt(error: GraphQLError, message: str, extensions: dict[str, Any]) -> G
 class CodedErrors(SchemaExtension):
     """Rewrites every error of the result; instantiated per request by Strawberry."""
 
+    def __init__(self, keep_suggestions: bool = False) -> None:
+        self.keep_suggestions = keep_suggestions
+
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
@@ -101,6 +119,7 @@ class CodedErrors(SchemaExtension):
             result.errors,
             request_id_of(self.execution_context),
             before_execution=isinstance(result, PreExecutionError),
+            keep_suggestions=self.keep_suggestions,
         )
 
 

@@ -93,6 +93,7 @@ def limit_extensions(limits: GraphQLLimits) -> list[ExtensionFactory]:
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         partial(ReportedParserCache, maxsize=CACHE_SIZE),
         partial(AddValidationRules, rules),
+        NamedOperationChoice,
         partial(ShapedValidation, limits=limits, maxsize=CACHE_SIZE),
         partial(QueryCost, max_cost=limits.max_cost),
         NulFreeText,
@@ -122,12 +123,40 @@ class ShapedValidation(ValidationCache):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
+        if context.pre_execution_errors:  # refused already (NamedOperationChoice)
+            yield
+            return
         errors = shape_errors(document, self.limits) if document is not None else []
         if errors:
             context.pre_execution_errors = errors
             yield
             return
         yield from super().on_validate()
+
+
+class NamedOperationChoice(SchemaExtension):
+    """A document with several operations must say which one to run (`operationName`).
+
+    Strawberry would run the first one; the GraphQL spec and GraphQL-over-HTTP make it an
+    error, so a client that forgot the name learns it instead of getting another answer.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        # `operation_name` falls back to the first operation's name; only the request's own
+        # choice counts here.
+        provided = getattr(context, "_provided_operation_name", None)
+        if document is not None and provided is None:
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1:
+                context.pre_execution_errors = [
+                    GraphQLError(
+                        "The document holds several operations: name the one to run in "
+                        "operationName"
+                    )
+                ]
+        yield
 
 
 def shape_errors(document: DocumentNode, limits: GraphQLLimits) -> list[GraphQLError]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from typing import Annotated
 
 import strawberry
@@ -132,9 +133,14 @@ def build_schema(limits: GraphQLLimits) -> strawberry.Schema:
     copy with its own values of both is a schema of its own; the converted types are shared.
     """
     built = copy.copy(_GRAPH)
-    built.extensions = (*limit_extensions(limits), CodedErrors)
+    built.extensions = (
+        *limit_extensions(limits),
+        functools.partial(CodedErrors, keep_suggestions=limits.introspection),
+    )
     built.config = dataclasses.replace(
-        _GRAPH.config, batching_config={"max_operations": limits.max_operations}
+        _GRAPH.config,
+        batching_config={"max_operations": limits.max_operations},
+        disable_field_suggestions=not limits.introspection,
     )
     return built
 
