@@ -2,9 +2,11 @@
 
 The schema is built from the deployment's settings (limits, introspection); the GraphiQL
 page is served only when the settings allow it. Every answer is JSON with coded errors: a
-request Strawberry refuses before running it (a body that is not JSON, a batch with too many
-operations, a mutation over GET) gets `{"errors": [{"message", "extensions": {"code"}}]}`
-with its 4xx status instead of Strawberry's plain-text reason.
+request Strawberry refuses before running it (a body or query string that is not UTF-8, a
+body that is not JSON, a batch with too many operations, a mutation over GET) gets
+`{"errors": [{"message", "extensions": {"code"}}]}` with its 4xx status instead of
+Strawberry's plain-text reason (or a 500 for bytes that are not UTF-8). Bodies and the
+`variables` of a GET are parsed by the strict JSON rule of `input_text`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from strawberry.types.unset import UNSET
 
 from usagegraph.datasources.loaders import Loaders
 from usagegraph.errors import ErrorCode
+from usagegraph.input_text import NotJson, NotUtf8, json_value, query_string_is_utf8
 from usagegraph.rest.json import JSON, dumps
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
@@ -51,6 +54,8 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if isinstance(request, WebSocket):  # never routed here; kept as Strawberry has it
             return await super().run(request, context, root_value)
+        if not query_string_is_utf8(request.scope.get("query_string", b"")):
+            return refused(400, "The query string is not valid UTF-8")
         try:
             return await super().run(request, context, root_value)
         except HTTPException as exc:
@@ -66,7 +71,12 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
         Strawberry reads fields of whatever JSON arrives; a number, a string, `null` or a
         batch item that is not an object would fail there as a server error.
         """
-        body = super().parse_json(data)
+        try:
+            body = json_value(data)
+        except NotUtf8:
+            raise HTTPException(400, "The request body is not valid UTF-8") from None
+        except NotJson:
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
         operations = body if isinstance(body, list) else [body]
         if not all(isinstance(operation, dict) for operation in operations):
             raise HTTPException(400, "The body must be an operation object or an array of them")
