@@ -193,6 +193,26 @@ async def test_bad_line_in_the_middle_leaves_the_database_untouched(
         ),
         ({"kind": "bucket", "id": "no spaces", "institution": ACME}, "must match"),
         ({"kind": "snapshot", "bucket": "b", "snapshot_date": "2024-02-30"}, "does not exist"),
+        # The input rules (issue 11): ids within 64 bits, times within 1970 .. 9998.
+        ({"kind": "user", "id": 2**70, "email": "a@b.c"}, "id must fit in 64 bits"),
+        (
+            {
+                "kind": "usage",
+                "user": 99999999999999999999,
+                "instance": "personal",
+                "occurred_at": "2026-01-01T00:00:00Z",
+            },
+            "user must fit in 64 bits",
+        ),
+        (
+            {
+                "kind": "usage",
+                "user": 1,
+                "instance": "personal",
+                "occurred_at": "0001-01-01T00:00:00+05:00",
+            },
+            "occurred_at: must lie between 1970-01-01",
+        ),
     ],
 )
 async def test_each_kind_of_bad_line_is_named(

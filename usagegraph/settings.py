@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from usagegraph.input_ids import parse_integer
+
 DATABASE_URL_VAR = "USAGEGRAPH_DATABASE_URL"
 JWT_SECRET_VAR = "USAGEGRAPH_JWT_SECRET"
 REDIS_URL_VAR = "USAGEGRAPH_REDIS_URL"
@@ -123,9 +125,13 @@ def _integer(env: dict[str, str], name: str, default: int, *, minimum: int) -> i
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < minimum:
+    try:
+        number = parse_integer(raw)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
         raise SettingsError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
-    return int(raw)
+    return number
 
 
 def _boolean(env: dict[str, str], name: str, default: bool) -> bool:
