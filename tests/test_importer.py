@@ -193,6 +193,26 @@ async def test_bad_line_in_the_middle_leaves_the_database_untouched(
         ),
         ({"kind": "bucket", "id": "no spaces", "institution": ACME}, "must match"),
         ({"kind": "snapshot", "bucket": "b", "snapshot_date": "2024-02-30"}, "does not exist"),
+        # The input rules (issue 11): ids within 64 bits, times within 1970 .. 9998.
+        ({"kind": "user", "id": 2**70, "email": "a@b.c"}, "id must fit in 64 bits"),
+        (
+            {
+                "kind": "usage",
+                "user": 99999999999999999999,
+                "instance": "personal",
+                "occurred_at": "2026-01-01T00:00:00Z",
+            },
+            "user must fit in 64 bits",
+        ),
+        (
+            {
+                "kind": "usage",
+                "user": 1,
+                "instance": "personal",
+                "occurred_at": "0001-01-01T00:00:00+05:00",
+            },
+            "occurred_at: must lie between 1970-01-01",
+        ),
     ],
 )
 async def test_each_kind_of_bad_line_is_named(
@@ -305,26 +325,31 @@ def _usage_at(occurred_at: str) -> list[dict]:
     ]
 
 
+IMPORT_WINDOW = (
+    "occurred_at must be between 1970-01-01T00:00:00Z and 2026-05-20T15:35:00Z "
+    "(history from 1970 up to 300 seconds ahead)"
+)
+# Times no database column may hold are refused by the shared date-time rule first.
+STORABLE_RANGE = "occurred_at: must lie between 1970-01-01T00:00:00Z and 9998-12-31T23:59:59Z"
+
+
 @pytest.mark.parametrize(
-    "occurred_at",
+    ("occurred_at", "reason"),
     [
-        "0001-01-01T00:00:00Z",  # was stored as -infinity on PostgreSQL
-        "1969-12-31T23:59:59Z",
-        "2026-05-20T15:35:01Z",  # 301 s ahead of the import's clock
-        "9999-12-31T23:59:59Z",
+        ("0001-01-01T00:00:00Z", STORABLE_RANGE),  # was stored as -infinity on PostgreSQL
+        ("1969-12-31T23:59:59Z", STORABLE_RANGE),
+        ("2026-05-20T15:35:01Z", IMPORT_WINDOW),  # 301 s ahead of the import's clock
+        ("9999-12-31T23:59:59Z", STORABLE_RANGE),
     ],
 )
 async def test_usage_outside_the_import_window_rejects_the_file(
-    engine: AsyncEngine, tmp_path: Path, occurred_at: str
+    engine: AsyncEngine, tmp_path: Path, occurred_at: str, reason: str
 ) -> None:
     path = _write(tmp_path, _usage_at(occurred_at))
     with pytest.raises(ImportFileError) as raised:
         await import_file(engine, path, clock=lambda: IMPORTED_AT)
     assert raised.value.line == 2
-    assert raised.value.reason == (
-        "occurred_at must be between 1970-01-01T00:00:00Z and 2026-05-20T15:35:00Z "
-        "(history from 1970 up to 300 seconds ahead)"
-    )
+    assert raised.value.reason == reason
     assert await _count(engine, User) == 0
     assert await _count(engine, UsageEvent) == 0
 

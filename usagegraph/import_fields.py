@@ -11,7 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from usagegraph.db.types import MoneyPrecisionError, to_money
+from usagegraph.db.types import MAX_BIGINT, MoneyPrecisionError, to_money
+from usagegraph.input_ids import MIN_INTEGER
 from usagegraph.iso_dates import parse_date, parse_datetime
 
 
@@ -62,6 +63,8 @@ class FieldReader:
         value = self.obj[name]
         if isinstance(value, bool) or not isinstance(value, int):
             raise FieldError(f"{name} must be an integer")
+        if not MIN_INTEGER <= value <= MAX_BIGINT:  # the id and integer rule of `input_ids`
+            raise FieldError(f"{name} must fit in 64 bits")
         if minimum is not None and value < minimum:
             raise FieldError(f"{name} must be at least {minimum}")
         return value

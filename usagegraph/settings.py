@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from usagegraph.input_ids import parse_integer
+
 DATABASE_URL_VAR = "USAGEGRAPH_DATABASE_URL"
 JWT_SECRET_VAR = "USAGEGRAPH_JWT_SECRET"
 REDIS_URL_VAR = "USAGEGRAPH_REDIS_URL"
@@ -194,10 +196,14 @@ def _integer(
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
+    try:
+        number = parse_integer(raw)
+    except ValueError:
+        number = None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
         bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
         raise SettingsError(f"{name} must be a whole number {bounds}, got {raw!r}")
-    return int(raw)
+    return number
 
 
 # Bounds of the event-time window. The past is capped at a year so a setting cannot reopen

@@ -12,6 +12,8 @@ leeway for clocks that disagree:
   is 10^30 seconds away is not a key for ever. Without `iat` the lifetime is unknown, so the
   token is refused; both must be JSON numbers. `mint_token` (and `usagegraph token --ttl`)
   refuse to sign a longer one;
+- `sub` must be a user id by the rule of `input_ids` (ASCII digits, 1 .. 2^63 - 1): "٣" or
+  a 40-digit subject identifies nobody, like any other invalid token;
 - `iss` and `aud` are required and checked when the settings name them (and ignored when they
   do not, so a token minted for another audience is not refused for lack of configuration);
 - rotation: a token with a `kid` header is verified with that key of `TokenRules.keys` (an
@@ -26,6 +28,7 @@ from typing import Any
 
 import jwt
 
+from usagegraph.input_ids import parse_id
 from usagegraph.settings import TokenRules
 
 ALGORITHM = "HS256"
@@ -81,9 +84,12 @@ def user_id_from_token(token: str, secret: str, rules: TokenRules = DEFAULT_RULE
     claims = _verified_claims(token, key, rules)
     _check_lifetime(claims, rules)
     subject = claims["sub"]
-    if not isinstance(subject, str) or not subject.isdigit():
+    if not isinstance(subject, str):
         raise InvalidTokenError("invalid token subject")
-    return int(subject)
+    try:
+        return parse_id(subject)
+    except ValueError:
+        raise InvalidTokenError("invalid token subject") from None
 
 
 def looks_like_jwt(credential: str) -> bool:

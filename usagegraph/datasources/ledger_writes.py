@@ -6,6 +6,9 @@ transaction the only writer), reads balance and reserved, decides, then appends 
 updates the row in the same transaction. Several wallets are always locked in user-id order,
 so two writers cannot deadlock on them.
 
+No balance or reserved sum may pass what the databases store (`money_range.MAX_STORED`): a
+movement that would is refused (INVALID_REQUEST) before it changes anything.
+
 `LedgerBook` keeps the locked wallets of one transaction and the entries to append; the rules
 (what may be debited, when auto-reload fires) live in `resolvers.wallet_operations`, which
 calls `post`, `hold` and `unhold` here and `write` once at the end, so a batch of a thousand
@@ -25,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
+from usagegraph import money_range
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.db.models import LedgerEntry, Reservation, Wallet, signed_amount
 
@@ -132,8 +136,10 @@ class LedgerBook:
         metadata: dict[str, Any] | None = None,
     ) -> Posting:
         """Append one entry and move the balance by it (debit subtracts, adjustment signed)."""
+        balance = wallet.balance + signed_amount(entry_type, amount)
+        money_range.stored_sum(balance, "amount", f"the balance of user {wallet.user_id}")
         moment = self.touch(wallet)
-        wallet.balance = wallet.balance + signed_amount(entry_type, amount)
+        wallet.balance = balance
         posting = Posting(
             user_id=wallet.user_id,
             type=entry_type,
@@ -149,7 +155,9 @@ class LedgerBook:
 
     def hold(self, wallet: Wallet, amount: Decimal) -> None:
         """Set `amount` aside (a reservation): it leaves `available`, not the balance."""
-        wallet.reserved = wallet.reserved + amount
+        reserved = wallet.reserved + amount
+        money_range.stored_sum(reserved, "amount", f"the reserved credits of user {wallet.user_id}")
+        wallet.reserved = reserved
         self.touch(wallet)
 
     def unhold(self, wallet: Wallet, amount: Decimal) -> None:

@@ -20,7 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from usagegraph.errors import ErrorCode, UsageGraphError
+from usagegraph.errors import ErrorCode, UsageGraphError, invalid
+from usagegraph.money_range import MAX_STORED
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +38,10 @@ RETRYABLE_SQLSTATES = frozenset(
     }
 )
 DEFAULT_ATTEMPTS = 5
+# numeric_value_out_of_range: a sum past what its column stores. Writers judge every sum
+# against `money_range.MAX_STORED` before writing; only writers racing past the bound on the
+# same unlocked total get here, and the client's write is what would overflow it.
+OVERFLOW_SQLSTATE = "22003"
 
 
 class WriteConflict(Exception):
@@ -62,12 +67,14 @@ async def write_transaction(session: AsyncSession) -> AsyncIterator[AsyncSession
         yield session
 
 
+def _sqlstate(error: Exception) -> str | None:
+    return getattr(error.orig, "sqlstate", None) if isinstance(error, DBAPIError) else None
+
+
 def _retryable(error: Exception) -> bool:
     if isinstance(error, WriteConflict):
         return True
-    if isinstance(error, DBAPIError):
-        return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
-    return False
+    return _sqlstate(error) in RETRYABLE_SQLSTATES
 
 
 async def run_write(
@@ -87,6 +94,11 @@ async def run_write(
             async with write_transaction(session):
                 return await work(session)
         except Exception as error:
+            if _sqlstate(error) == OVERFLOW_SQLSTATE:
+                raise invalid(
+                    f"The write would take a stored total past {MAX_STORED}, the largest "
+                    "amount stored"
+                ) from error
             if not _retryable(error) or attempt == attempts:
                 if _retryable(error):
                     log.warning("write gave up after %d attempts: %s", attempts, error)

@@ -1,5 +1,5 @@
 """SQL of usage ingestion: member caps and their locks, live idempotency keys, lifetime
-credits per member, and the multi-row inserts of events and keys.
+credits per user and instance, and the multi-row inserts of events and keys.
 
 Set-based on purpose: a batch of a thousand events costs a handful of statements, not a
 thousand. The caller (`resolvers.metering`) has already decided who may write what; these
@@ -44,15 +44,19 @@ from usagegraph.db.models import (
 )
 
 MemberKey = tuple[int, str]  # (user id, institution id)
+UsageKey = tuple[int, str]  # (user id, instance: an institution id or `personal`)
 KeyRef = tuple[int, str]  # (user id, idempotency key)
 
 
 @dataclass(frozen=True, slots=True)
 class MemberCap:
-    """A member's cap in an institution (cap_limit, else default_cap) and its enforcement."""
+    """A member's cap in an institution (cap_limit, else default_cap) and its enforcement,
+    and their lifetime credits there as read with it (without a lock on them: exact for a
+    member whose usage is not serialised anyway, re-read under the lock for capped ones)."""
 
     cap: Decimal | None
     enforce: bool
+    lifetime: Decimal = Decimal(0)
 
 
 def _among(dialect: str, column: Any, name: str, item_type: Any) -> Any:
@@ -78,8 +82,14 @@ def _member_caps_statement(dialect: str, lock: bool) -> Any:
             Membership.cap_limit,
             Institution.default_cap,
             Institution.enforce_caps,
+            UsageTotal.credits.label("lifetime"),
         )
         .join(Institution, Institution.id == Membership.institution_id)
+        .outerjoin(
+            UsageTotal,
+            (UsageTotal.user_id == Membership.user_id)
+            & (UsageTotal.instance == Membership.institution_id),
+        )
         .where(
             _among(dialect, Membership.user_id, "users", BigInteger),
             _among(dialect, Membership.institution_id, "institutions", String),
@@ -110,6 +120,7 @@ async def member_caps(
         (row.user_id, row.institution_id): MemberCap(
             cap=row.cap_limit if row.cap_limit is not None else row.default_cap,
             enforce=bool(row.enforce_caps),
+            lifetime=row.lifetime or Decimal(0),
         )
         for row in rows
         if (row.user_id, row.institution_id) in members
@@ -183,20 +194,19 @@ async def drop_keys(session: AsyncSession, refs: Collection[KeyRef]) -> None:
         )
 
 
-async def lifetime_by_member(
-    session: AsyncSession, members: Collection[MemberKey]
-) -> dict[MemberKey, Decimal]:
-    """All-time credits of each member in the institution: forgotten, failed and over-cap
-    usage included (all of it cost credits). Read from the lifetime totals: one row each."""
-    if not members:
+async def lifetime_credits(
+    session: AsyncSession, keys: Collection[UsageKey]
+) -> dict[UsageKey, Decimal]:
+    """All-time credits of each user in each instance: forgotten, failed and over-cap usage
+    included (all of it cost credits). Read from the lifetime totals: one row each; a key
+    without usage is absent."""
+    if not keys:
         return {}
-    statement = select(UsageTotal.user_id, UsageTotal.institution_id, UsageTotal.credits).where(
-        tuple_(UsageTotal.user_id, UsageTotal.instance).in_(sorted(members))
+    statement = select(UsageTotal.user_id, UsageTotal.instance, UsageTotal.credits).where(
+        tuple_(UsageTotal.user_id, UsageTotal.instance).in_(sorted(keys))
     )
     rows = await session.execute(statement)
-    return {
-        (user_id, institution_id): total or Decimal(0) for user_id, institution_id, total in rows
-    }
+    return {(user_id, instance): total or Decimal(0) for user_id, instance, total in rows}
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -27,6 +27,7 @@ from enum import Enum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from usagegraph import money_range
 from usagegraph.auth.access import (
     acts_for_institution,
     is_institution_admin,
@@ -48,7 +49,6 @@ from usagegraph.resolvers.snapshots import (
     to_bucket_snapshot,
     validate_bucket_id,
 )
-from usagegraph.resolvers.wallet_operations import money
 
 MAX_FORGET_IDS = 1000
 MAX_NAME = 200
@@ -150,7 +150,7 @@ def validate_forget(event_ids: Sequence[int] | None, before: datetime | None) ->
 def cap_value(value: Decimal | None, name: str) -> Decimal | None:
     if value is None:
         return None
-    amount = money(value, name)
+    amount = money_range.amount(value, name)
     if amount < 0:
         raise invalid(f"{name} must not be negative")
     return amount

@@ -21,6 +21,9 @@ Rules (CONTRACT.md, issue 5):
   institution's default_cap (none: no limit). When the member's lifetime credits there
   (forgotten usage included) plus this event's credits exceed the cap, the event is refused
   with CAP_REACHED if the institution enforces caps, else recorded with over_cap = true.
+- No user's lifetime credits in an instance may pass `money_range.MAX_STORED` (the rollups
+  are parts of that sum): an event that would take them past it is refused with
+  INVALID_REQUEST, like an event past an enforced cap.
 - A batch holds at most MAX_BATCH events and answers per event (inserted, duplicate, or
   refused with a code); events are judged in order, each against what the accepted ones
   before it left (balance, lifetime credits), and a refused event never loses the others.
@@ -43,16 +46,16 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from usagegraph import money_range
 from usagegraph.auth.access import acts_for_institution, is_super
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources import usage_writes
 from usagegraph.datasources.ledger_writes import LedgerBook, Posting, lock_wallets
 from usagegraph.datasources.transactions import WriteConflict, run_write
-from usagegraph.datasources.usage_writes import KeyRef, MemberCap, MemberKey
+from usagegraph.datasources.usage_writes import KeyRef, MemberCap, MemberKey, UsageKey
 from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent
 from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN
 from usagegraph.db.models.usage import USAGE_STATUSES
-from usagegraph.db.types import MoneyPrecisionError, to_money
 from usagegraph.errors import (
     ErrorCode,
     UsageGraphError,
@@ -60,12 +63,13 @@ from usagegraph.errors import (
     invalid,
     unauthorized,
 )
+from usagegraph.input_ids import is_id
 from usagegraph.resolvers.event_time_window import (
     EventTimeBounds,
     check_event_time,
     online_bounds,
 )
-from usagegraph.resolvers.wallet_operations import MAX_AMOUNT, open_book, spend
+from usagegraph.resolvers.wallet_operations import open_book, spend
 from usagegraph.settings import AutoReloadLimit, EventTimeWindow
 
 MAX_BATCH = 1000
@@ -165,16 +169,12 @@ def require_usage_recorder(principal: Principal) -> None:
 
 
 def _credits(value: Decimal) -> Decimal:
-    """The credits, checked; the very object given when it already was an exact Decimal."""
-    try:
-        checked = to_money(value)
-    except (MoneyPrecisionError, ArithmeticError) as exc:
-        raise invalid("credits must be a decimal number with at most 6 decimal places") from exc
+    """The credits, checked (`money_range.amount`, and not negative); the very object given
+    when it already was an exact Decimal."""
+    checked = money_range.amount(value, "credits")
     credits = value if isinstance(value, Decimal) else checked
     if credits < 0:
         raise invalid("credits must not be negative")
-    if credits > MAX_AMOUNT:
-        raise invalid(f"credits must not exceed {MAX_AMOUNT}")
     return credits
 
 
@@ -183,7 +183,7 @@ def validate_event(event: UsageEventInput, bounds: EventTimeBounds) -> UsageEven
     `bounds` is the acceptance window of event times at this request's now."""
     if event.instance != PERSONAL_INSTANCE and not _INSTITUTION_ID.fullmatch(event.instance):
         raise invalid("instance must be `personal` or a 24-character lowercase hex id")
-    if event.user_id < 1:
+    if not is_id(event.user_id):
         raise invalid("userId must be a positive integer")
     check_event_time(event.occurred_at, bounds, "occurredAt")
     if not 0 <= event.messages <= MAX_MESSAGES:
@@ -224,6 +224,16 @@ def _refused(index: int, error: UsageGraphError) -> UsageOutcome:
     return UsageOutcome(index, OutcomeStatus.REFUSED, code=error.code, message=error.message)
 
 
+def _lifetime_after(facts: _Facts, event: UsageEventInput) -> tuple[UsageKey, Decimal]:
+    """The user's lifetime credits in the event's instance once it is counted; INVALID_REQUEST
+    when that would pass the largest sum stored (every rollup of the pair is a part of it).
+    The caller records the new total only once the event is accepted."""
+    key = (event.user_id, event.instance)
+    lifetime = facts.lifetime.get(key, Decimal(0)) + event.credits
+    what = f"the lifetime usage of user {event.user_id} in {event.instance}"
+    return key, money_range.stored_sum(lifetime, "credits", what)
+
+
 # --- one transaction over a batch ----------------------------------------------------------
 
 
@@ -240,10 +250,11 @@ class _Accepted:
 
 @dataclass(slots=True)
 class _Facts:
-    """What the transaction read (after locking) to judge the events."""
+    """What the transaction read (after locking) to judge the events; `lifetime` holds each
+    (user, instance)'s all-time credits, which the events judged so far add to."""
 
     members: dict[MemberKey, MemberCap]
-    lifetime: dict[MemberKey, Decimal]
+    lifetime: dict[UsageKey, Decimal]
     keys: dict[KeyRef, UsageEvent]
     users: set[int]
     institutions: set[str]
@@ -309,9 +320,15 @@ class _BatchWriter:
         refs = {(e.user_id, e.idempotency_key) for e in events if e.idempotency_key}
         keys = await usage_writes.live_keys(session, refs, self.now - KEY_TTL)
         await usage_writes.drop_keys(session, [ref for ref, first in keys.items() if first is None])
+        # Lifetime credits, for caps and for the largest sum stored: uncapped members' came
+        # with their caps; capped members' and personal usage's are read now, under the locks
+        # of their memberships and wallets.
+        lifetime = {key: cap.lifetime for key, cap in caps.items() if key not in capped}
+        spending = {(user, PERSONAL_INSTANCE) for user in personal}
+        lifetime.update(await usage_writes.lifetime_credits(session, capped | spending))
         facts = _Facts(
             members=caps,
-            lifetime=await usage_writes.lifetime_by_member(session, capped),
+            lifetime=lifetime,
             keys={ref: first for ref, first in keys.items() if first is not None},
             users=set(),
             institutions=set(),
@@ -379,14 +396,17 @@ class _BatchWriter:
         if self._replay(index, event, facts, judgement):
             return
         if event.institution_id is None:
-            accepted = self._personal(index, event, book)
+            accepted = self._personal(index, event, facts, book)
         else:
             accepted = self._institutional(index, event, facts)
         judgement.accepted.append(accepted)
         if event.idempotency_key is not None:
             judgement.claimed[(event.user_id, event.idempotency_key)] = accepted
 
-    def _personal(self, index: int, event: UsageEventInput, book: LedgerBook) -> _Accepted:
+    def _personal(
+        self, index: int, event: UsageEventInput, facts: _Facts, book: LedgerBook
+    ) -> _Accepted:
+        key, lifetime = _lifetime_after(facts, event)
         debit = None
         if event.credits > 0:
             debit, _reload = spend(
@@ -396,12 +416,12 @@ class _BatchWriter:
                 description=USAGE_DESCRIPTION,
                 metadata={"endpoint": event.endpoint} if event.endpoint else None,
             )
+        facts.lifetime[key] = lifetime
         return _Accepted(index, event, over_cap=False, debit=debit)
 
     def _institutional(self, index: int, event: UsageEventInput, facts: _Facts) -> _Accepted:
-        key = (event.user_id, event.institution_id or "")
-        cap = facts.members.get(key)
-        lifetime = facts.lifetime.get(key, Decimal(0))
+        cap = facts.members.get((event.user_id, event.institution_id or ""))
+        lifetime = facts.lifetime.get((event.user_id, event.instance), Decimal(0))
         flagged = over_cap(cap, lifetime, event.credits)
         if flagged and cap is not None and cap.enforce:
             raise UsageGraphError(
@@ -409,7 +429,8 @@ class _BatchWriter:
                 f"Cap reached: {lifetime} of {cap.cap} credits used, {event.credits} more "
                 "would exceed it",
             )
-        facts.lifetime[key] = lifetime + event.credits
+        key, after = _lifetime_after(facts, event)
+        facts.lifetime[key] = after
         return _Accepted(index, event, over_cap=flagged, debit=None)
 
     # -- writing ----------------------------------------------------------------------------

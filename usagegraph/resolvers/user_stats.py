@@ -43,6 +43,7 @@ from usagegraph.db.models import PERSONAL_INSTANCE
 from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN
 from usagegraph.db.models.users import USER_ROLES
 from usagegraph.errors import forbidden, invalid, unauthorized
+from usagegraph.input_ids import is_id
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
 
 ROW_LIMIT = 5000
@@ -56,7 +57,7 @@ DEFAULT_WINDOW_DAYS: dict[Granularity, int] = {
 STATS_GRANULARITIES = tuple(DEFAULT_WINDOW_DAYS)
 # Keeps every filter list well under the databases' bound-parameter limits.
 MAX_FILTER_IDS = 1000
-MAX_USER_ID = 2**63 - 1
+NOT_USER_IDS = "account ids must be positive integers"
 _INSTITUTION_ID = re.compile(INSTITUTION_ID_PATTERN)
 
 
@@ -199,8 +200,8 @@ def validate_filters(filters: UserStatsFilters) -> None:
     if filters.accounts is not None:
         if len(filters.accounts) > MAX_FILTER_IDS:
             raise invalid(f"account may list at most {MAX_FILTER_IDS} ids")
-        if any(not 0 < user_id <= MAX_USER_ID for user_id in filters.accounts):
-            raise invalid("account ids must be positive integers")
+        if not all(is_id(user_id) for user_id in filters.accounts):
+            raise invalid(NOT_USER_IDS)
     if filters.instances is not None:
         if len(filters.instances) > MAX_FILTER_IDS:
             raise invalid(f"institution may list at most {MAX_FILTER_IDS} ids")

@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from usagegraph import money_range
 from usagegraph.auth.access import is_super
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.ledger_writes import (
@@ -49,7 +50,6 @@ from usagegraph.datasources.ledger_writes import (
 )
 from usagegraph.datasources.transactions import run_write
 from usagegraph.db.models import Reservation, User, Wallet
-from usagegraph.db.types import MoneyPrecisionError, to_money
 from usagegraph.errors import (
     ErrorCode,
     UsageGraphError,
@@ -58,12 +58,11 @@ from usagegraph.errors import (
     not_found,
     unauthorized,
 )
+from usagegraph.input_ids import is_id
 from usagegraph.resolvers.account import CreditBalance, credit_balance
 from usagegraph.resolvers.ledger import CreditLedgerEntry, LedgerType
 from usagegraph.settings import AutoReloadLimit
 
-# The largest single amount: SQLite keeps money as 64-bit micro-units (about 9.2e12).
-MAX_AMOUNT = Decimal(10**12)
 MAX_TEXT = 500
 MAX_REFERENCE = 255
 AUTO_RELOAD_DESCRIPTION = "Auto-reload"
@@ -123,26 +122,15 @@ def require_wallet_operator(principal: Principal) -> None:
         raise forbidden("only super users may move credits or configure wallets")
 
 
-def money(amount: Decimal, name: str) -> Decimal:
-    """An exact amount with at most 6 decimal places, no larger than MAX_AMOUNT either way."""
-    try:
-        value = to_money(amount)
-    except (MoneyPrecisionError, ArithmeticError) as exc:
-        raise invalid(f"{name} must be a decimal number with at most 6 decimal places") from exc
-    if abs(value) > MAX_AMOUNT:
-        raise invalid(f"{name} must not exceed {MAX_AMOUNT} in size")
-    return value
-
-
 def positive(amount: Decimal, name: str = "amount") -> Decimal:
-    value = money(amount, name)
+    value = money_range.amount(amount, name)
     if value <= 0:
         raise invalid(f"{name} must be greater than 0")
     return value
 
 
 def non_zero(amount: Decimal, name: str = "amount") -> Decimal:
-    value = money(amount, name)
+    value = money_range.amount(amount, name)
     if value == 0:
         raise invalid(f"{name} must not be 0")
     return value
@@ -174,11 +162,16 @@ def insufficient(needed: Decimal, wallet: Wallet | None) -> UsageGraphError:
 
 def auto_reload_due(wallet: Wallet, available_before: Decimal) -> bool:
     """The crossing rule: available went from >= threshold to < threshold just now."""
+    return reload_crossing(wallet, available_before, available(wallet))
+
+
+def reload_crossing(wallet: Wallet, available_before: Decimal, available_after: Decimal) -> bool:
+    """Whether a movement from `available_before` to `available_after` reloads the wallet."""
     threshold = wallet.auto_reload_threshold
     amount = wallet.auto_reload_amount
     if not wallet.auto_reload_enabled or threshold is None or amount is None or amount <= 0:
         return False
-    return available_before >= threshold > available(wallet)
+    return available_before >= threshold > available_after
 
 
 async def open_book(
@@ -224,10 +217,21 @@ def spend(
     reference: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> tuple[Posting, Posting | None]:
-    """Debit `amount` if it is available (else INSUFFICIENT_CREDITS), then maybe reload."""
+    """Debit `amount` if it is available (else INSUFFICIENT_CREDITS), then maybe reload.
+
+    A reload the debit triggers is checked against the largest balance stored before
+    anything is posted: in a usage batch a refused event must leave the book untouched.
+    """
     if wallet is None or available(wallet) < amount:
         raise insufficient(amount, wallet)
     before = available(wallet)
+    if reload_crossing(wallet, before, before - amount):
+        assert wallet.auto_reload_amount is not None
+        money_range.stored_sum(
+            wallet.balance - amount + wallet.auto_reload_amount,
+            "amount",
+            f"the balance of user {wallet.user_id} after its auto-reload",
+        )
     debit = book.post(
         wallet, "debit", amount, description=description, reference=reference, metadata=metadata
     )
@@ -266,7 +270,7 @@ def reservation_of(row: Reservation) -> CreditReservation:
 
 
 async def _require_user(session: AsyncSession, user_id: int) -> None:
-    if await session.get(User, user_id) is None:
+    if not is_id(user_id) or await session.get(User, user_id) is None:
         raise not_found(f"user {user_id} does not exist")
 
 
@@ -427,7 +431,7 @@ async def set_auto_reload(
     """
     require_wallet_operator(principal)
     if threshold is not None:
-        threshold = money(threshold, "threshold")
+        threshold = money_range.amount(threshold, "threshold")
         if threshold < 0:
             raise invalid("threshold must not be negative")
     if amount is not None:
@@ -526,7 +530,7 @@ async def capture_reservation(
     """
     require_wallet_operator(principal)
     if amount is not None:
-        amount = money(amount, "amount")
+        amount = money_range.amount(amount, "amount")
         if amount < 0:
             raise invalid("amount must not be negative")
 

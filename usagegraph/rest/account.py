@@ -7,9 +7,8 @@ envelope (seed 003 documents none): {"error": {"code", "message"}, "meta": {"req
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, time
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -19,7 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from usagegraph.auth.principal import Principal
 from usagegraph.errors import UsageGraphError, invalid
-from usagegraph.iso_dates import parse_date, parse_datetime
+from usagegraph.input_ids import parse_integer
+from usagegraph.iso_dates import OutOfRange, parse_moment
 from usagegraph.resolvers.account import (
     AccountPeriod,
     AccountSummary,
@@ -43,8 +43,6 @@ from usagegraph.rest.context import now_of, principal_of, sessions_of
 from usagegraph.rest.envelopes import coded_error
 from usagegraph.rest.json import JSON
 
-_INTEGER = re.compile(r"^[+-]?\d{1,19}$")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
 # --- query parameters --------------------------------------------------------------------
@@ -75,10 +73,10 @@ def _moment(request: Request, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        if _DATE_ONLY.match(value):
-            return datetime.combine(parse_date(value), time(0), tzinfo=UTC)
-        return parse_datetime(value)
-    except (ValueError, OverflowError):
+        return parse_moment(value)
+    except OutOfRange as exc:
+        raise invalid(f"'{name}' {exc}") from None
+    except ValueError:
         raise invalid(f"'{name}' must be an ISO 8601 date or date-time") from None
 
 
@@ -86,9 +84,10 @@ def _integer(request: Request, name: str, default: int) -> int:
     value = _param(request, name)
     if value is None:
         return default
-    if not _INTEGER.match(value):
-        raise invalid(f"'{name}' must be an integer")
-    return int(value)
+    try:
+        return parse_integer(value)
+    except ValueError:
+        raise invalid(f"'{name}' must be an integer") from None
 
 
 # --- rendering (the seed's field names) --------------------------------------------------

@@ -8,7 +8,6 @@ order: credential (401), then parameters (400). Every body, errors included, car
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -17,12 +16,12 @@ from starlette.routing import BaseRoute, Route
 
 from usagegraph.auth.principal import CallerKind
 from usagegraph.errors import ErrorCode, UsageGraphError, invalid, unauthorized
+from usagegraph.input_ids import parse_integer
 from usagegraph.resolvers.billing_periods import BillingPeriod, BillingPeriodPage, billing_periods
 from usagegraph.rest.context import now_of, principal_of, sessions_of
 from usagegraph.rest.envelopes import coded_error
 from usagegraph.rest.json import JSON
 
-_INTEGER = re.compile(r"^-?[0-9]+$")
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -33,9 +32,10 @@ def _integer_param(request: Request, name: str) -> int | None:
         return None
     if len(values) > 1:
         raise invalid(f"{name} must be given at most once")
-    if not _INTEGER.match(values[0]):
-        raise invalid(f"{name} must be an integer")
-    return int(values[0])
+    try:
+        return parse_integer(values[0])
+    except ValueError:
+        raise invalid(f"{name} must be an integer") from None
 
 
 def _period_json(period: BillingPeriod) -> dict[str, Any]:

@@ -9,7 +9,6 @@ Errors use the family's `{"error", "request_id"}` body.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
@@ -19,13 +18,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from usagegraph.errors import UsageGraphError, invalid, unauthorized
-from usagegraph.iso_dates import parse_date
+from usagegraph.input_ids import parse_integer
+from usagegraph.iso_dates import OutOfRange, parse_date
 from usagegraph.resolvers.snapshots import BucketSnapshot, bucket_snapshots, validate_bucket_id
 from usagegraph.rest.context import now_of, principal_of, sessions_of
 from usagegraph.rest.envelopes import clients_error
 from usagegraph.rest.json import JSON
-
-_INTEGER = re.compile(r"^-?[0-9]+$")
 
 
 def _single(request: Request, name: str) -> str | None:
@@ -41,6 +39,8 @@ def _date_param(request: Request, name: str) -> date | None:
         return None
     try:
         return parse_date(value)
+    except OutOfRange as exc:
+        raise invalid(f"Invalid {name}: {exc}") from None
     except ValueError:
         raise invalid(f"Invalid {name}: expected an existing date as YYYY-MM-DD") from None
 
@@ -49,9 +49,10 @@ def _integer_param(request: Request, name: str) -> int | None:
     value = _single(request, name)
     if value is None:
         return None
-    if not _INTEGER.match(value):
-        raise invalid(f"Invalid {name}: must be an integer")
-    return int(value)
+    try:
+        return parse_integer(value)
+    except ValueError:
+        raise invalid(f"Invalid {name}: must be an integer") from None
 
 
 def _snapshot_json(snapshot: BucketSnapshot) -> dict[str, Any]:

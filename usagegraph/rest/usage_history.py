@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from usagegraph.cache import Cache
 from usagegraph.errors import UsageGraphError
+from usagegraph.input_ids import ascii_digits
 from usagegraph.resolvers.usage_history import UsageHistory, usage_history
 from usagegraph.rest.context import now_of, principal_of, sessions_of
 from usagegraph.rest.envelopes import legacy_error
@@ -30,7 +31,7 @@ def parse_window(raw: str | None) -> int | None:
 
     Stricter than int(): "7.0", "+7", " 7" and "7_0" are not integers a client meant.
     """
-    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_WINDOW_DIGITS:
+    if raw is None or len(raw) > _MAX_WINDOW_DIGITS or not ascii_digits(raw):
         return None
     return int(raw)
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -24,9 +23,11 @@ from starlette.routing import BaseRoute, Route
 
 from usagegraph.db.types import canonical_money
 from usagegraph.errors import UsageGraphError, invalid
-from usagegraph.iso_dates import parse_date, parse_datetime
+from usagegraph.input_ids import ascii_digits, id_or_none
+from usagegraph.iso_dates import OutOfRange, parse_moment
 from usagegraph.resolvers.calendar import Granularity
 from usagegraph.resolvers.user_stats import (
+    NOT_USER_IDS,
     UserStats,
     UserStatsFilters,
     UserStatsRow,
@@ -58,7 +59,6 @@ ROW_FIELDS = (
 # Free text a spreadsheet could take for a formula when it opens the CSV.
 _TEXT_FIELDS = frozenset({"email", "fname", "lname", "instanceName", "aiName"})
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-_DIGITS = re.compile(r"^[0-9]+$")
 
 
 # ---- request -------------------------------------------------------------------------------
@@ -116,16 +116,6 @@ def _range(body: dict[str, Any]) -> int | None:
     return value
 
 
-def _moment(value: Any) -> datetime:
-    """An ISO 8601 date-time, or a bare date meaning its 00:00 UTC."""
-    if not isinstance(value, str):
-        raise ValueError("not a string")
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return datetime.combine(parse_date(value), time(0), tzinfo=UTC)
-
-
 def _daterange(body: dict[str, Any]) -> tuple[datetime, datetime] | None:
     value = body.get("daterange")
     if value is None:
@@ -133,23 +123,29 @@ def _daterange(body: dict[str, Any]) -> tuple[datetime, datetime] | None:
     message = "daterange must be an object with ISO 8601 start and end"
     if not isinstance(value, dict):
         raise invalid(message)
+    start, end = value.get("start"), value.get("end")
+    if not isinstance(start, str) or not isinstance(end, str):
+        raise invalid(message)
     try:
-        return _moment(value.get("start")), _moment(value.get("end"))
+        return parse_moment(start), parse_moment(end)
+    except OutOfRange as exc:
+        raise invalid(f"daterange start and end {exc}") from exc
     except ValueError as exc:
         raise invalid(message) from exc
 
 
 def _accounts(body: dict[str, Any]) -> frozenset[int] | None:
+    """Space-separated user ids, each by the id rule of `input_ids`."""
     value = _string(body, "account")
     if value is None:
         return None
     tokens = value.split()
-    if not all(_DIGITS.match(token) for token in tokens):
+    if not all(ascii_digits(token) for token in tokens):
         raise invalid("account must hold space-separated integer user ids")
-    try:
-        return frozenset(int(token) for token in tokens)
-    except ValueError as exc:  # more digits than Python converts
-        raise invalid("account must hold space-separated integer user ids") from exc
+    ids = [id_or_none(token) for token in tokens]
+    if None in ids:
+        raise invalid(NOT_USER_IDS)
+    return frozenset(user_id for user_id in ids if user_id is not None)
 
 
 def _institutions(body: dict[str, Any]) -> frozenset[str] | None:

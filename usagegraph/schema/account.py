@@ -21,7 +21,8 @@ from usagegraph.resolvers import account, ledger
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.fields import fields_of
-from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
+from usagegraph.schema.node_ids import integer_keys, load_keys
+from usagegraph.schema.pagination import encode_cursor, moment_id_cursor, page_size
 
 LedgerType = strawberry.enum(
     ledger.LedgerType,
@@ -102,8 +103,8 @@ class LedgerEntry(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[LedgerEntry | None]:
-        ids = [int(node_id) if node_id.isdigit() else 0 for node_id in node_ids]
-        rows = await info.context.loaders.ledger_entry.load_many(ids)
+        loader = info.context.loaders.ledger_entry
+        rows = await load_keys(integer_keys(node_ids), loader.load_many)
         return [cls.from_result(ledger.ledger_entry(row)) if row else None for row in rows]
 
 
@@ -160,8 +161,7 @@ async def resolve_ledger(
     _require_account(info, user_id)
     ledger.validate_filter(ledger_filter)
     size = page_size(first)
-    cursor = decode_cursor(after, 2)
-    before = (datetime.fromisoformat(cursor[0]), int(cursor[1])) if cursor else (None, None)
+    before = moment_id_cursor(after)
     entry_type = ledger_filter.entry_type.value if ledger_filter.entry_type else None
     filters = (entry_type, ledger_filter.start, ledger_filter.end)
     loaders = info.context.loaders

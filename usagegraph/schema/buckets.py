@@ -10,13 +10,13 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
-from usagegraph.iso_dates import parse_date
 from usagegraph.resolvers import snapshots
 from usagegraph.schema.context import Info
+from usagegraph.schema.node_ids import bucket_keys, load_keys, snapshot_key
 from usagegraph.schema.pagination import (
     AfterArgument,
     FirstArgument,
-    decode_cursor,
+    day_cursor,
     encode_cursor,
     page_info,
     page_size,
@@ -77,12 +77,11 @@ class Snapshot(relay.Node):
     ) -> list[Snapshot | None]:
         found: list[Snapshot | None] = []
         for node_id in node_ids:
-            bucket_id, _, day = node_id.rpartition(":")
-            try:
-                when = parse_date(day)
-            except ValueError:
+            key = snapshot_key(node_id)
+            if key is None:
                 found.append(None)
                 continue
+            bucket_id, when = key
             rows = await info.context.loaders.snapshot_page.load((bucket_id, when, when, 1))
             found.append(cls.from_result(snapshots.to_bucket_snapshot(rows[0])) if rows else None)
         return found
@@ -106,7 +105,7 @@ class ClientBucket(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ClientBucket | None]:
-        rows = await info.context.loaders.bucket.load_many(list(node_ids))
+        rows = await load_keys(bucket_keys(node_ids), info.context.loaders.bucket.load_many)
         return [
             cls(bucket_id=row.id, institution_id=row.institution_id) if row else None
             for row in rows
@@ -127,9 +126,9 @@ class ClientBucket(relay.Node):
     ) -> SnapshotConnection:
         snapshots.validate_range(start_date, end_date)
         size = page_size(first)
-        cursor = decode_cursor(after, 1)
+        cursor = day_cursor(after)
         if cursor is not None:  # newest first: continue with the days before the cursor's
-            before = parse_date(str(cursor[0])) - timedelta(days=1)
+            before = cursor - timedelta(days=1)
             end_date = before if end_date is None else min(end_date, before)
         rows = await info.context.loaders.snapshot_page.load(
             (self.bucket_id, start_date, end_date, size + 1)

@@ -25,17 +25,19 @@ from usagegraph.resolvers.ledger import LedgerFilter
 from usagegraph.schema import account, billing, buckets, usage, usage_events
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
+from usagegraph.schema.node_ids import (
+    institution_keys,
+    integer_keys,
+    load_keys,
+    membership_keys,
+)
 from usagegraph.schema.pagination import (
     AfterArgument,
     FirstArgument,
-    decode_cursor,
     encode_cursor,
+    id_cursor,
     page_size,
 )
-
-
-def _ints(node_ids: Iterable[str]) -> list[int | None]:
-    return [int(node_id) if node_id.isdigit() else None for node_id in node_ids]
 
 
 @strawberry.type(description="A person who uses the service.")
@@ -74,8 +76,7 @@ class User(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[User | None]:
-        ids = _ints(node_ids)
-        rows = await info.context.loaders.user.load_many([i or 0 for i in ids])
+        rows = await load_keys(integer_keys(node_ids), info.context.loaders.user.load_many)
         return [cls.from_row(row) if row else None for row in rows]
 
     @strawberry.field(description="The institutions this user belongs to (that you may see).")
@@ -209,7 +210,8 @@ class Institution(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Institution | None]:
-        rows = await info.context.loaders.institution.load_many(list(node_ids))
+        loader = info.context.loaders.institution
+        rows = await load_keys(institution_keys(node_ids), loader.load_many)
         return [cls.from_row(row) if row else None for row in rows]
 
     @strawberry.field(
@@ -224,8 +226,7 @@ class Institution(relay.Node):
         if not is_institution_admin(info.context.principal, self.institution_id):
             raise forbidden("only the institution's admins may list its members")
         size = page_size(first)
-        cursor = decode_cursor(after, 1)
-        after_user_id = int(cursor[0]) if cursor else None
+        after_user_id = id_cursor(after)
         loaders = info.context.loaders
         rows = await loaders.member_page.load((self.institution_id, size, after_user_id))
         total = await loaders.member_count.load(self.institution_id)
@@ -306,11 +307,8 @@ class Membership(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Membership | None]:
-        keys: list[tuple[int, str]] = []
-        for node_id in node_ids:
-            user_id, _, institution_id = node_id.partition(":")
-            keys.append((int(user_id) if user_id.isdigit() else 0, institution_id))
-        rows = await info.context.loaders.membership.load_many(keys)
+        loader = info.context.loaders.membership
+        rows = await load_keys(membership_keys(node_ids), loader.load_many)
         return [cls.from_row(row) if row else None for row in rows]
 
     @strawberry.field(description="The member.")

@@ -2,9 +2,11 @@
 
 The schema is built from the deployment's settings (limits, introspection); the GraphiQL
 page is served only when the settings allow it. Every answer is JSON with coded errors: a
-request Strawberry refuses before running it (a body that is not JSON, a batch with too many
-operations, a mutation over GET) gets `{"errors": [{"message", "extensions": {"code"}}]}`
-with its 4xx status instead of Strawberry's plain-text reason.
+request Strawberry refuses before running it (a body or query string that is not UTF-8, a
+body that is not JSON, a batch with too many operations, a mutation over GET) gets
+`{"errors": [{"message", "extensions": {"code"}}]}` with its 4xx status instead of
+Strawberry's plain-text reason (or a 500 for bytes that are not UTF-8). Bodies and the
+`variables` of a GET are parsed by the strict JSON rule of `input_text`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from strawberry.types.unset import UNSET
 from usagegraph.auth.challenge import authentication_error
 from usagegraph.datasources.loaders import Loaders
 from usagegraph.errors import ErrorCode, UsageGraphError
+from usagegraph.input_text import NotJson, NotUtf8, json_value, query_string_is_utf8
 from usagegraph.rest.json import JSON, dumps
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
@@ -67,6 +70,8 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
             # A credential was presented and refused: say so (401), rather than answer as an
             # anonymous caller, so a client knows to refresh its token.
             return refused(401, authentication_error(principal, "").message)
+        if not query_string_is_utf8(request.scope.get("query_string", b"")):
+            return refused(400, "The query string is not valid UTF-8")
         request.state.refused_before_execution = []
         try:
             response = await super().run(request, context, root_value)
@@ -107,11 +112,11 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
         batch item that is not an object would fail there as a server error.
         """
         try:
-            body = super().parse_json(data)
-        except RecursionError as exc:  # the decoder's stack ran out on deeply nested JSON
-            raise HTTPException(
-                400, f"The body nests more than {MAX_VALUE_NESTING} levels deep"
-            ) from exc
+            body = json_value(data)
+        except NotUtf8:
+            raise HTTPException(400, "The request body is not valid UTF-8") from None
+        except NotJson:
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
         operations = body if isinstance(body, list) else [body]
         if not all(isinstance(operation, dict) for operation in operations):
             raise HTTPException(400, "The body must be an operation object or an array of them")

@@ -1,4 +1,9 @@
-"""Relay pagination: opaque cursors and the page-size rule (SQL does the paging)."""
+"""Relay pagination: opaque cursors and the page-size rule (SQL does the paging).
+
+A cursor comes back from the client, so what it holds is input like any other: each kind of
+cursor is decoded into typed keys by the id and date-time rules (`input_ids`, `iso_dates`),
+and one that does not decode is INVALID_REQUEST, never a key handed to a query unchecked.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,15 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 
 import strawberry
 from strawberry import relay
 
-from usagegraph.errors import invalid
+from usagegraph.errors import UsageGraphError, invalid
+from usagegraph.input_ids import is_id, is_institution_id
+from usagegraph.iso_dates import parse_date, storable_instant
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -45,11 +53,67 @@ def decode_cursor(cursor: str | None, length: int) -> list[Any] | None:
         return None
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise invalid("after is not a valid cursor") from exc
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        raise _not_a_cursor() from exc
     if not isinstance(key, list) or len(key) != length:
-        raise invalid("after is not a valid cursor")
+        raise _not_a_cursor()
     return key
+
+
+def _not_a_cursor() -> UsageGraphError:
+    return invalid("after is not a valid cursor")
+
+
+def _cursor_id(value: object) -> int:
+    if not is_id(value):
+        raise _not_a_cursor()
+    assert isinstance(value, int)
+    return value
+
+
+def moment_id_cursor(cursor: str | None) -> tuple[datetime, int] | tuple[None, None]:
+    """The (time, id) key of a newest-first list (ledger entries, usage events); (None, None)
+    without a cursor."""
+    key = decode_cursor(cursor, 2)
+    if key is None:
+        return None, None
+    moment, row_id = key
+    try:
+        parsed = datetime.fromisoformat(moment) if isinstance(moment, str) else None
+        if parsed is None or parsed.tzinfo is None:
+            raise ValueError("not an aware ISO 8601 date-time")
+        return storable_instant(parsed), _cursor_id(row_id)
+    except ValueError as exc:
+        raise _not_a_cursor() from exc
+
+
+def id_cursor(cursor: str | None) -> int | None:
+    """The integer id key of a list ordered by id (an institution's members)."""
+    key = decode_cursor(cursor, 1)
+    return None if key is None else _cursor_id(key[0])
+
+
+def institution_cursor(cursor: str | None) -> str | None:
+    """The institution id key of the institutions list."""
+    key = decode_cursor(cursor, 1)
+    if key is None:
+        return None
+    if not is_institution_id(key[0]):
+        raise _not_a_cursor()
+    return key[0]
+
+
+def day_cursor(cursor: str | None) -> date | None:
+    """The day key of a newest-first list of days (a bucket's snapshots)."""
+    key = decode_cursor(cursor, 1)
+    if key is None:
+        return None
+    if not isinstance(key[0], str):
+        raise _not_a_cursor()
+    try:
+        return parse_date(key[0])
+    except ValueError as exc:
+        raise _not_a_cursor() from exc
 
 
 def page_info(

@@ -12,6 +12,7 @@ from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
 from usagegraph.datasources import directory
+from usagegraph.input_ids import is_id
 from usagegraph.schema.account import LedgerEntry
 from usagegraph.schema.buckets import ClientBucket, Snapshot, resolve_bucket
 from usagegraph.schema.connections import build_connection
@@ -29,8 +30,8 @@ from usagegraph.schema.mutations import Mutation
 from usagegraph.schema.pagination import (
     AfterArgument,
     FirstArgument,
-    decode_cursor,
     encode_cursor,
+    institution_cursor,
     page_size,
 )
 from usagegraph.schema.scalars import SCALAR_MAP
@@ -54,7 +55,7 @@ class Query:
     async def user(
         self, info: Info, id: Annotated[int, strawberry.argument(description="The user id.")]
     ) -> User | None:
-        row = await info.context.loaders.user.load(id)
+        row = await info.context.loaders.user.load(id) if is_id(id) else None
         return User.from_row(row) if row else None
 
     @strawberry.field(
@@ -98,10 +99,10 @@ class Query:
         after: AfterArgument = None,
     ) -> InstitutionConnection:
         size = page_size(first)
-        cursor = decode_cursor(after, 1)
+        after_id = institution_cursor(after)
         async with info.context.sessions() as session:
             rows, total = await directory.institution_page(
-                session, info.context.principal, first=size, after_id=cursor[0] if cursor else None
+                session, info.context.principal, first=size, after_id=after_id
             )
         return build_connection(
             InstitutionConnection,

@@ -14,7 +14,8 @@ from usagegraph.datasources.usage import EventFilter
 from usagegraph.db import models
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
-from usagegraph.schema.pagination import decode_cursor, encode_cursor, page_size
+from usagegraph.schema.node_ids import integer_keys, load_keys
+from usagegraph.schema.pagination import encode_cursor, moment_id_cursor, page_size
 
 
 @strawberry.type(description="One metered call.")
@@ -53,8 +54,8 @@ class UsageEvent(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[UsageEvent | None]:
-        ids = [int(node_id) if node_id.isdigit() else 0 for node_id in node_ids]
-        rows = await info.context.loaders.usage_event.load_many(ids)
+        loader = info.context.loaders.usage_event
+        rows = await load_keys(integer_keys(node_ids), loader.load_many)
         return [cls.from_row(row) if row else None for row in rows]
 
 
@@ -68,8 +69,7 @@ async def resolve_usage_events(
 ) -> UsageEventConnection:
     """The user's events the caller may read (their own; admins: in their institutions)."""
     size = page_size(first)
-    cursor = decode_cursor(after, 2)
-    before = (datetime.fromisoformat(cursor[0]), int(cursor[1])) if cursor else (None, None)
+    before = moment_id_cursor(after)
     loaders = info.context.loaders
     rows = await loaders.usage_event_page.load((user_id, event_filter, size, *before))
     total = await loaders.usage_event_count.load((user_id, event_filter))
