@@ -25,6 +25,7 @@ from usagegraph.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.request_id import RequestIdMiddleware
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
+from usagegraph.schema.graphiql import graphiql_routes
 from usagegraph.settings import Settings
 
 # After uvicorn's own shutdown window: the lifespan's cleanup (cancelled requests, the pool).
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            # GraphiQL's scripts and styles; not mounted at all when GraphiQL is off.
+            *(graphiql_routes() if settings.graphql.graphiql else []),
             *rest_routes(),
         ],
         # Outermost first: every answer has a request id; outages and overruns anywhere below
