@@ -27,6 +27,7 @@ from usagegraph.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.request_id import RequestIdMiddleware
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
+from usagegraph.schema.graphiql import graphiql_routes
 from usagegraph.schema.persisted_queries import create_persisted_queries
 from usagegraph.settings import Settings
 
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            # GraphiQL's scripts and styles; not mounted at all when GraphiQL is off.
+            *(graphiql_routes() if settings.graphql.graphiql else []),
             *rest_routes(),
         ],
         # Outermost first: every answer has a request id; preflights are answered, and every

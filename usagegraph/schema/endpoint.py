@@ -1,12 +1,13 @@
 """The `/graphql` HTTP endpoint: builds a fresh context for every request.
 
 The schema is built from the deployment's settings (limits, introspection); the GraphiQL
-page is served only when the settings allow it. Every answer is JSON with coded errors: a
-request Strawberry refuses before running it (a body or query string that is not UTF-8, a
-body that is not JSON, a batch with too many operations, a mutation over GET) gets
-`{"errors": [{"message", "extensions": {"code"}}]}` with its 4xx status instead of
-Strawberry's plain-text reason (or a 500 for bytes that are not UTF-8). Bodies and the
-`variables` of a GET are parsed by the strict JSON rule of `input_text`.
+page (ours, on vendored assets: usagegraph/schema/graphiql.py) is served only when the
+settings allow it. Every answer is JSON with coded errors: a request Strawberry refuses
+before running it (a body or query string that is not UTF-8, a body that is not JSON, a batch
+with too many operations, a mutation over GET) gets `{"errors": [{"message", "extensions":
+{"code"}}]}` with its 4xx status instead of Strawberry's plain-text reason (or a 500 for
+bytes that are not UTF-8). Bodies and the `variables` of a GET are parsed by the strict JSON
+rule of `input_text`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from usagegraph.input_text import NotJson, NotUtf8, json_value, query_string_is_
 from usagegraph.rest.json import JSON, dumps
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
+from usagegraph.schema.graphiql import graphiql_page
 from usagegraph.schema.persisted_queries import PersistedQueries
 from usagegraph.schema.root import build_schema
 from usagegraph.settings import GraphQLLimits, Settings
@@ -100,6 +102,14 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our GraphiQL page, on vendored assets (Strawberry's loads them from a CDN).
+
+        Strawberry decides when to call this (GET from a browser, no `query` parameter) and
+        answers 404 instead when the IDE is off.
+        """
+        return graphiql_page(request)
 
     def encode_json(self, data: object) -> bytes:
         """Responses through orjson: several times faster than the standard library."""
