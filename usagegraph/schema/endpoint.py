@@ -103,6 +103,15 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
             request, request_adapter, sub_response, context, root_value, request_data
         )
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """The GraphiQL page, for a browser's plain GET: never for a GET that carries an
+        operation, such as a persisted query's hash in `extensions` (clients send those with
+        `Accept: */*`)."""
+        return (
+            super().should_render_graphql_ide(request)
+            and request.query_params.get("extensions") is None
+        )
+
     async def render_graphql_ide(self, request: Request) -> Response:
         """Our GraphiQL page, on vendored assets (Strawberry's loads them from a CDN).
 
