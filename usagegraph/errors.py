@@ -14,6 +14,8 @@ class ErrorCode(StrEnum):
     # A GraphQL operation whose fragments, once spread, select more fields than allowed.
     OPERATION_TOO_LARGE = "OPERATION_TOO_LARGE"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # An idempotency key sent again with a different payload (a retry must repeat its event).
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     # Automatic persisted queries: the hash is unknown (send the query with it), or the
     # server runs registered documents only.
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
@@ -33,6 +35,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_REQUEST: 400,
     ErrorCode.OPERATION_TOO_LARGE: 400,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 409,
     ErrorCode.PERSISTED_QUERY_NOT_FOUND: 400,
     ErrorCode.PERSISTED_QUERY_NOT_ALLOWED: 400,
     ErrorCode.UNAUTHORIZED: 401,

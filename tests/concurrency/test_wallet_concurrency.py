@@ -179,6 +179,36 @@ async def test_the_same_key_sent_50_times_at_once_writes_once(
         assert assert_chain(await ledger(engine, ada)) == Decimal(99)
 
 
+async def test_one_key_sent_at_once_with_two_payloads_writes_one_and_refuses_the_other(
+    engine: AsyncEngine, people: dict[str, int]
+) -> None:
+    """20 first uses of one key, half of them with other credits: one event is written; the
+    calls that sent the winner's payload are its duplicates, the others IDEMPOTENCY_KEY_REUSED,
+    whichever wins the race."""
+    ada = people["ada"]
+    one, other = event(ada, ACME, "1", key="raced"), event(ada, ACME, "2", key="raced")
+    items = [one, other] * 10
+    calls = [
+        (lambda item=item: run(engine, lambda s: record_usage(s, API_ACME, NOW, item)))
+        for item in items
+    ]
+    results = await gather_outcomes(calls)
+    (row,) = await usage_rows(engine, ada)
+    winner = one if row.credits == Decimal(1) else other
+    for item, result in zip(items, results, strict=True):
+        if item is winner:
+            assert not isinstance(result, UsageGraphError), result
+            assert result.status in (OutcomeStatus.INSERTED, OutcomeStatus.DUPLICATE)
+            assert result.event is not None
+            assert result.event.id == row.id
+        else:
+            assert isinstance(result, UsageGraphError), result
+            assert result.code is ErrorCode.IDEMPOTENCY_KEY_REUSED
+    statuses = [r.status for r in results if not isinstance(r, UsageGraphError)]
+    assert statuses.count(OutcomeStatus.INSERTED) == 1
+    assert len(await key_rows(engine)) == 1
+
+
 async def test_auto_reload_fires_exactly_once_per_crossing_under_concurrency(
     engine: AsyncEngine, people: dict[str, int], root: Principal
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -292,12 +292,39 @@ async def test_a_replayed_key_returns_the_first_event_and_writes_nothing(
     ada = people["ada"]
     await top_up(engine, root, ada, "10")
     first = await record(engine, root, event(ada, "personal", "3", key="evt-1"))
-    # A replay with different values is still the same event: the key decides.
-    again = await record(engine, root, event(ada, "personal", "4", key="evt-1", minutes_ago=5))
+    # The same event spelled differently (1 decimal more, another offset) is a replay.
+    sent = event(ada, "personal", "3.000", key="evt-1")
+    respelled = replace(sent, occurred_at=sent.occurred_at.astimezone(timezone(timedelta(hours=5))))
+    again = await record(engine, root, respelled)
     assert again.status is OutcomeStatus.DUPLICATE
     assert again.event == first.event
     assert len(await usage_rows(engine)) == 1
     assert [e.balance_after for e in await ledger(engine, ada)] == [10, 7]  # one debit only
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"credits": Decimal("4")},
+        {"messages": 2},
+        {"endpoint": "/other"},
+        {"status": "failed"},
+        {"occurred_at": NOW - timedelta(minutes=5)},
+    ],
+    ids=["credits", "messages", "endpoint", "status", "occurred_at"],
+)
+async def test_a_key_reused_for_another_event_is_refused_and_writes_nothing(
+    engine: AsyncEngine, people: dict[str, int], root: Principal, changed: dict[str, object]
+) -> None:
+    ada = people["ada"]
+    await top_up(engine, root, ada, "10")
+    sent = event(ada, "personal", "3", key="evt-1")
+    await record(engine, root, sent)
+    error = await refusal(engine, root, replace(sent, **changed))
+    assert error.code is ErrorCode.IDEMPOTENCY_KEY_REUSED
+    assert "'evt-1'" in error.message
+    assert len(await usage_rows(engine)) == 1
+    assert [e.balance_after for e in await ledger(engine, ada)] == [10, 7]
 
 
 async def test_keys_are_scoped_to_the_events_user(
@@ -316,8 +343,8 @@ async def test_a_key_of_another_instance_is_refused_not_revealed(
 ) -> None:
     await record(engine, root, event(people["ada"], "personal", "0", key="evt-9"))
     error = await refusal(engine, API_ACME, event(people["ada"], ACME, key="evt-9"))
-    assert error.code is ErrorCode.INVALID_REQUEST
-    assert "another instance" in error.message
+    assert error.code is ErrorCode.IDEMPOTENCY_KEY_REUSED  # another event: nothing of it shown
+    assert error.message.startswith("idempotencyKey 'evt-9' was already used")
     assert len(await usage_rows(engine)) == 1
 
 
@@ -332,9 +359,7 @@ async def test_a_key_older_than_30_days_no_longer_matches(
     new_event = replace(event(ada, ACME, key="evt-new"), occurred_at=within)
     kept = await record(engine, API_ACME, new_event, now=within)
     # evt-new was claimed exactly 30 days ago: still live
-    assert (
-        await record(engine, API_ACME, event(ada, ACME, key="evt-new"))
-    ).status is OutcomeStatus.DUPLICATE
+    assert (await record(engine, API_ACME, new_event)).status is OutcomeStatus.DUPLICATE
     fresh = await record(engine, API_ACME, event(ada, ACME, key="evt-old"))
     assert fresh.status is OutcomeStatus.INSERTED
     assert fresh.event is not None

@@ -521,6 +521,30 @@ async def test_the_institutions_key_records_a_snapshot(
     assert error_codes(body) == ["FORBIDDEN"]
 
 
+async def test_a_key_reused_with_another_payload_is_refused_in_a_batch_and_alone(
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int], acme_key: str
+) -> None:
+    ada = people["ada"]
+    events = [
+        usage(ada, idempotencyKey="k1"),
+        usage(ada, idempotencyKey="k1", credits="1.50"),  # 1.5 respelled: the same event
+        usage(ada, idempotencyKey="k1", credits="2"),
+    ]
+    body = await with_key(client, BATCH, acme_key, {"events": events})
+    outcomes = body["data"]["recordUsageBatch"]["outcomes"]
+    assert [(o["status"], o["code"]) for o in outcomes] == [
+        ("INSERTED", None),
+        ("DUPLICATE", None),
+        ("REFUSED", "IDEMPOTENCY_KEY_REUSED"),
+    ]
+    assert outcomes[2]["message"].startswith("idempotencyKey 'k1' was already used")
+    alone = await with_key(
+        client, RECORD, acme_key, {"input": usage(ada, idempotencyKey="k1", messages=3)}
+    )
+    assert error_codes(alone) == ["IDEMPOTENCY_KEY_REUSED"]
+    assert len(await usage_rows(engine)) == 1
+
+
 async def test_the_token_of_a_user_is_no_api_key(
     client: httpx.AsyncClient, people: dict[str, int]
 ) -> None:

@@ -139,9 +139,18 @@ async def existing_institutions(session: AsyncSession, ids: Collection[str]) -> 
     return set(await session.scalars(select(Institution.id).where(Institution.id.in_(sorted(ids)))))
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedKey:
+    """A live idempotency key: the event it produced (None once that event is gone) and the
+    digest of the payload it was first used with (None for keys older than the digest)."""
+
+    event: UsageEvent | None
+    payload_digest: str | None
+
+
 async def live_keys(
     session: AsyncSession, refs: Collection[KeyRef], since: datetime
-) -> dict[KeyRef, UsageEvent | None]:
+) -> dict[KeyRef, ClaimedKey]:
     """Idempotency keys claimed at or after `since` (still live) and their first events.
 
     A live key whose event no longer exists (its institution was deleted, taking its usage
@@ -160,19 +169,26 @@ async def live_keys(
             "since": since,
         },
     )
-    found = {(user_id, key): event_id for user_id, key, event_id in rows if (user_id, key) in refs}
+    found = {
+        (user_id, key): (event_id, digest)
+        for user_id, key, event_id, digest in rows
+        if (user_id, key) in refs
+    }
     if not found:
         return {}
-    events = await session.scalars(_events_statement(dialect), {"ids": sorted(set(found.values()))})
+    ids = sorted({event_id for event_id, _ in found.values()})
+    events = await session.scalars(_events_statement(dialect), {"ids": ids})
     by_id = {event.id: event for event in events}
-    return {ref: by_id.get(event_id) for ref, event_id in found.items()}
+    return {
+        ref: ClaimedKey(by_id.get(event_id), digest) for ref, (event_id, digest) in found.items()
+    }
 
 
 @cache
 def _live_keys_statement(dialect: str) -> Any:
     """Key rows of these keys and users claimed since `since`, built once (see above)."""
     keys = UsageIdempotencyKey
-    return select(keys.user_id, keys.key, keys.usage_event_id).where(
+    return select(keys.user_id, keys.key, keys.usage_event_id, keys.payload_digest).where(
         _among(dialect, keys.key, "keys", String),
         _among(dialect, keys.user_id, "users", BigInteger),
         keys.created_at >= bindparam("since"),
@@ -276,6 +292,7 @@ def _claiming(dialect_name: str) -> Any:
         set_={
             "usage_event_id": statement.excluded.usage_event_id,
             "created_at": statement.excluded.created_at,
+            "payload_digest": statement.excluded.payload_digest,
         },
         where=table.c.created_at < bindparam("stale_before"),
     ).returning(table.c.user_id, table.c.key)

@@ -37,13 +37,15 @@ the whole batch is rolled back and judged again, and the key then reads as a dup
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph import money_range
@@ -52,10 +54,17 @@ from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources import usage_writes
 from usagegraph.datasources.ledger_writes import LedgerBook, Posting, lock_wallets
 from usagegraph.datasources.transactions import WriteConflict, run_write
-from usagegraph.datasources.usage_writes import KeyRef, MemberCap, MemberKey, UsageKey
+from usagegraph.datasources.usage_writes import (
+    ClaimedKey,
+    KeyRef,
+    MemberCap,
+    MemberKey,
+    UsageKey,
+)
 from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent
 from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN
 from usagegraph.db.models.usage import USAGE_STATUSES
+from usagegraph.db.types import canonical_money
 from usagegraph.errors import (
     ErrorCode,
     UsageGraphError,
@@ -248,6 +257,32 @@ class _Accepted:
     id: int | None = None
 
 
+def payload_digest(event: UsageEventInput) -> str:
+    """SHA-256 of what an event says, in canonical form, to tell a replay from a reuse.
+
+    Two spellings of one event digest alike: the same instant in another offset, `1.5` and
+    `1.50` credits. Anything that would store a different event differs.
+    """
+    canonical = [
+        event.user_id,
+        event.instance,
+        event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        str(canonical_money(event.credits)),
+        event.messages,
+        event.endpoint,
+        event.status,
+    ]
+    return hashlib.sha256(orjson.dumps(canonical)).hexdigest()
+
+
+def key_reused(key: str) -> UsageGraphError:
+    return UsageGraphError(
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        f"idempotencyKey {key!r} was already used for a different event of this user; "
+        "a retry must send the same event, a new event a new key",
+    )
+
+
 @dataclass(slots=True)
 class _Facts:
     """What the transaction read (after locking) to judge the events; `lifetime` holds each
@@ -255,7 +290,7 @@ class _Facts:
 
     members: dict[MemberKey, MemberCap]
     lifetime: dict[UsageKey, Decimal]
-    keys: dict[KeyRef, UsageEvent]
+    keys: dict[KeyRef, ClaimedKey]  # live keys whose first event still exists
     users: set[int]
     institutions: set[str]
 
@@ -319,7 +354,9 @@ class _BatchWriter:
         wallets = await lock_wallets(session, personal)
         refs = {(e.user_id, e.idempotency_key) for e in events if e.idempotency_key}
         keys = await usage_writes.live_keys(session, refs, self.now - KEY_TTL)
-        await usage_writes.drop_keys(session, [ref for ref, first in keys.items() if first is None])
+        await usage_writes.drop_keys(
+            session, [ref for ref, claimed in keys.items() if claimed.event is None]
+        )
         # Lifetime credits, for caps and for the largest sum stored: uncapped members' came
         # with their caps; capped members' and personal usage's are read now, under the locks
         # of their memberships and wallets.
@@ -329,7 +366,7 @@ class _BatchWriter:
         facts = _Facts(
             members=caps,
             lifetime=lifetime,
-            keys={ref: first for ref, first in keys.items() if first is not None},
+            keys={ref: claimed for ref, claimed in keys.items() if claimed.event is not None},
             users=set(),
             institutions=set(),
         )
@@ -368,19 +405,23 @@ class _BatchWriter:
         if event.idempotency_key is None:
             return False
         ref = (event.user_id, event.idempotency_key)
-        first = facts.keys.get(ref)
-        if first is not None:
-            if (first.institution_id or PERSONAL_INSTANCE) != event.instance:
-                raise invalid("idempotencyKey was already used for another instance of this user")
+        claimed = facts.keys.get(ref)
+        if claimed is not None:
+            assert claimed.event is not None  # keys whose events are gone were dropped
+            if claimed.payload_digest is None:  # claimed before digests: the instance decides
+                if (claimed.event.institution_id or PERSONAL_INSTANCE) != event.instance:
+                    raise key_reused(event.idempotency_key)
+            elif claimed.payload_digest != payload_digest(event):
+                raise key_reused(event.idempotency_key)
             judgement.outcomes[index] = UsageOutcome(
-                index, OutcomeStatus.DUPLICATE, event=recorded(first)
+                index, OutcomeStatus.DUPLICATE, event=recorded(claimed.event)
             )
             return True
         pending = judgement.claimed.get(ref)
         if pending is None:
             return False
-        if pending.event.instance != event.instance:
-            raise invalid("idempotencyKey was already used for another instance of this user")
+        if payload_digest(pending.event) != payload_digest(event):
+            raise key_reused(event.idempotency_key)
         judgement.duplicates_of[index] = pending
         return True
 
@@ -457,7 +498,13 @@ class _BatchWriter:
 
     async def _claim_keys(self, judgement: _Judgement) -> None:
         rows = [
-            {"user_id": ref[0], "key": ref[1], "usage_event_id": item.id, "created_at": self.now}
+            {
+                "user_id": ref[0],
+                "key": ref[1],
+                "usage_event_id": item.id,
+                "created_at": self.now,
+                "payload_digest": payload_digest(item.event),
+            }
             for ref, item in judgement.claimed.items()
         ]
         held = await usage_writes.claim_keys(self.session, rows, self.now - KEY_TTL)

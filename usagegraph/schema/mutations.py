@@ -99,6 +99,7 @@ class _RefusalCode(StrEnum):
     CAP_REACHED = "CAP_REACHED"
     FORBIDDEN = "FORBIDDEN"
     INVALID_REQUEST = "INVALID_REQUEST"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 
 
 UsageRefusalCode = strawberry.enum(
