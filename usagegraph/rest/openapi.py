@@ -55,6 +55,21 @@ def _query(name: str, schema: dict[str, Any], description: str, *, required: boo
     }
 
 
+def _challenged(response: dict[str, Any]) -> dict[str, Any]:
+    """A 401 with its WWW-Authenticate challenge (auth/challenge.py)."""
+    return {
+        **response,
+        "headers": {
+            "WWW-Authenticate": {
+                "description": 'The scheme the route takes (`Bearer realm="usagegraph"`, or '
+                '`ApiKey realm="usagegraph"` on /v1), with `error="invalid_token"` when a '
+                "credential was refused.",
+                "schema": {"type": "string"},
+            }
+        },
+    }
+
+
 def _unavailable(schema_ref: str) -> dict[str, Any]:
     """Answers every route may give: a body over the limit, rate limited (with Retry-After),
     or the database down."""
@@ -77,13 +92,13 @@ def _unavailable(schema_ref: str) -> dict[str, Any]:
 
 LEGACY_ERRORS = {
     "400": _json("LegacyError", "Invalid parameters."),
-    "401": _json("LegacyError", "Missing or invalid token."),
+    "401": _challenged(_json("LegacyError", "Missing or invalid token.")),
     "403": _json("LegacyError", "Not allowed."),
     **_unavailable("LegacyError"),
 }
 CODED_ERRORS = {
     "400": _json("CodedError", "Invalid request (the message names the parameter)."),
-    "401": _json("CodedError", "Invalid or missing credentials."),
+    "401": _challenged(_json("CodedError", "Invalid or missing credentials.")),
     **_unavailable("CodedError"),
 }
 
@@ -318,7 +333,7 @@ _ACCOUNT_SECURITY = [{"bearerJwt": []}]
 PATHS: dict[str, Any] = {
     "/api/user/usage-history": {
         "get": {
-            "summary": "Per-bucket usage of the caller within an instance (seed 000).",
+            "summary": "Per-bucket usage of the caller within an instance.",
             "security": [{"accessToken": []}],
             "parameters": [
                 _query(
@@ -340,7 +355,7 @@ PATHS: dict[str, Any] = {
     },
     "/api/admin/histories/charts/user-stats": {
         "post": {
-            "summary": "Per-user, per-institution, per-period usage extract (seed 001).",
+            "summary": "Per-user, per-institution, per-period usage extract.",
             "security": [{"accessToken": []}],
             "requestBody": {
                 "required": False,
@@ -364,7 +379,7 @@ PATHS: dict[str, Any] = {
     },
     "/v1/billing/usage-history": {
         "get": {
-            "summary": "Monthly message counts and overage of the key's institution (seed 002).",
+            "summary": "Monthly message counts and overage of the key's institution.",
             "security": [{"bearerApiKey": []}, {"apiKeyHeader": []}],
             "parameters": [
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 24}, "Months."),
@@ -378,7 +393,7 @@ PATHS: dict[str, Any] = {
     },
     "/auth/account/usage": {
         "get": {
-            "summary": "The caller's usage statistics per period (seed 003).",
+            "summary": "The caller's usage statistics per period.",
             "security": _ACCOUNT_SECURITY,
             "parameters": [
                 _query("period", {"type": "string", "enum": ["daily", "monthly", "yearly"]}, ""),
@@ -390,14 +405,14 @@ PATHS: dict[str, Any] = {
     },
     "/auth/account/credits": {
         "get": {
-            "summary": "The caller's credit balance (seed 003).",
+            "summary": "The caller's credit balance.",
             "security": _ACCOUNT_SECURITY,
             "responses": {"200": _json("CreditBalance", "The balance."), **CODED_ERRORS},
         }
     },
     "/auth/account/ledger": {
         "get": {
-            "summary": "The caller's credit ledger, newest first (seed 003).",
+            "summary": "The caller's credit ledger, newest first.",
             "security": _ACCOUNT_SECURITY,
             "parameters": [
                 _query("type", {"type": "string", "enum": ["credit", "debit", "adjustment"]}, ""),
@@ -411,14 +426,14 @@ PATHS: dict[str, Any] = {
     },
     "/auth/account/summary": {
         "get": {
-            "summary": "The caller's account overview (seed 003).",
+            "summary": "The caller's account overview.",
             "security": _ACCOUNT_SECURITY,
             "responses": {"200": _json("AccountSummary", "The summary."), **CODED_ERRORS},
         }
     },
     "/api/v1/clients/{bucket_id}/history": {
         "get": {
-            "summary": "A client bucket's snapshots, newest first (seed 004).",
+            "summary": "A client bucket's snapshots, newest first.",
             "security": [{"bearerJwt": []}, {"bearerApiKey": []}, {"apiKeyHeader": []}],
             "parameters": [
                 {
@@ -435,7 +450,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json("ClientHistory", "Snapshots."),
                 "400": _json("ClientsError", "Invalid bucket_id or parameter."),
-                "401": _json("ClientsError", "No valid credential."),
+                "401": _challenged(_json("ClientsError", "No valid credential.")),
                 "404": _json("ClientsError", "Unknown bucket, or no access to it."),
                 **_unavailable("ClientsError"),
             },
