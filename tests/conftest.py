@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -84,6 +86,22 @@ def settings(database: TestDatabase, tmp_path: Path) -> Settings:
         # Tests make many requests in a row with one token; tests/test_rate_limit.py turns it on.
         rate_limit=RateLimit(per_minute=0),
     )
+
+
+@asynccontextmanager
+async def client_of(
+    settings: Settings,
+    *,
+    changes: Callable[[Starlette], Starlette] = lambda application: application,
+    **transport: Any,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on a real app built from `settings` (lifespan started, clock at FIXED_NOW),
+    for tests that change a setting; `changes` may add to the app (a test-only route)."""
+    application = changes(create_app(settings, clock=lambda: FIXED_NOW))
+    async with application.router.lifespan_context(application):
+        asgi = httpx.ASGITransport(app=application, **transport)
+        async with httpx.AsyncClient(transport=asgi, base_url="http://test") as http:
+            yield http
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from tests.cli.running import cli_env, server_process
-from tests.conftest import FIXED_NOW
+from tests.conftest import client_of
 from tests.databases import TestDatabase
-from usagegraph.app import create_app
 from usagegraph.settings import DEFAULT_MAX_BODY_BYTES, Settings
 
 LIMIT = 2048
@@ -31,12 +30,8 @@ JSON_TYPE = {"content-type": "application/json"}
 
 @pytest.fixture
 async def small_limit_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    configured = dataclasses.replace(settings, max_body_bytes=LIMIT)
-    application = create_app(configured, clock=lambda: FIXED_NOW)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with client_of(dataclasses.replace(settings, max_body_bytes=LIMIT)) as client:
+        yield client
 
 
 def _padded(size: int) -> bytes:

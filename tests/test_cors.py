@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.conftest import FIXED_NOW
-from usagegraph.app import create_app
+from tests.conftest import client_of
 from usagegraph.settings import Settings, SettingsError
 
 APP_ORIGIN = "https://app.example.com"
@@ -18,12 +17,8 @@ OTHER_ORIGIN = "https://evil.example.net"
 
 @pytest.fixture
 async def cors_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    configured = dataclasses.replace(settings, cors_origins=(APP_ORIGIN,))
-    application = create_app(configured, clock=lambda: FIXED_NOW)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with client_of(dataclasses.replace(settings, cors_origins=(APP_ORIGIN,))) as client:
+        yield client
 
 
 def _preflight(origin: str, headers: str = "authorization, content-type") -> dict[str, str]:

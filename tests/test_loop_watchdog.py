@@ -21,11 +21,10 @@ import httpx
 import pytest
 
 from tests.cli.running import cli_env, server_process, serving
-from tests.conftest import FIXED_NOW
+from tests.conftest import client_of
 from tests.databases import TestDatabase
 from tests.schema.fragment_documents import fan_out
 from tests.stalling_app import with_stall_route
-from usagegraph.app import create_app
 from usagegraph.loop_watchdog import LoopWatchdog
 from usagegraph.settings import Settings
 
@@ -35,11 +34,8 @@ STALL_FOR_TEN_MINUTES = "/stall?seconds=600"
 @pytest.fixture
 async def stalling_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     configured = dataclasses.replace(settings, max_blocking_seconds=0.5)
-    application = with_stall_route(create_app(configured, clock=lambda: FIXED_NOW))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with client_of(configured, changes=with_stall_route) as client:
+        yield client
 
 
 async def test_a_request_holding_the_loop_is_interrupted_and_answered_503(

@@ -19,7 +19,7 @@ from graphql import parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import FIXED_NOW
+from tests.conftest import FIXED_NOW, client_of
 from tests.schema.fragment_documents import deep_input_json, fan_out, fragment_dags
 from tests.schema.graph import error_codes, graphql
 from tests.work_budget import call_budget
@@ -87,14 +87,11 @@ async def test_a_fan_out_within_the_field_limit_is_answered(client: httpx.AsyncC
 
 async def test_the_field_limit_is_a_setting(settings: Settings) -> None:
     configured = dataclasses.replace(settings, graphql=GraphQLLimits(max_fields=3))
-    application = create_app(configured, clock=lambda: FIXED_NOW)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            # fan_out(1): viewer + F0's userId + F1's userId twice = 4 fields.
-            assert error_codes(await graphql(client, fan_out(1))) == ["OPERATION_TOO_LARGE"]
-            # fan_out(0) expands to viewer + F0's userId.
-            assert "errors" not in await graphql(client, fan_out(0))
+    async with client_of(configured) as client:
+        # fan_out(1): viewer + F0's userId + F1's userId twice = 4 fields.
+        assert error_codes(await graphql(client, fan_out(1))) == ["OPERATION_TOO_LARGE"]
+        # fan_out(0) expands to viewer + F0's userId.
+        assert "errors" not in await graphql(client, fan_out(0))
 
 
 # --- adversarial fuzzing ---------------------------------------------------------------

@@ -20,12 +20,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cli.running import cli_env, run_cli
-from tests.conftest import FIXED_NOW
+from tests.conftest import client_of
 from tests.databases import TestDatabase
 from tests.factories import add_institution, add_user
 from tests.resolvers.metering_data import ACME, count_rows, usage_rows
 from tests.schema.graph import error_codes, graphql
-from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import UsageEvent
@@ -184,11 +183,8 @@ async def test_every_recorder_is_held_to_the_window(
 async def narrow_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app with a window of one day back and nothing ahead."""
     window = EventTimeWindow(max_age_days=1, max_future_seconds=0)
-    app = create_app(dataclasses.replace(settings, event_window=window), clock=lambda: FIXED_NOW)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+    async with client_of(dataclasses.replace(settings, event_window=window)) as http:
+        yield http
 
 
 async def test_the_window_comes_from_the_settings(

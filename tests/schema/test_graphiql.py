@@ -12,8 +12,6 @@ import gzip
 import hashlib
 import re
 import tomllib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from fnmatch import fnmatch
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,8 +20,7 @@ import httpx
 import pytest
 
 import usagegraph
-from tests.conftest import FIXED_NOW
-from usagegraph.app import create_app
+from tests.conftest import client_of
 from usagegraph.schema.graphiql import (
     ASSET_ROUTE,
     ASSETS,
@@ -85,13 +82,7 @@ async def _page(client: httpx.AsyncClient) -> httpx.Response:
     return response
 
 
-@asynccontextmanager
-async def _client(settings: Settings, **transport: str) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(settings, clock=lambda: FIXED_NOW)
-    async with application.router.lifespan_context(application):
-        asgi = httpx.ASGITransport(app=application, **transport)
-        async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
-            yield client
+_client = client_of
 
 
 async def test_the_page_references_only_its_own_local_assets(client: httpx.AsyncClient) -> None:

@@ -7,15 +7,12 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import FIXED_NOW
-from usagegraph.app import create_app
+from tests.conftest import client_of
 from usagegraph.schema.persisted_queries import ManifestError
 from usagegraph.settings import GraphQLLimits, Settings, SettingsError
 
@@ -33,13 +30,7 @@ def _persisted(query: str) -> dict[str, object]:
     return {"persistedQuery": {"version": 1, "sha256Hash": _sha(query)}}
 
 
-@asynccontextmanager
-async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(settings, clock=lambda: FIXED_NOW)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+client_for = client_of
 
 
 # --- media types and status codes --------------------------------------------------------

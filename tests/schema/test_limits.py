@@ -20,10 +20,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 
-from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, client_of
 from tests.factories import add_institution, add_user
 from tests.schema.graph import error_codes, graphql
-from usagegraph.app import create_app
 from usagegraph.auth.tokens import mint_token
 from usagegraph.schema.limits import CACHE_SIZE, within_cost
 from usagegraph.schema.root import build_schema, schema
@@ -37,12 +36,8 @@ async def client_with(
     settings: Settings, limits: GraphQLLimits
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client on an app whose settings carry `limits`."""
-    configured = dataclasses.replace(settings, graphql=limits)
-    application = create_app(configured, clock=lambda: FIXED_NOW)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with client_of(dataclasses.replace(settings, graphql=limits)) as client:
+        yield client
 
 
 async def _super(engine: AsyncEngine) -> int:

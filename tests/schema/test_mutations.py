@@ -11,11 +11,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, client_of
 from tests.factories import add_institution, add_user
 from tests.resolvers.metering_data import ACME, EDIT, OTHER, ledger, usage_rows
 from tests.schema.graph import error_codes, graphql
-from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import session_factory
@@ -261,11 +260,8 @@ async def test_super_credits_and_debits_with_exact_decimals(
 async def one_reload_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app allowing one automatic reload per wallet a day."""
     limit = AutoReloadLimit(max_reloads=1, period_seconds=86400)
-    app = create_app(dataclasses.replace(settings, auto_reload=limit), clock=lambda: FIXED_NOW)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+    async with client_of(dataclasses.replace(settings, auto_reload=limit)) as http:
+        yield http
 
 
 async def test_the_reload_limit_comes_from_the_settings(
