@@ -12,11 +12,19 @@ import json
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.input_rules.world import ACME, BUCKET, World, assert_no_crash, bearer, post_graphql
+from tests.input_rules.world import (
+    ACME,
+    BUCKET,
+    World,
+    assert_no_crash,
+    bearer,
+    post_graphql,
+    property_test,
+)
 
 # Every connection of the graph that takes `after`, as a caller who may read it.
 CONNECTIONS = {
@@ -70,12 +78,7 @@ async def _assert_answered_or_refused(client: httpx.AsyncClient, world: World, a
             assert response.json()["errors"][0]["message"] == NOT_A_CURSOR, (name, after)
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+@property_test
 @given(after=forged_cursors)
 async def test_any_forged_cursor_is_answered_or_refused_never_internal(
     engine: AsyncEngine, client: httpx.AsyncClient, world: World, after: str

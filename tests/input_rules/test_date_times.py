@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,7 +28,9 @@ from tests.input_rules.world import (
     assert_refused,
     assert_rest_answer,
     bearer,
+    call_every_entry_point,
     post_graphql,
+    property_test,
     scalar,
 )
 
@@ -287,19 +289,10 @@ async def _nothing_stored_out_of_range(engine: AsyncEngine) -> None:
     assert days == 0
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+@property_test
 @given(moment=moments())
 async def test_every_date_time_input_refuses_what_it_cannot_store(
     engine: AsyncEngine, client: httpx.AsyncClient, world: World, moment: Moment
 ) -> None:
-    for name, call in ENTRY_POINTS.items():
-        try:
-            await call(client, world, moment)
-        except AssertionError as exc:
-            raise AssertionError(f"{name} with {moment.text!r}: {exc}") from None
+    await call_every_entry_point(ENTRY_POINTS, client, world, moment, moment.text)
     await _nothing_stored_out_of_range(engine)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,9 +29,11 @@ from tests.input_rules.world import (
     assert_refused,
     assert_rest_answer,
     bearer,
+    call_every_entry_point,
     cursor,
     global_id,
     post_graphql,
+    property_test,
     token_with_subject,
 )
 
@@ -319,21 +321,12 @@ ENTRY_POINTS: dict[str, Call] = {
 }
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+@property_test
 @given(text=id_texts)
 async def test_every_id_input_names_nothing_outside_the_rule(
     engine: AsyncEngine, client: httpx.AsyncClient, world: World, text: str
 ) -> None:
-    for name, call in ENTRY_POINTS.items():
-        try:
-            await call(client, world, text)
-        except AssertionError as exc:
-            raise AssertionError(f"{name} with {text!r}: {exc}") from None
+    await call_every_entry_point(ENTRY_POINTS, client, world, text, text)
 
 
 async def test_a_big_int_in_another_scripts_digits_is_refused(

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,8 +28,10 @@ from tests.input_rules.world import (
     assert_no_crash,
     assert_refused,
     bearer,
+    call_every_entry_point,
     money_values,
     post_graphql,
+    property_test,
 )
 
 MAX_AMOUNT = Decimal(10**12)
@@ -199,22 +201,13 @@ async def stored_sums_within_bounds(engine: AsyncEngine) -> None:
                 assert abs(value) <= MAX_STORED, f"{table}.{column} = {value}"
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+@property_test
 @given(text=amounts)
 async def test_every_money_input_stays_within_what_is_stored(
     engine: AsyncEngine, client: httpx.AsyncClient, world: World, text: str
 ) -> None:
     # Caps are lifted after each example, so usage keeps adding up towards the bound.
-    for name, call in ENTRY_POINTS.items():
-        try:
-            await call(client, world, text)
-        except AssertionError as exc:
-            raise AssertionError(f"{name} with {text!r}: {exc}") from None
+    await call_every_entry_point(ENTRY_POINTS, client, world, text, text)
     await _uncap(client, world)
     await stored_sums_within_bounds(engine)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import jwt
+from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -208,3 +210,30 @@ async def money_values(engine: AsyncEngine, table: str, column: str) -> list[Dec
     if engine.dialect.name == "sqlite":
         return [value.scaleb(-6) for value in values]
     return values
+
+
+# --- property tests ------------------------------------------------------------------------
+
+# Every example of a property test shares the test's world; hypothesis keeps no example
+# database (the worlds differ per run).
+property_test = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+
+
+async def call_every_entry_point(
+    entry_points: Mapping[str, Callable[[httpx.AsyncClient, World, Any], Awaitable[None]]],
+    client: httpx.AsyncClient,
+    world: World,
+    value: Any,
+    label: str,
+) -> None:
+    """Send `value` to every entry point; a failure names the entry point and the value."""
+    for name, call in entry_points.items():
+        try:
+            await call(client, world, value)
+        except AssertionError as exc:
+            raise AssertionError(f"{name} with {label!r}: {exc}") from None
