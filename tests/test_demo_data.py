@@ -29,8 +29,8 @@ from usagegraph.db.models import (
     Wallet,
     signed_amount,
 )
-from usagegraph.db.models.buckets import BUCKET_ID_PATTERN
 from usagegraph.demo_data import PHASES, DemoSpec, DemoSummary, generate_demo
+from usagegraph.input_ids import BUCKET_ID_PATTERN
 
 NOW = datetime(2026, 5, 20, 15, 42, 17, 123456, tzinfo=UTC)  # a Wednesday, mid-afternoon
 SMALL = DemoSpec(users=20, institutions=3, events=2000, days=30, seed=7)

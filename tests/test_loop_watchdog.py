@@ -25,7 +25,7 @@ from tests.conftest import client_of
 from tests.databases import TestDatabase
 from tests.schema.fragment_documents import fan_out
 from tests.stalling_app import with_stall_route
-from usagegraph.loop_watchdog import LoopWatchdog
+from usagegraph.http.loop_watchdog import LoopWatchdog
 from usagegraph.settings import Settings
 
 STALL_FOR_TEN_MINUTES = "/stall?seconds=600"

@@ -24,14 +24,14 @@ from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
 from tests.factories import add_institution, add_user
 from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
+from usagegraph.auth.middleware import caller_key
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import session_factory
-from usagegraph.rate_limit import (
+from usagegraph.http.rate_limit import (
     Decision,
     MemoryRateLimiter,
     RedisRateLimiter,
-    caller_key,
     create_rate_limiter,
 )
 from usagegraph.settings import RateLimit, Settings
@@ -210,12 +210,12 @@ async def test_an_unreachable_redis_falls_back_to_local_buckets(
     """A Redis outage never refuses a request by itself, nor lets everyone through."""
     limiter = RedisRateLimiter(DEAD_REDIS_URL, RateLimit(per_minute=60, burst=2))
     try:
-        with caplog.at_level(logging.WARNING, logger="usagegraph.rate_limit"):
+        with caplog.at_level(logging.WARNING, logger="usagegraph.http.rate_limit"):
             decisions = [await limiter.take("user:1") for _ in range(3)]
     finally:
         await limiter.close()
     assert decisions == [ALLOWED, ALLOWED, refused(1)]
-    messages = [r.getMessage() for r in caplog.records if r.name == "usagegraph.rate_limit"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "usagegraph.http.rate_limit"]
     assert len(messages) == 1  # then Redis is skipped for a while: one warning, not three
     assert messages[0].startswith("Redis rate limiter failed")
 

@@ -12,19 +12,19 @@ from starlette.routing import Route
 
 from usagegraph.auth.challenge import ChallengeMiddleware
 from usagegraph.auth.middleware import PrincipalMiddleware
-from usagegraph.availability import AvailabilityMiddleware, settle_cancelled_work
-from usagegraph.body_limit import BodyLimitMiddleware
 from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
-from usagegraph.cors import cors_middleware
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.partitions import keep_partitions_ahead, maintain_partitions
 from usagegraph.db.schema_version import ensure_schema
-from usagegraph.health import healthz, readyz
-from usagegraph.loop_watchdog import LoopWatchdog
+from usagegraph.http.availability import AvailabilityMiddleware, settle_cancelled_work
+from usagegraph.http.body_limit import BodyLimitMiddleware
+from usagegraph.http.cors import cors_middleware
+from usagegraph.http.health import healthz, readyz
+from usagegraph.http.loop_watchdog import LoopWatchdog
+from usagegraph.http.rate_limit import RateLimitMiddleware, create_rate_limiter
+from usagegraph.http.request_id import RequestIdMiddleware
 from usagegraph.outages import watch_engine
-from usagegraph.rate_limit import RateLimitMiddleware, create_rate_limiter
-from usagegraph.request_id import RequestIdMiddleware
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.schema.graphiql import graphiql_routes

@@ -116,7 +116,7 @@ def uvicorn_options(settings: Settings, host: str, port: int, workers: int) -> d
         "log_level": "info",
         "access_log": False,
         # Open requests get this long after SIGTERM; the loop watchdog ends a worker that
-        # still has not stopped some seconds later (loop_watchdog.py).
+        # still has not stopped some seconds later (http/loop_watchdog.py).
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_seconds),
     }
 

@@ -11,9 +11,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from usagegraph.db.types import MAX_BIGINT, MoneyPrecisionError, to_money
+from usagegraph.input_ids import MAX_ID as MAX_BIGINT
 from usagegraph.input_ids import MIN_INTEGER
 from usagegraph.iso_dates import parse_date, parse_datetime
+from usagegraph.money import MoneyPrecisionError, to_money
 
 
 class FieldError(ValueError):

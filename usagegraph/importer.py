@@ -46,8 +46,7 @@ from usagegraph.db.models import (
     signed_amount,
     utcnow,
 )
-from usagegraph.db.models.buckets import BUCKET_ID_PATTERN
-from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN, INSTITUTION_ROLES
+from usagegraph.db.models.institutions import INSTITUTION_ROLES
 from usagegraph.db.models.usage import USAGE_STATUSES
 from usagegraph.db.models.users import USER_ROLES
 from usagegraph.db.models.wallets import LEDGER_TYPES
@@ -55,6 +54,7 @@ from usagegraph.db.partitions import ensure_months, maintain_partitions, month_s
 from usagegraph.db.sequences import bump_id_sequences
 from usagegraph.errors import UsageGraphError
 from usagegraph.import_fields import FieldError, FieldReader, count_mapping
+from usagegraph.input_ids import BUCKET_ID_PATTERN, INSTITUTION_ID_PATTERN
 from usagegraph.resolvers.event_time_window import (
     EventTimeBounds,
     check_event_time,

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import re
 
-from usagegraph.db.models.buckets import BUCKET_ID_PATTERN
-from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN
-from usagegraph.db.types import MAX_BIGINT
-
-MAX_ID = MAX_BIGINT
-MIN_INTEGER = -MAX_BIGINT - 1
+# The largest integer either database stores (BIGINT), and so the largest any API accepts.
+MAX_ID = 2**63 - 1
+MIN_INTEGER = -MAX_ID - 1
+# What an institution id and a bucket id look like (the models' columns use these too).
+INSTITUTION_ID_PATTERN = r"^[0-9a-f]{24}$"
+BUCKET_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _DIGITS = re.compile(r"[0-9]+")
 # 19 digits hold every 64-bit integer; longer text is refused before int() works on it.
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
@@ -44,7 +44,7 @@ def parse_integer(text: str) -> int:
     if not _INTEGER.fullmatch(text):
         raise ValueError(f"{text[:40]!r} is not an integer")
     number = int(text)
-    if not MIN_INTEGER <= number <= MAX_BIGINT:
+    if not MIN_INTEGER <= number <= MAX_ID:
         raise ValueError(f"{text!r} does not fit in 64 bits")
     return number
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from usagegraph.db.types import MAX_BIGINT, MONEY_SCALE, MoneyPrecisionError, to_money
 from usagegraph.errors import invalid
+from usagegraph.input_ids import MAX_ID
+from usagegraph.money import MONEY_SCALE, MoneyPrecisionError, to_money
 
 MAX_AMOUNT = Decimal(10**12)
-MAX_STORED = Decimal(MAX_BIGINT).scaleb(-MONEY_SCALE)  # 9223372036854.775807
+MAX_STORED = Decimal(MAX_ID).scaleb(-MONEY_SCALE)  # 9223372036854.775807
 
 
 def amount(value: Decimal, name: str) -> Decimal:

@@ -1,6 +1,6 @@
 """What counts as the database being unavailable, and a per-request record of meeting it.
 
-A request that meets an outage is answered 503, never 500 (see availability.py). Most such
+A request that meets an outage is answered 503, never 500 (see http/availability.py). Most such
 failures propagate as exceptions and are classified where they are caught; some are swallowed
 on the way (GraphQL turns resolver exceptions into `errors` of a 200 answer). So the engine
 also reports every unavailability it meets into a record of the current request, which the

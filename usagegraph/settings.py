@@ -127,11 +127,11 @@ class Settings:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     # A request still running after this many seconds is answered 503 and its work cancelled.
     request_timeout_seconds: float = 30.0
-    # Largest request body read (USAGEGRAPH_MAX_BODY_BYTES; body_limit.py): 8 MiB holds a
+    # Largest request body read (USAGEGRAPH_MAX_BODY_BYTES; http/body_limit.py): 8 MiB holds a
     # recordUsageBatch of 1,000 events with every text field at its longest, escaped.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Longest a request may hold its worker's event loop without awaiting; it is then
-    # interrupted and answered 503 (USAGEGRAPH_MAX_BLOCKING_SECONDS; loop_watchdog.py).
+    # interrupted and answered 503 (USAGEGRAPH_MAX_BLOCKING_SECONDS; http/loop_watchdog.py).
     max_blocking_seconds: float = 5.0
     # After SIGTERM: how long open requests may finish; the worker is ended 10 s later at most
     # (USAGEGRAPH_SHUTDOWN_TIMEOUT_SECONDS).

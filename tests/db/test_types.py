@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import UsageEvent, User
-from usagegraph.db.types import MoneyPrecisionError, canonical_money, to_money
+from usagegraph.money import MoneyPrecisionError, canonical_money, to_money
 
 
 async def _user(engine: AsyncEngine) -> int:

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from usagegraph.db.types import canonical_money
-from usagegraph.rest.json import dumps, iso_timestamp
+from usagegraph.http.json import dumps, iso_timestamp
+from usagegraph.money import canonical_money
 
 
 def test_decimals_render_as_exact_numbers_without_exponents() -> None:

@@ -5,8 +5,20 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from usagegraph.auth.credentials import misdirected_header, presented_credential
-from usagegraph.auth.principal import Principal
+from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.auth.resolve import resolve_principal
+from usagegraph.http.rate_limit import CALLER_KEY_STATE
+
+
+def caller_key(principal: Principal | None, scope: Scope) -> str:
+    """Whose rate-limit bucket a request takes from: the identity its credential resolved to
+    (a user, an institution), else the client address (refused credentials included)."""
+    if principal is not None and principal.kind is CallerKind.USER:
+        return f"user:{principal.user_id}"
+    if principal is not None and principal.kind is CallerKind.INSTITUTION:
+        return f"institution:{principal.institution_id}"
+    client = scope.get("client")
+    return f"ip:{client[0] if client else 'unknown'}"
 
 
 class PrincipalMiddleware:
@@ -38,5 +50,7 @@ class PrincipalMiddleware:
                 principal = await resolve_principal(
                     state.sessions, settings.jwt_secret, credential, settings.tokens
                 )
-            scope.setdefault("state", {})["principal"] = principal
+            state_of_request = scope.setdefault("state", {})
+            state_of_request["principal"] = principal
+            state_of_request[CALLER_KEY_STATE] = caller_key(principal, scope)
         await self.app(scope, receive, send)

@@ -14,39 +14,13 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, Dialect, Numeric
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-# The largest integer either database stores (BIGINT), and so the largest any API accepts.
-MAX_BIGINT = 2**63 - 1
-MONEY_SCALE = 6
-_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+from usagegraph.input_ids import MAX_ID
+from usagegraph.money import MONEY_SCALE, canonical_money, to_money
+
+# Money's rule (exact, 6 places, canonical text) lives in usagegraph/money.py; the largest
+# integer either database stores (BIGINT) in usagegraph/input_ids.py.
+MAX_BIGINT = MAX_ID
 _SCALE_FACTOR = 10**MONEY_SCALE
-
-
-_WHOLE = Decimal(1)
-
-
-class MoneyPrecisionError(ValueError):
-    """A money value has more decimal places than the database keeps."""
-
-
-def to_money(value: Decimal | int | str) -> Decimal:
-    """Coerce to a Decimal with at most MONEY_SCALE places, refusing silent rounding."""
-    amount = Decimal(value)
-    if not amount.is_finite():
-        raise MoneyPrecisionError(f"{value!r} is not a finite number")
-    if amount != amount.quantize(_QUANTUM):
-        raise MoneyPrecisionError(f"{value!r} has more than {MONEY_SCALE} decimal places")
-    return amount
-
-
-def canonical_money(amount: Decimal) -> Decimal:
-    """Strip trailing zeros without switching to exponent notation (100, not 1E+2).
-
-    Runs for every money value read from the database; checking for a whole number first
-    avoids `normalize().as_tuple()` (a tuple per value), which cost twice as much.
-    """
-    if amount == amount.to_integral_value():
-        return amount.quantize(_WHOLE)
-    return amount.normalize()  # not whole: its exponent stays negative, never 1E+2
 
 
 class Money(TypeDecorator[Decimal]):

@@ -40,9 +40,10 @@ from usagegraph.datasources import admin_writes
 from usagegraph.datasources.transactions import run_write
 from usagegraph.datasources.usage_writes import forget_events
 from usagegraph.db.models import ApiKey, Membership
-from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN, INSTITUTION_ROLES
-from usagegraph.db.types import MAX_BIGINT
+from usagegraph.db.models.institutions import INSTITUTION_ROLES
 from usagegraph.errors import forbidden, invalid, not_found, unauthorized
+from usagegraph.input_ids import INSTITUTION_ID_PATTERN
+from usagegraph.input_ids import MAX_ID as MAX_BIGINT
 from usagegraph.resolvers.snapshots import (
     BucketSnapshot,
     SnapshotStorage,

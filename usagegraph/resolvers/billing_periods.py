@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.billing import billing_facts, messages_by_month
-from usagegraph.db.types import MAX_BIGINT
 from usagegraph.errors import invalid, not_found
+from usagegraph.input_ids import MAX_ID as MAX_BIGINT
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
 
 DEFAULT_LIMIT = 12

@@ -22,8 +22,8 @@ from usagegraph.datasources.wallets import (
     ledger_entries,
 )
 from usagegraph.db.models import LedgerEntry
-from usagegraph.db.types import MAX_BIGINT
 from usagegraph.errors import invalid
+from usagegraph.input_ids import MAX_ID as MAX_BIGINT
 from usagegraph.resolvers.account import account_holder_id
 
 DEFAULT_LEDGER_LIMIT = 50

@@ -62,9 +62,7 @@ from usagegraph.datasources.usage_writes import (
     UsageKey,
 )
 from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent
-from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN
 from usagegraph.db.models.usage import USAGE_STATUSES
-from usagegraph.db.types import canonical_money
 from usagegraph.errors import (
     ErrorCode,
     UsageGraphError,
@@ -72,7 +70,8 @@ from usagegraph.errors import (
     invalid,
     unauthorized,
 )
-from usagegraph.input_ids import is_id
+from usagegraph.input_ids import INSTITUTION_ID_PATTERN, is_id
+from usagegraph.money import canonical_money
 from usagegraph.resolvers.event_time_window import (
     EventTimeBounds,
     check_event_time,

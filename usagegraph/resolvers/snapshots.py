@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.buckets import readable_bucket, snapshots_of_buckets
 from usagegraph.db.models import Snapshot
-from usagegraph.db.models.buckets import BUCKET_ID_PATTERN
 from usagegraph.errors import invalid, not_found
+from usagegraph.input_ids import BUCKET_ID_PATTERN
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -35,8 +35,8 @@ from usagegraph.datasources.usage import (
     usage_by_slot,
 )
 from usagegraph.db.models import PERSONAL_INSTANCE, Institution, Wallet
-from usagegraph.db.types import canonical_money
 from usagegraph.errors import forbidden, invalid, unauthorized
+from usagegraph.money import canonical_money
 from usagegraph.resolvers.calendar import (
     UTC_ZONE,
     Granularity,

@@ -40,10 +40,9 @@ from usagegraph.datasources.user_stats import (
     user_profiles,
 )
 from usagegraph.db.models import PERSONAL_INSTANCE
-from usagegraph.db.models.institutions import INSTITUTION_ID_PATTERN
 from usagegraph.db.models.users import USER_ROLES
 from usagegraph.errors import forbidden, invalid, unauthorized
-from usagegraph.input_ids import is_id
+from usagegraph.input_ids import INSTITUTION_ID_PATTERN, is_id
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
 
 ROW_LIMIT = 5000

@@ -18,6 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from usagegraph.auth.principal import Principal
 from usagegraph.errors import UsageGraphError, invalid
+from usagegraph.http.envelopes import coded_error
+from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
 from usagegraph.iso_dates import OutOfRange, parse_moment
 from usagegraph.resolvers.account import (
@@ -40,8 +42,6 @@ from usagegraph.resolvers.ledger import (
     account_ledger,
 )
 from usagegraph.rest.context import now_of, principal_of, sessions_of
-from usagegraph.rest.envelopes import coded_error
-from usagegraph.rest.json import JSON
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
 

@@ -16,11 +16,11 @@ from starlette.routing import BaseRoute, Route
 
 from usagegraph.auth.principal import CallerKind
 from usagegraph.errors import ErrorCode, UsageGraphError, invalid, unauthorized
+from usagegraph.http.envelopes import coded_error
+from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
 from usagegraph.resolvers.billing_periods import BillingPeriod, BillingPeriodPage, billing_periods
 from usagegraph.rest.context import now_of, principal_of, sessions_of
-from usagegraph.rest.envelopes import coded_error
-from usagegraph.rest.json import JSON
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

@@ -18,12 +18,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from usagegraph.errors import UsageGraphError, invalid, unauthorized
+from usagegraph.http.envelopes import clients_error
+from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
 from usagegraph.iso_dates import OutOfRange, parse_date
 from usagegraph.resolvers.snapshots import BucketSnapshot, bucket_snapshots, validate_bucket_id
 from usagegraph.rest.context import now_of, principal_of, sessions_of
-from usagegraph.rest.envelopes import clients_error
-from usagegraph.rest.json import JSON
 
 
 def _single(request: Request, name: str) -> str | None:

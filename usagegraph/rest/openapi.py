@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from usagegraph import __version__
-from usagegraph.rest.json import JSON
+from usagegraph.http.json import JSON
 
 INSTITUTION_ID = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
 NUMBER = {"type": "number"}

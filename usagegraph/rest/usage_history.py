@@ -15,11 +15,11 @@ from starlette.routing import BaseRoute, Route
 
 from usagegraph.cache import Cache
 from usagegraph.errors import UsageGraphError
+from usagegraph.http.envelopes import legacy_error
+from usagegraph.http.json import JSON
 from usagegraph.input_ids import ascii_digits
 from usagegraph.resolvers.usage_history import UsageHistory, usage_history
 from usagegraph.rest.context import now_of, principal_of, sessions_of
-from usagegraph.rest.envelopes import legacy_error
-from usagegraph.rest.json import JSON
 
 PATH = "/api/user/usage-history"
 # Longer than any accepted window; longer strings cannot be one and need no int() work.
@@ -37,7 +37,7 @@ def parse_window(raw: str | None) -> int | None:
 
 
 def render(history: UsageHistory) -> dict[str, Any]:
-    """The seed's body; Decimals and datetimes are rendered by rest.json."""
+    """The body of the usage-history route; Decimals and datetimes are rendered by http.json."""
     return {
         "success": True,
         "instanceId": history.instance_id,

@@ -21,10 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from usagegraph.db.types import canonical_money
 from usagegraph.errors import UsageGraphError, invalid
+from usagegraph.http.envelopes import legacy_error
+from usagegraph.http.json import JSON, iso_timestamp
 from usagegraph.input_ids import ascii_digits, id_or_none
 from usagegraph.iso_dates import OutOfRange, parse_moment
+from usagegraph.money import canonical_money
 from usagegraph.resolvers.calendar import Granularity
 from usagegraph.resolvers.user_stats import (
     NOT_USER_IDS,
@@ -35,8 +37,6 @@ from usagegraph.resolvers.user_stats import (
     user_stats,
 )
 from usagegraph.rest.context import now_of, principal_of, sessions_of
-from usagegraph.rest.envelopes import legacy_error
-from usagegraph.rest.json import JSON, iso_timestamp
 
 PATH = "/api/admin/histories/charts/user-stats"
 # The row fields, in the seed's order: the JSON keys and the CSV header alike.

@@ -28,8 +28,8 @@ from strawberry.types.unset import UNSET
 from usagegraph.auth.challenge import authentication_error
 from usagegraph.datasources.loaders import Loaders
 from usagegraph.errors import ErrorCode, UsageGraphError
+from usagegraph.http.json import JSON, dumps
 from usagegraph.input_text import NotJson, NotUtf8, json_value, query_string_is_utf8
-from usagegraph.rest.json import JSON, dumps
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
 from usagegraph.schema.graphiql import graphiql_page

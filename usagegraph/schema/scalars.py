@@ -11,9 +11,9 @@ import dateutil.parser
 import strawberry
 from strawberry.schema.types.base_scalars import isoformat, wrap_parser
 
-from usagegraph.db.types import MAX_BIGINT, canonical_money
-from usagegraph.input_ids import parse_integer
+from usagegraph.input_ids import MAX_ID, parse_integer
 from usagegraph.iso_dates import INSTANT_BOUNDS, OutOfRange, storable_day, storable_instant
+from usagegraph.money import canonical_money
 
 
 def _serialize(value: Decimal) -> str:
@@ -74,7 +74,7 @@ def _parse_big_int(value: object) -> int:
         raise ValueError(f"{value!r} is not an integer")
     if isinstance(value, str):
         return parse_integer(value)
-    if not -MAX_BIGINT - 1 <= value <= MAX_BIGINT:
+    if not -MAX_ID - 1 <= value <= MAX_ID:
         raise ValueError("BigInt values must fit in 64 bits")
     return value
 

@@ -12,8 +12,6 @@ from sqlalchemy.types import JSON
 from usagegraph.db.models.base import Base, utcnow
 from usagegraph.db.types import UTCDateTime
 
-BUCKET_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-
 
 class ClientBucket(Base):
     """A client's storage area, owned by one institution."""

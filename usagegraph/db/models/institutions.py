@@ -13,7 +13,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from usagegraph.db.models.base import Base, utcnow
 from usagegraph.db.types import Money, UTCDateTime
 
-INSTITUTION_ID_PATTERN = r"^[0-9a-f]{24}$"
 INSTITUTION_ROLES = ("user", "admin")
 
 

@@ -23,10 +23,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from usagegraph.errors import unavailable
-from usagegraph.health import PROBE_PATHS
-from usagegraph.loop_watchdog import RequestOverrun, watch_request
+from usagegraph.http.envelopes import error_response_for
+from usagegraph.http.health import PROBE_PATHS
+from usagegraph.http.loop_watchdog import RequestOverrun, watch_request
 from usagegraph.outages import MESSAGES, OutageRecord, Unavailability, classify, recording
-from usagegraph.rest.envelopes import error_response_for
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.errors import rate_limited
-from usagegraph.health import PROBE_PATHS
-from usagegraph.rest.envelopes import error_response_for
+from usagegraph.http.envelopes import error_response_for
+from usagegraph.http.health import PROBE_PATHS
 from usagegraph.settings import RateLimit, Settings
 
 log = logging.getLogger(__name__)
@@ -213,12 +212,16 @@ def create_rate_limiter(settings: Settings) -> RateLimiter | None:
     return MemoryRateLimiter(settings.rate_limit)
 
 
-def caller_key(principal: Principal | None, scope: Scope) -> str:
-    """Whose bucket a request takes from: the identity its credential resolved to."""
-    if principal is not None and principal.kind is CallerKind.USER:
-        return f"user:{principal.user_id}"
-    if principal is not None and principal.kind is CallerKind.INSTITUTION:
-        return f"institution:{principal.institution_id}"
+# Where the principal middleware leaves the caller's bucket key (auth/middleware.py).
+CALLER_KEY_STATE = "caller_key"
+
+
+def bucket_key(scope: Scope) -> str:
+    """Whose bucket a request takes from: the key the principal middleware resolved, else
+    the client address."""
+    key = scope.get("state", {}).get(CALLER_KEY_STATE)
+    if key is not None:
+        return key
     client = scope.get("client")
     return f"ip:{client[0] if client else 'unknown'}"
 
@@ -234,8 +237,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or limiter is None or scope["path"] in PROBE_PATHS:
             await self.app(scope, receive, send)
             return
-        state = scope.get("state", {})
-        decision = await limiter.take(caller_key(state.get("principal"), scope))
+        decision = await limiter.take(bucket_key(scope))
         if decision.allowed:
             await self.app(scope, receive, send)
             return
@@ -243,7 +245,7 @@ class RateLimitMiddleware:
         response = error_response_for(
             scope["path"],
             rate_limited(seconds),
-            state.get("request_id", "unknown"),
+            scope.get("state", {}).get("request_id", "unknown"),
             headers={"Retry-After": str(seconds)},
         )
         await response(scope, receive, send)

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from usagegraph.errors import ErrorCode, UsageGraphError
-from usagegraph.rest.envelopes import error_response_for
+from usagegraph.http.envelopes import error_response_for
 
 
 class BodyLimitMiddleware:

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 
 from usagegraph.errors import UsageGraphError
-from usagegraph.rest.json import JSON
+from usagegraph.http.json import JSON
 
 
 class Family(Enum):
