@@ -15,6 +15,7 @@ from usagegraph.datasources import directory
 from usagegraph.input_ids import is_id
 from usagegraph.schema.account import LedgerEntry
 from usagegraph.schema.buckets import ClientBucket, Snapshot, resolve_bucket
+from usagegraph.schema.buckets_mutations import BucketsMutations
 from usagegraph.schema.connections import build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.directory import (
@@ -24,9 +25,9 @@ from usagegraph.schema.directory import (
     User,
     resolve_institution,
 )
+from usagegraph.schema.directory_mutations import DirectoryMutations
 from usagegraph.schema.errors import CodedErrors, CodedSchema
 from usagegraph.schema.limits import limit_extensions
-from usagegraph.schema.mutations import Mutation
 from usagegraph.schema.pagination import (
     AfterArgument,
     FirstArgument,
@@ -36,8 +37,10 @@ from usagegraph.schema.pagination import (
 )
 from usagegraph.schema.scalars import SCALAR_MAP
 from usagegraph.schema.usage_events import UsageEvent
+from usagegraph.schema.usage_mutations import ForgetUsageMutations, UsageMutations
 from usagegraph.schema.user_stats import UserStatsInput, UserStatsReport, resolve_user_stats
 from usagegraph.schema.viewer import Viewer, resolve_viewer
+from usagegraph.schema.wallet_mutations import WalletMutations
 from usagegraph.settings import GraphQLLimits
 
 
@@ -113,6 +116,22 @@ class Query:
             cursor_of=lambda row: encode_cursor(row.id),
             node_of=Institution.from_row,
         )
+
+
+# Every write, one domain module each (`schema/*_mutations.py`). The bases are the domains in
+# the order the exported SDL lists their fields (Strawberry keeps the bases' order): usage
+# recording, wallets, forgetting usage, buckets, directory. This is what
+# `strawberry.tools.merge_types("Mutation", (...))` builds, written out because merge_types
+# gives the merged type no description and the SDL documents Mutation.
+@strawberry.type(description="Every write of the usagegraph API; each is one transaction.")
+class Mutation(
+    UsageMutations,
+    WalletMutations,
+    ForgetUsageMutations,
+    BucketsMutations,
+    DirectoryMutations,
+):
+    pass
 
 
 # The converted graph. Strawberry converts a type once per schema and its relay `node` field
