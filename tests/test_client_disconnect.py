@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.types import Message
 
-from tests.rest.user_stats_data import SUPER, headers, seed_campus
+from tests.fixtures.user_stats_data import SUPER, headers, seed_campus
 
 
 async def test_a_body_never_sent_ends_the_request_quietly(

@@ -23,7 +23,7 @@ import pytest
 from tests.cli.running import cli_env, server_process, serving
 from tests.conftest import client_of
 from tests.databases import TestDatabase
-from tests.schema.fragment_documents import fan_out
+from tests.fixtures.fragment_documents import fan_out
 from tests.stalling_app import with_stall_route
 from usagegraph.http.loop_watchdog import LoopWatchdog
 from usagegraph.settings import Settings

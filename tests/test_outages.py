@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from tests.cli.running import cli_env, serving
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
 from tests.databases import TestDatabase
-from tests.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_user
 from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.principal import Principal

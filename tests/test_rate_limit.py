@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
-from tests.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_user
 from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.middleware import caller_key

@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.factories import add_institution
+from tests.fixtures.factories import add_institution
 from usagegraph.auth.api_keys import create_api_key, institution_for_api_key
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import ApiKey, utcnow

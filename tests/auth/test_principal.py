@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_user
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.credentials import presented_credential
 from usagegraph.auth.tokens import mint_token

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.cli.running import cli_env, run_cli
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
 from tests.databases import TestDatabase
-from tests.factories import add_user
+from tests.fixtures.factories import add_user
 from usagegraph.app import create_app
 from usagegraph.auth.tokens import InvalidTokenError, mint_token, user_id_from_token
 from usagegraph.db.engine import session_factory

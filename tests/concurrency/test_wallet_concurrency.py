@@ -15,8 +15,8 @@ from typing import TypeVar
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from tests.factories import add_institution, add_user
-from tests.resolvers.metering_data import (
+from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.metering_data import (
     ACME,
     API_ACME,
     NOW,

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.factories import add_institution, add_usage_events, add_user
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.datasources.usage import (
     DAY_SLOT_SECONDS,

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.cli.running import cli_env, run_cli
 from tests.conftest import FIXED_NOW
 from tests.databases import TestDatabase
-from tests.factories import add_institution, add_usage_events, add_user
-from tests.resolvers.metering_data import event, principal, run
+from tests.fixtures.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.metering_data import event, principal, run
 from usagegraph.datasources.usage import (
     DAY_SLOT_SECONDS,
     ZONE_SAFE_SLOT_SECONDS,

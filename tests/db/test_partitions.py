@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cli.running import cli_env, run_cli
 from tests.databases import TestDatabase
-from tests.factories import add_usage_events, add_user
+from tests.fixtures.factories import add_usage_events, add_user
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.usage import of_user, usage_by_slot
 from usagegraph.db.engine import create_engine, session_factory

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.factories import add_institution, add_user
-from tests.rest.account_data import (
+from tests.fixtures.account_data import (
     ACME,
     Event,
     add_events,
@@ -23,6 +22,7 @@ from tests.rest.account_data import (
     principal_for,
     set_user_times,
 )
+from tests.fixtures.factories import add_institution, add_user
 from usagegraph.auth.principal import Principal
 from usagegraph.db.engine import session_factory
 from usagegraph.errors import ErrorCode, UsageGraphError

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from tests.factories import add_institution, add_user
-from tests.resolvers.metering_data import (
+from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.metering_data import (
     ACME,
     ANONYMOUS,
     API_ACME,

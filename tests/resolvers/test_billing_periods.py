@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.rest.billing_data import ACME, OTHER, add_institution, at, seed_billing
+from tests.fixtures.billing_data import ACME, OTHER, add_institution, at, seed_billing
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.db.engine import session_factory

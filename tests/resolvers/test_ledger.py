@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.factories import add_user
-from tests.rest.account_data import Entry, add_entries, at, principal_for
+from tests.fixtures.account_data import Entry, add_entries, at, principal_for
+from tests.fixtures.factories import add_user
 from usagegraph.db.engine import session_factory
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers.ledger import (

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.databases import TestDatabase
-from tests.factories import add_institution, add_user
-from tests.resolvers.metering_data import ACME, API_ACME, NOW, event, run
-from tests.statements import count_statements
+from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.metering_data import ACME, API_ACME, NOW, event, run
+from tests.fixtures.statements import count_statements
 from usagegraph.resolvers.metering import OutcomeStatus, record_usage_batch
 
 # An API key's batch of new institution events (no cap, fresh idempotency keys): read the

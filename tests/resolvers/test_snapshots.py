@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.rest.clients_data import ACME, COMPUTED, OTHER, seed_buckets
+from tests.fixtures.clients_data import ACME, COMPUTED, OTHER, seed_buckets
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.db.engine import session_factory

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.rest.usage_history_data import (
+from tests.fixtures.usage_history_data import (
     ACME,
     OTHER,
     UNKNOWN,

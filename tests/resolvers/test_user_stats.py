@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.rest.user_stats_data import (
+from tests.fixtures.user_stats_data import (
     ACME,
     ADA,
     BETA,

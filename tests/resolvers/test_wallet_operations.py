@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.factories import add_institution, add_user
-from tests.resolvers.metering_data import (
+from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.metering_data import (
     ACME,
     ANONYMOUS,
     API_ACME,

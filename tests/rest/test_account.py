@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.factories import add_institution, add_user
-from tests.rest.account_data import (
+from tests.fixtures.account_data import (
     ACME,
     Entry,
     Event,
@@ -26,6 +25,7 @@ from tests.rest.account_data import (
     at,
     set_user_times,
 )
+from tests.fixtures.factories import add_institution, add_user
 from usagegraph.auth.tokens import mint_token
 
 ENDPOINTS = ("usage", "credits", "ledger", "summary")

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.rest.billing_data import ACME, add_institution, add_key, at, seed_billing
+from tests.fixtures.billing_data import ACME, add_institution, add_key, at, seed_billing
 from usagegraph.auth.tokens import mint_token
 
 PATH = "/v1/billing/usage-history"

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
-from tests.rest.usage_history_data import (
+from tests.fixtures.usage_history_data import (
     ACME,
     OTHER,
     UNKNOWN,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.rest.user_stats_data import (
+from tests.fixtures.user_stats_data import (
     ACME,
     ADA,
     BETA,

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
-from tests.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.statements import count_statements
 from tests.schema.graph import error_codes, graphql
-from tests.statements import count_statements
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import LedgerEntry, Membership, UsageEvent, User, Wallet

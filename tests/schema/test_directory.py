@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_user
 from tests.schema.graph import error_codes, graphql
 
 ACME = "a" * 24

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import FIXED_NOW, client_of
-from tests.schema.fragment_documents import deep_input_json, fan_out, fragment_dags
+from tests.fixtures.fragment_documents import deep_input_json, fan_out, fragment_dags
 from tests.schema.graph import error_codes, graphql
 from tests.work_budget import call_budget
 from usagegraph.app import create_app

@@ -16,7 +16,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_user
 from tests.schema.graph import error_codes, graphql
 from usagegraph.auth.tokens import mint_token
 from usagegraph.datasources import directory

@@ -21,7 +21,7 @@ from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 
 from tests.conftest import TEST_JWT_SECRET, client_of
-from tests.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_user
 from tests.schema.graph import error_codes, graphql
 from usagegraph.auth.tokens import mint_token
 from usagegraph.schema.limits import CACHE_SIZE, within_cost

@@ -13,8 +13,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.factories import add_usage_events
-from tests.rest import billing_data, clients_data, usage_history_data, user_stats_data
+from tests.fixtures import billing_data, clients_data, usage_history_data, user_stats_data
+from tests.fixtures.factories import add_usage_events
 from tests.schema.graph import error_codes, graphql
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import UsageEvent

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.factories import add_institution, add_usage_events, add_user
 from tests.schema.graph import graphql
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import UsageEvent
