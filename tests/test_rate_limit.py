@@ -210,12 +210,12 @@ async def test_an_unreachable_redis_falls_back_to_local_buckets(
     """A Redis outage never refuses a request by itself, nor lets everyone through."""
     limiter = RedisRateLimiter(DEAD_REDIS_URL, RateLimit(per_minute=60, burst=2))
     try:
-        with caplog.at_level(logging.WARNING, logger="usagegraph.http.rate_limit"):
+        with caplog.at_level(logging.WARNING, logger="usagegraph.http.redis_guard"):
             decisions = [await limiter.take("user:1") for _ in range(3)]
     finally:
         await limiter.close()
     assert decisions == [ALLOWED, ALLOWED, refused(1)]
-    messages = [r.getMessage() for r in caplog.records if r.name == "usagegraph.http.rate_limit"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "usagegraph.http.redis_guard"]
     assert len(messages) == 1  # then Redis is skipped for a while: one warning, not three
     assert messages[0].startswith("Redis rate limiter failed")
 

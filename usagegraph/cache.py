@@ -8,30 +8,22 @@ they, not this module, decide what makes two payloads distinct.
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
+from usagegraph.http.redis_guard import (
+    DEFAULT_REDIS_RETRY_AFTER_SECONDS,
+    DEFAULT_REDIS_TIMEOUT_SECONDS,
+    MonotonicClock,
+    RedisGuard,
+    RedisUnavailable,
+)
 from usagegraph.settings import Settings
-
-log = logging.getLogger(__name__)
-
-MonotonicClock = Callable[[], float]
 
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_KEY_PREFIX = "usagegraph:"
-# A cache that answers slower than this is slower than recomputing a small report.
-DEFAULT_REDIS_TIMEOUT_SECONDS = 0.5
-# After a Redis failure, skip it for this long, so an outage costs one timeout, not one per call.
-DEFAULT_REDIS_RETRY_AFTER_SECONDS = 5.0
 
 
 class Cache(Protocol):
@@ -103,9 +95,9 @@ class MemoryCache:
 class RedisCache:
     """A cache shared by every worker, in Redis (`redis.asyncio`).
 
-    Every key gets `prefix`, so one Redis can serve several deployments (and tests). Calls are
-    bounded by `timeout_seconds` and never retried; after a failure Redis is skipped for
-    `retry_after_seconds`.
+    Every key gets `prefix`, so one Redis can serve several deployments (and tests). Calls go
+    through a `RedisGuard`: bounded, never retried, Redis skipped for a while after a failure
+    (a read is then a miss and a write is dropped).
     """
 
     def __init__(
@@ -118,52 +110,31 @@ class RedisCache:
         clock: MonotonicClock = time.monotonic,
     ) -> None:
         self.prefix = prefix
-        self._timeout = timeout_seconds
-        self._retry_after = retry_after_seconds
-        self._clock = clock
-        self._skip_until = float("-inf")
-        self._client = Redis.from_url(
+        self._redis = RedisGuard(
             url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
+            fallback="computing without the cache",
+            timeout_seconds=timeout_seconds,
+            retry_after_seconds=retry_after_seconds,
+            clock=clock,
         )
 
     async def get(self, key: str) -> bytes | None:
-        if self._skipping():
-            return None
         try:
-            async with asyncio.timeout(self._timeout):
-                value = await self._client.get(self.prefix + key)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed("read", exc)
+            value = await self._redis.run("cache read", lambda redis: redis.get(self.prefix + key))
+        except RedisUnavailable:
             return None
         return bytes(value) if value is not None else None
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
-        if self._skipping():
-            return
         milliseconds = max(1, round(ttl_seconds * 1000))
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._client.set(self.prefix + key, value, px=milliseconds)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed("write", exc)
+        with contextlib.suppress(RedisUnavailable):
+            await self._redis.run(
+                "cache write",
+                lambda redis: redis.set(self.prefix + key, value, px=milliseconds),
+            )
 
     async def close(self) -> None:
-        await self._client.aclose()
-
-    def _skipping(self) -> bool:
-        return self._clock() < self._skip_until
-
-    def _failed(self, operation: str, exc: BaseException) -> None:
-        self._skip_until = self._clock() + self._retry_after
-        log.warning(
-            "Redis cache %s failed (%s); computing without the cache for %.0f s",
-            operation,
-            type(exc).__name__,
-            self._retry_after,
-        )
+        await self._redis.close()
 
 
 class NoCache:

@@ -15,35 +15,29 @@ The probes (/healthz, /readyz) are never limited, and `per_minute = 0` turns lim
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from usagegraph.errors import rate_limited
 from usagegraph.http.envelopes import error_response_for
 from usagegraph.http.health import PROBE_PATHS
+from usagegraph.http.redis_guard import (
+    DEFAULT_REDIS_RETRY_AFTER_SECONDS,
+    DEFAULT_REDIS_TIMEOUT_SECONDS,
+    MonotonicClock,
+    RedisGuard,
+    RedisUnavailable,
+)
 from usagegraph.settings import RateLimit, Settings
-
-log = logging.getLogger(__name__)
-
-MonotonicClock = Callable[[], float]
 
 DEFAULT_KEY_PREFIX = "usagegraph:ratelimit:"
 # Beyond this many callers in one process, the least recently seen bucket is forgotten.
 DEFAULT_MAX_BUCKETS = 100_000
-DEFAULT_REDIS_TIMEOUT_SECONDS = 0.5
-DEFAULT_REDIS_RETRY_AFTER_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,35 +158,26 @@ class RedisRateLimiter:
     ) -> None:
         self.prefix = prefix
         self._limit = limit
-        self._timeout = timeout_seconds
-        self._retry_after = retry_after_seconds
-        self._clock = clock
-        self._skip_until = float("-inf")
         self._fallback = MemoryRateLimiter(limit, clock)
-        self._client = Redis.from_url(
+        self._redis = RedisGuard(
             url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
+            fallback="limiting in this process",
+            timeout_seconds=timeout_seconds,
+            retry_after_seconds=retry_after_seconds,
+            clock=clock,
         )
-        self._script = self._client.register_script(_TAKE_SCRIPT)
+        self._script = self._redis.client.register_script(_TAKE_SCRIPT)
 
     async def take(self, key: str) -> Decision:
-        if self._clock() < self._skip_until:
-            return await self._fallback.take(key)
         per_millisecond = self._limit.per_minute / 60_000
         try:
-            async with asyncio.timeout(self._timeout):
-                allowed, wait = await self._script(
+            allowed, wait = await self._redis.run(
+                "rate limiter",
+                lambda _redis: self._script(
                     keys=[self.prefix + key], args=[repr(per_millisecond), self._limit.burst]
-                )
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._skip_until = self._clock() + self._retry_after
-            log.warning(
-                "Redis rate limiter failed (%s); limiting in this process for %.0f s",
-                type(exc).__name__,
-                self._retry_after,
+                ),
             )
+        except RedisUnavailable:
             return await self._fallback.take(key)
         if int(allowed) == 1:
             return ALLOWED
@@ -200,7 +185,7 @@ class RedisRateLimiter:
 
     async def close(self) -> None:
         await self._fallback.close()
-        await self._client.aclose()
+        await self._redis.close()
 
 
 def create_rate_limiter(settings: Settings) -> RateLimiter | None:
