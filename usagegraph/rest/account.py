@@ -41,7 +41,7 @@ from usagegraph.resolvers.ledger import (
     LedgerType,
     account_ledger,
 )
-from usagegraph.rest.context import now_of, principal_of, sessions_of
+from usagegraph.resolvers.request_context import context_of
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
@@ -182,7 +182,7 @@ def _account_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Respons
 
     async def endpoint(request: Request) -> Response:
         try:
-            principal = principal_of(request)
+            principal = context_of(request).principal
             account_holder_id(principal)
             payload = await handler(request, principal)
         except UsageGraphError as error:
@@ -195,16 +195,16 @@ def _account_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Respons
 async def _usage(request: Request, principal: Principal) -> dict[str, Any]:
     period = _choice(request, "period", AccountPeriod) or AccountPeriod.MONTHLY
     start, end = _moment(request, "from"), _moment(request, "to")
-    async with sessions_of(request)() as session:
+    async with context_of(request).sessions() as session:
         stats = await account_usage(
-            session, principal, now_of(request), period=period, start=start, end=end
+            session, principal, context_of(request).now, period=period, start=start, end=end
         )
     return {"data": [usage_stats_json(item) for item in stats]}
 
 
 async def _credits(request: Request, principal: Principal) -> dict[str, Any]:
-    async with sessions_of(request)() as session:
-        balance = await account_credits(session, principal, now_of(request))
+    async with context_of(request).sessions() as session:
+        balance = await account_credits(session, principal, context_of(request).now)
     return credit_balance_json(balance)
 
 
@@ -216,11 +216,11 @@ async def _ledger(request: Request, principal: Principal) -> dict[str, Any]:
     )
     limit = _integer(request, "limit", DEFAULT_LEDGER_LIMIT)
     offset = _integer(request, "offset", 0)
-    async with sessions_of(request)() as session:
+    async with context_of(request).sessions() as session:
         page = await account_ledger(
             session,
             principal,
-            now_of(request),
+            context_of(request).now,
             ledger_filter=ledger_filter,
             limit=limit,
             offset=offset,
@@ -229,8 +229,8 @@ async def _ledger(request: Request, principal: Principal) -> dict[str, Any]:
 
 
 async def _summary(request: Request, principal: Principal) -> dict[str, Any]:
-    async with sessions_of(request)() as session:
-        summary = await account_summary(session, principal, now_of(request))
+    async with context_of(request).sessions() as session:
+        summary = await account_summary(session, principal, context_of(request).now)
     return summary_json(summary)
 
 

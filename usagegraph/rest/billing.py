@@ -20,7 +20,7 @@ from usagegraph.http.envelopes import coded_error
 from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
 from usagegraph.resolvers.billing_periods import BillingPeriod, BillingPeriodPage, billing_periods
-from usagegraph.rest.context import now_of, principal_of, sessions_of
+from usagegraph.resolvers.request_context import context_of
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -62,17 +62,17 @@ def _page_json(page: BillingPeriodPage, request_id: str) -> dict[str, Any]:
 
 
 async def usage_history(request: Request) -> Response:
-    principal = principal_of(request)
+    principal = context_of(request).principal
     if principal.kind is not CallerKind.INSTITUTION or principal.institution_id is None:
         return coded_error(unauthorized("Invalid or missing API key"), request)
     try:
         limit = _integer_param(request, "limit")
         offset = _integer_param(request, "offset")
-        async with sessions_of(request)() as session:
+        async with context_of(request).sessions() as session:
             page = await billing_periods(
                 session,
                 principal,
-                now_of(request),
+                context_of(request).now,
                 principal.institution_id,
                 limit=limit,
                 offset=offset,

@@ -22,8 +22,8 @@ from usagegraph.http.envelopes import clients_error
 from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
 from usagegraph.iso_dates import OutOfRange, parse_date
+from usagegraph.resolvers.request_context import context_of
 from usagegraph.resolvers.snapshots import BucketSnapshot, bucket_snapshots, validate_bucket_id
-from usagegraph.rest.context import now_of, principal_of, sessions_of
 
 
 def _single(request: Request, name: str) -> str | None:
@@ -74,7 +74,7 @@ def _snapshot_json(snapshot: BucketSnapshot) -> dict[str, Any]:
 
 
 async def bucket_history(request: Request) -> Response:
-    principal = principal_of(request)
+    principal = context_of(request).principal
     if not principal.is_authenticated:
         return clients_error(unauthorized("Unauthorized"), request)
     try:
@@ -82,11 +82,11 @@ async def bucket_history(request: Request) -> Response:
         start_date = _date_param(request, "start_date")
         end_date = _date_param(request, "end_date")
         limit = _integer_param(request, "limit")
-        async with sessions_of(request)() as session:
+        async with context_of(request).sessions() as session:
             snapshots = await bucket_snapshots(
                 session,
                 principal,
-                now_of(request),
+                context_of(request).now,
                 bucket_id,
                 start_date=start_date,
                 end_date=end_date,

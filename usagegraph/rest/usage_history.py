@@ -18,8 +18,8 @@ from usagegraph.errors import UsageGraphError
 from usagegraph.http.envelopes import legacy_error
 from usagegraph.http.json import JSON
 from usagegraph.input_ids import ascii_digits
+from usagegraph.resolvers.request_context import context_of
 from usagegraph.resolvers.usage_history import UsageHistory, usage_history
-from usagegraph.rest.context import now_of, principal_of, sessions_of
 
 PATH = "/api/user/usage-history"
 # Longer than any accepted window; longer strings cannot be one and need no int() work.
@@ -70,11 +70,11 @@ def _cache_of(request: Request) -> Cache | None:
 async def get_usage_history(request: Request) -> Response:
     params = request.query_params
     try:
-        async with sessions_of(request)() as session:
+        async with context_of(request).sessions() as session:
             history = await usage_history(
                 session,
-                principal_of(request),
-                now_of(request),
+                context_of(request).principal,
+                context_of(request).now,
                 instance_id=params.get("instanceId"),
                 window=parse_window(params.get("window")),
                 interval=params.get("interval"),

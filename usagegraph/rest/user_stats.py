@@ -28,6 +28,7 @@ from usagegraph.input_ids import ascii_digits, id_or_none
 from usagegraph.iso_dates import OutOfRange, parse_moment
 from usagegraph.money import canonical_money
 from usagegraph.resolvers.calendar import Granularity
+from usagegraph.resolvers.request_context import context_of
 from usagegraph.resolvers.user_stats import (
     NOT_USER_IDS,
     UserStats,
@@ -36,7 +37,6 @@ from usagegraph.resolvers.user_stats import (
     authorize_stats_caller,
     user_stats,
 )
-from usagegraph.rest.context import now_of, principal_of, sessions_of
 
 PATH = "/api/admin/histories/charts/user-stats"
 # The row fields, in the seed's order: the JSON keys and the CSV header alike.
@@ -280,15 +280,15 @@ def _csv_response(stats: UserStats) -> Response:
 
 
 async def user_stats_endpoint(request: Request) -> Response:
-    principal = principal_of(request)
+    principal = context_of(request).principal
     try:
         authorize_stats_caller(principal)  # 401/403 before any complaint about the body
         parsed = parse_body(await request.body())
-        async with sessions_of(request)() as session:
+        async with context_of(request).sessions() as session:
             stats = await user_stats(
                 session,
                 principal,
-                now_of(request),
+                context_of(request).now,
                 granularity=parsed.granularity,
                 range_periods=parsed.range_periods,
                 daterange=parsed.daterange,

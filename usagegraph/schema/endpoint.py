@@ -26,10 +26,10 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
 from usagegraph.auth.challenge import authentication_error
-from usagegraph.datasources.loaders import Loaders
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.http.json import JSON, dumps
 from usagegraph.input_text import NotJson, NotUtf8, json_value, query_string_is_utf8
+from usagegraph.resolvers.request_context import context_of
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
 from usagegraph.schema.graphiql import graphiql_page
@@ -52,17 +52,7 @@ class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | None = None
     ) -> GraphQLContext:
-        state: Any = request.app.state
-        principal = request.state.principal
-        return GraphQLContext(
-            principal=principal,
-            sessions=state.sessions,
-            request_id=request.state.request_id,
-            now=state.clock(),
-            loaders=Loaders(state.sessions, principal),
-            cache=getattr(state, "cache", None),
-            settings=state.settings,
-        )
+        return context_of(request)
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if isinstance(request, WebSocket):  # never routed here; kept as Strawberry has it

@@ -11,8 +11,8 @@ import strawberry
 from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
-from usagegraph.datasources import directory
 from usagegraph.input_ids import is_id
+from usagegraph.resolvers import directory
 from usagegraph.schema.account import LedgerEntry
 from usagegraph.schema.buckets import ClientBucket, Snapshot, resolve_bucket
 from usagegraph.schema.buckets_mutations import BucketsMutations
@@ -103,10 +103,7 @@ class Query:
     ) -> InstitutionConnection:
         size = page_size(first)
         after_id = institution_cursor(after)
-        async with info.context.sessions() as session:
-            rows, total = await directory.institution_page(
-                session, info.context.principal, first=size, after_id=after_id
-            )
+        rows, total = await directory.institutions_page(info.context, size=size, after_id=after_id)
         return build_connection(
             InstitutionConnection,
             rows,
