@@ -17,7 +17,6 @@ from strawberry import relay
 from strawberry.types.unset import UNSET, UnsetType
 
 from usagegraph.auth.access import is_institution_admin, is_member
-from usagegraph.datasources.usage import EventFilter
 from usagegraph.db import models
 from usagegraph.errors import forbidden
 from usagegraph.resolvers.account import AccountPeriod
@@ -145,9 +144,14 @@ class User(relay.Node):
         first: FirstArgument = None,
         after: AfterArgument = None,
     ) -> usage_events.UsageEventConnection:
-        event_filter = EventFilter(instance=instance_id, start=from_, end=to)
         return await usage_events.resolve_usage_events(
-            info, self.database_id, event_filter, first, after
+            info,
+            self.database_id,
+            instance=instance_id,
+            start=from_,
+            end=to,
+            first=first,
+            after=after,
         )
 
     @strawberry.field(

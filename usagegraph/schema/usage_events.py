@@ -10,8 +10,8 @@ from typing import Any, Self
 import strawberry
 from strawberry import relay
 
-from usagegraph.datasources.usage import EventFilter
 from usagegraph.db import models
+from usagegraph.resolvers.usage_events import usage_event_page
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.node_ids import integer_keys, load_keys
@@ -65,14 +65,26 @@ class UsageEventConnection(CountedConnection[UsageEvent]):
 
 
 async def resolve_usage_events(
-    info: Info, user_id: int, event_filter: EventFilter, first: int | None, after: str | None
+    info: Info,
+    user_id: int,
+    *,
+    instance: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    first: int | None,
+    after: str | None,
 ) -> UsageEventConnection:
     """The user's events the caller may read (their own; admins: in their institutions)."""
     size = page_size(first)
-    before = moment_id_cursor(after)
-    loaders = info.context.loaders
-    rows = await loaders.usage_event_page.load((user_id, event_filter, size, *before))
-    total = await loaders.usage_event_count.load((user_id, event_filter))
+    rows, total = await usage_event_page(
+        info.context,
+        user_id,
+        instance=instance,
+        start=start,
+        end=end,
+        size=size,
+        before=moment_id_cursor(after),
+    )
     return build_connection(
         UsageEventConnection,
         rows,
