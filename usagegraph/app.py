@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # First, so that a bad persisted-query manifest stops start-up before anything opens.
+        persisted_queries = create_persisted_queries(settings)
         await _prepare_schema(settings)
         engine = create_engine(
             settings.database_url, statement_timeout_seconds=settings.request_timeout_seconds
@@ -48,7 +50,6 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         watch_engine(engine)
         cache = create_cache(settings)
         rate_limiter = create_rate_limiter(settings)
-        persisted_queries = create_persisted_queries(settings)
         watchdog = LoopWatchdog(
             max_blocking_seconds=min(
                 settings.max_blocking_seconds, settings.request_timeout_seconds

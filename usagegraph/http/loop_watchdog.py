@@ -86,17 +86,18 @@ class LoopWatchdog:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching and give the signals back; a shutdown already asked for still ends
-        the process on time."""
+        """Stop watching and give the signals back. The thread is stopped first, so it can
+        never signal a process whose handlers are gone. After SIGTERM nothing is given back:
+        the thread stays to end the process on time if its shutdown hangs."""
         if self._thread is None:
             return
         if self._beat is not None:
             self._beat.cancel()
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
         if self._terminate_at is None:
             self._stop.set()
             self._thread.join()
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
         self._thread = None
 
     def blocked_for(self) -> float:
@@ -120,7 +121,7 @@ class LoopWatchdog:
 
     def _on_alarm(self, _signum: int, _frame: FrameType | None) -> None:
         if self.blocked_for() > self.max_blocking_seconds:
-            _interrupt_current_request(
+            self._interrupt_current_request(
                 f"held the event loop for more than {self.max_blocking_seconds:g} s"
             )
 
@@ -134,17 +135,21 @@ class LoopWatchdog:
             return
         previous(signum, frame)
         if self.blocked_for() > TICK_SECONDS * 2:
-            _interrupt_current_request("was running when the worker was asked to stop")
+            self._interrupt_current_request("was running when the worker was asked to stop")
 
+    def _interrupt_current_request(self, reason: str) -> None:
+        """Raise `RequestOverrun` in the running task if it is a request; else do nothing.
 
-def _interrupt_current_request(reason: str) -> None:
-    """Raise `RequestOverrun` in the running task if it is a request; else do nothing."""
-    task = _current_task()
-    if task is None or task not in _requests:
-        log.warning("event loop blocked outside any request; not interrupted")
-        return
-    log.warning("interrupting a request that %s", reason)
-    raise RequestOverrun(reason)
+        The blocked stretch ends here: the next request may take the loop before the
+        heartbeat runs again, and it is measured from now, not from the last beat.
+        """
+        task = _current_task()
+        if task is None or task not in _requests:
+            log.warning("event loop blocked outside any request; not interrupted")
+            return
+        log.warning("interrupting a request that %s", reason)
+        self._last_beat = time.monotonic()
+        raise RequestOverrun(reason)
 
 
 def _current_task() -> asyncio.Task[Any] | None:
