@@ -22,9 +22,9 @@ from tests.fixtures.account_data import (
     principal_for,
     set_user_times,
 )
+from tests.fixtures.contexts import request_context
 from tests.fixtures.factories import add_institution, add_user
 from usagegraph.auth.principal import Principal
-from usagegraph.db.engine import session_factory
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers.account import (
     MAX_USAGE_BUCKETS,
@@ -59,8 +59,7 @@ async def _users(engine: AsyncEngine) -> dict[str, int]:
 
 async def _usage(engine: AsyncEngine, user_id: int, **params: object) -> list[UsageStats]:
     principal = await principal_for(engine, user_id)
-    async with session_factory(engine)() as session:
-        return await account_usage(session, principal, FIXED_NOW, **params)  # type: ignore[arg-type]
+    return await account_usage(request_context(engine, principal), **params)  # type: ignore[arg-type]
 
 
 def _zero(user_id: int, period: AccountPeriod, start: datetime, end: datetime) -> UsageStats:
@@ -257,11 +256,10 @@ async def test_a_user_without_usage_gets_zero_buckets(engine: AsyncEngine) -> No
 async def test_only_an_authenticated_user_has_an_account(
     engine: AsyncEngine, principal: Principal
 ) -> None:
-    async with session_factory(engine)() as session:
-        for call in (account_usage, account_credits, account_summary):
-            with pytest.raises(UsageGraphError) as caught:
-                await call(session, principal, FIXED_NOW)
-            assert caught.value.code is ErrorCode.UNAUTHORIZED
+    for call in (account_usage, account_credits, account_summary):
+        with pytest.raises(UsageGraphError) as caught:
+            await call(request_context(engine, principal))
+        assert caught.value.code is ErrorCode.UNAUTHORIZED
 
 
 # --- credits -----------------------------------------------------------------------------
@@ -279,8 +277,9 @@ async def test_credit_balance_reads_the_wallet(engine: AsyncEngine) -> None:
         auto_reload=("10", "50"),
     )
     await add_wallet(engine, ids["bob"], balance="999", reserved="0", updated_at=at(5, 1))
-    async with session_factory(engine)() as session:
-        balance = await account_credits(session, await principal_for(engine, ids["ada"]), FIXED_NOW)
+    balance = await account_credits(
+        request_context(engine, await principal_for(engine, ids["ada"]))
+    )
     # available = 120.5 - 20.25 = 100.25
     assert balance == CreditBalance(
         ids["ada"], Decimal("120.5"), Decimal("20.25"), Decimal("100.25"), "eur",
@@ -291,8 +290,9 @@ async def test_credit_balance_reads_the_wallet(engine: AsyncEngine) -> None:
 async def test_a_user_without_a_wallet_has_an_empty_usd_balance(engine: AsyncEngine) -> None:
     ids = await _users(engine)
     await add_wallet(engine, ids["bob"], balance="999", reserved="1", updated_at=at(5, 1))
-    async with session_factory(engine)() as session:
-        balance = await account_credits(session, await principal_for(engine, ids["ada"]), FIXED_NOW)
+    balance = await account_credits(
+        request_context(engine, await principal_for(engine, ids["ada"]))
+    )
     zero = Decimal(0)
     assert balance == CreditBalance(ids["ada"], zero, zero, zero, "usd", None, False, None, None)
 
@@ -300,10 +300,9 @@ async def test_a_user_without_a_wallet_has_an_empty_usd_balance(engine: AsyncEng
 async def test_super_reads_their_own_wallet_not_anothers(engine: AsyncEngine) -> None:
     ids = await _users(engine)
     await add_wallet(engine, ids["ada"], balance="50", reserved="0", updated_at=at(5, 1))
-    async with session_factory(engine)() as session:
-        balance = await account_credits(
-            session, await principal_for(engine, ids["root"]), FIXED_NOW
-        )
+    balance = await account_credits(
+        request_context(engine, await principal_for(engine, ids["root"]))
+    )
     assert (balance.user_id, balance.balance, balance.last_updated) == (ids["root"], 0, None)
 
 
@@ -325,8 +324,9 @@ async def test_summary_brings_the_account_together(engine: AsyncEngine) -> None:
         Event(ada, at(5, 10), "0.5", status="failed"),  # this month
         Event(ids["bob"], at(5, 3), "50"),  # someone else's
     )
-    async with session_factory(engine)() as session:
-        summary = await account_summary(session, await principal_for(engine, ada), FIXED_NOW)
+    summary = await account_summary(
+        request_context(engine, await principal_for(engine, ada), FIXED_NOW)
+    )
     assert summary.user_id == ada
     assert summary.email == "ada@acme.edu"
     assert summary.credit_balance.available == Decimal("100.25")  # 120.5 - 20.25
@@ -346,8 +346,9 @@ async def test_summary_without_subscription_wallet_or_usage(engine: AsyncEngine)
     bob = ids["bob"]
     await add_subscription(engine, ids["ada"], plan="pro", status="active", period=None)
     await add_events(engine, Event(ids["ada"], at(5, 2)))
-    async with session_factory(engine)() as session:
-        summary = await account_summary(session, await principal_for(engine, bob), FIXED_NOW)
+    summary = await account_summary(
+        request_context(engine, await principal_for(engine, bob), FIXED_NOW)
+    )
     assert summary.subscription is None
     assert summary.credit_balance.balance == 0
     assert summary.usage_this_month == _zero(bob, AccountPeriod.MONTHLY, at(5, 1, 0), FIXED_NOW)
@@ -361,7 +362,8 @@ async def test_summary_at_the_first_instant_of_a_month_has_an_empty_month(
     ids = await _users(engine)
     ada = ids["ada"]
     await add_events(engine, Event(ada, at(4, 30, 23, 59)))
-    async with session_factory(engine)() as session:
-        summary = await account_summary(session, await principal_for(engine, ada), at(5, 1, 0))
+    summary = await account_summary(
+        request_context(engine, await principal_for(engine, ada), at(5, 1, 0))
+    )
     assert summary.usage_this_month == _zero(ada, AccountPeriod.MONTHLY, at(5, 1, 0), at(5, 1, 0))
     assert summary.total_requests_all_time == 1

@@ -22,9 +22,7 @@ from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources.usage import DAY_SLOT_SECONDS, UsageSlot, of_user, usage_by_slot
 from usagegraph.datasources.wallets import (
     account_holder,
-    subscription_of,
     usage_event_count,
-    wallet_of,
 )
 from usagegraph.db.models import Subscription, Wallet
 from usagegraph.errors import forbidden, invalid, unauthorized
@@ -35,6 +33,8 @@ from usagegraph.resolvers.calendar import (
     period_start,
     shift_period,
 )
+from usagegraph.resolvers.request_context import RequestContext
+from usagegraph.shapes import described
 
 # Requests that carry no endpoint are counted under this key of `requests_by_endpoint`.
 UNKNOWN_ENDPOINT = "unknown"
@@ -66,52 +66,61 @@ _GRANULARITY = {
 class UsageStats:
     """The user's usage during [period_start, period_end) (a bucket clipped to the window)."""
 
-    user_id: int
-    period: AccountPeriod
-    total_requests: int  # usage events
-    successful_requests: int
-    failed_requests: int
-    credits_consumed: Decimal
-    requests_by_endpoint: dict[str, int]  # event count per endpoint, keys sorted
-    period_start: datetime
-    period_end: datetime
+    user_id: int = described("The account's user id.")
+    period: AccountPeriod = described("daily, monthly or yearly.")
+    total_requests: int = described("Usage events in the period.")
+    successful_requests: int = described("Events with status success.")
+    failed_requests: int = described("Events with status failed.")
+    credits_consumed: Decimal = described("Credits of all those events.")
+    # Keys sorted.
+    requests_by_endpoint: dict[str, int] = described(
+        "{endpoint: event count}; events without an endpoint count as `unknown`."
+    )
+    period_start: datetime = described("Start, clipped to the window.")
+    period_end: datetime = described("End, clipped to the window.")
 
 
 @dataclass(frozen=True, slots=True)
 class CreditBalance:
     """The wallet as the seed shows it. A user without a wallet gets an empty, usd one."""
 
-    user_id: int
-    balance: Decimal
-    reserved: Decimal
-    available: Decimal  # balance - reserved
-    currency: str
-    last_updated: datetime | None  # None when the user has no wallet yet
-    auto_reload_enabled: bool
-    auto_reload_threshold: Decimal | None  # None when not configured
-    auto_reload_amount: Decimal | None  # None when not configured
+    user_id: int = described("The wallet's owner.")
+    balance: Decimal = described("Total balance.")
+    reserved: Decimal = described("Credits held by open reservations.")
+    available: Decimal = described("balance minus reserved.")
+    currency: str = described("Currency code, e.g. `usd`.")
+    last_updated: datetime | None = described(
+        "When the wallet last changed; null without a wallet."
+    )
+    auto_reload_enabled: bool = described("Whether auto-reload is on.")
+    auto_reload_threshold: Decimal | None = described(
+        "Auto-reload tops up when available falls below this."
+    )
+    auto_reload_amount: Decimal | None = described("The top-up amount.")
 
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionDetails:
     """The user's one subscription, whatever its status (the seed leaves the shape open)."""
 
-    plan: str
-    status: str
-    current_period_start: datetime | None
-    current_period_end: datetime | None
+    plan: str = described("Plan name.")
+    status: str = described("Status, e.g. `active`.")
+    current_period_start: datetime | None = described("Period start.")
+    current_period_end: datetime | None = described("Period end.")
 
 
 @dataclass(frozen=True, slots=True)
 class AccountSummary:
-    user_id: int
-    email: str
-    credit_balance: CreditBalance
-    subscription: SubscriptionDetails | None
-    usage_this_month: UsageStats  # [start of the current UTC month, now)
-    total_requests_all_time: int  # every event, every instance, forgotten included
-    account_created_at: datetime
-    last_login_at: datetime | None
+    """GET /auth/account/summary: the account at a glance (REST only)."""
+
+    user_id: int = described("The account holder.")
+    email: str = described("Their email address.")
+    credit_balance: CreditBalance = described("The wallet.")
+    subscription: SubscriptionDetails | None = described("The plan, if any.")
+    usage_this_month: UsageStats = described("Usage from the start of this UTC month to now.")
+    total_requests_all_time: int = described("Every event, every instance, forgotten included.")
+    account_created_at: datetime = described("When the account was created.")
+    last_login_at: datetime | None = described("The last sign-in, if any.")
 
 
 def account_holder_id(principal: Principal) -> int:
@@ -119,6 +128,12 @@ def account_holder_id(principal: Principal) -> int:
     if principal.kind is CallerKind.USER and principal.user_id is not None:
         return principal.user_id
     raise authentication_error(principal, "A Bearer token is required")
+
+
+def require_account(principal: Principal, user_id: int) -> None:
+    """Only the account holder (or super) reads an account's usage, balance, plan and ledger."""
+    if not owns_account(principal, user_id):
+        raise forbidden("only the account holder may read this account")
 
 
 # --- usage -------------------------------------------------------------------------------
@@ -233,23 +248,19 @@ async def _usage_stats(
 
 
 async def account_usage(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
+    context: RequestContext,
     *,
     period: AccountPeriod = AccountPeriod.MONTHLY,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> list[UsageStats]:
     """The caller's usage per calendar period overlapping [start, end), ascending."""
-    user_id = account_holder_id(principal)
-    return await user_usage(session, principal, now, user_id, period=period, start=start, end=end)
+    user_id = account_holder_id(context.principal)
+    return await user_usage(context, user_id, period=period, start=start, end=end)
 
 
 async def user_usage(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
+    context: RequestContext,
     user_id: int,
     *,
     period: AccountPeriod = AccountPeriod.MONTHLY,
@@ -257,10 +268,10 @@ async def user_usage(
     end: datetime | None = None,
 ) -> list[UsageStats]:
     """A user's usage per period (the graph's `User.usage`): their own account, or super."""
-    if not owns_account(principal, user_id):
-        raise forbidden("only the account holder may read this account's usage")
-    window = usage_window(now, start, end)
-    return await _usage_stats(session, principal, user_id, period, window)
+    require_account(context.principal, user_id)
+    window = usage_window(context.now, start, end)
+    async with context.sessions() as session:
+        return await _usage_stats(session, context.principal, user_id, period, window)
 
 
 def _empty_usage(user_id: int, period: AccountPeriod, moment: datetime) -> UsageStats:
@@ -319,12 +330,16 @@ def credit_balance(user_id: int, wallet: Wallet | None) -> CreditBalance:
     )
 
 
-async def account_credits(
-    session: AsyncSession, principal: Principal, now: datetime
-) -> CreditBalance:
+async def wallet_balance(context: RequestContext, user_id: int) -> CreditBalance:
+    """A user's balance: their own account, or super. Read through the request's loader, so
+    a page of users costs one query."""
+    require_account(context.principal, user_id)
+    return credit_balance(user_id, await context.loaders.wallet.load(user_id))
+
+
+async def account_credits(context: RequestContext) -> CreditBalance:
     """The caller's credit balance."""
-    user_id = account_holder_id(principal)
-    return credit_balance(user_id, await wallet_of(session, principal, user_id))
+    return await wallet_balance(context, account_holder_id(context.principal))
 
 
 # --- summary -----------------------------------------------------------------------------
@@ -342,22 +357,29 @@ def subscription_details(subscription: Subscription | None) -> SubscriptionDetai
     )
 
 
-async def account_summary(
-    session: AsyncSession, principal: Principal, now: datetime
-) -> AccountSummary:
+async def plan_subscription(context: RequestContext, user_id: int) -> SubscriptionDetails | None:
+    """A user's plan, if any: their own account, or super."""
+    require_account(context.principal, user_id)
+    return subscription_details(await context.loaders.subscription.load(user_id))
+
+
+async def account_summary(context: RequestContext) -> AccountSummary:
     """Balance, subscription, this month's usage and lifetime request count of the caller."""
+    principal = context.principal
     user_id = account_holder_id(principal)
-    user = await account_holder(session, principal, user_id)
-    if user is None:  # deleted since the token was checked
-        raise unauthorized(INVALID_TOKEN_MESSAGE)
-    subscription = await subscription_of(session, principal, user_id)
+    async with context.sessions() as session:
+        user = await account_holder(session, principal, user_id)
+        if user is None:  # deleted since the token was checked
+            raise unauthorized(INVALID_TOKEN_MESSAGE)
+        this_month = await usage_this_month(session, principal, context.now, user_id)
+        total_requests = await usage_event_count(session, principal, user_id)
     return AccountSummary(
         user_id=user_id,
         email=user.email,
-        credit_balance=credit_balance(user_id, await wallet_of(session, principal, user_id)),
-        subscription=subscription_details(subscription),
-        usage_this_month=await usage_this_month(session, principal, now, user_id),
-        total_requests_all_time=await usage_event_count(session, principal, user_id),
+        credit_balance=await wallet_balance(context, user_id),
+        subscription=await plan_subscription(context, user_id),
+        usage_this_month=this_month,
+        total_requests_all_time=total_requests,
         account_created_at=user.created_at,
         last_login_at=user.last_login_at,
     )

@@ -7,6 +7,7 @@ readable-account rule, so a caller sees their own entries only (super: anyone's)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,7 +25,9 @@ from usagegraph.datasources.wallets import (
 from usagegraph.db.models import LedgerEntry
 from usagegraph.errors import invalid
 from usagegraph.input_ids import MAX_ID as MAX_BIGINT
-from usagegraph.resolvers.account import account_holder_id
+from usagegraph.resolvers.account import account_holder_id, require_account
+from usagegraph.resolvers.request_context import RequestContext
+from usagegraph.shapes import described
 
 DEFAULT_LEDGER_LIMIT = 50
 MAX_LEDGER_LIMIT = 100
@@ -51,26 +54,30 @@ class LedgerFilter:
 
 @dataclass(frozen=True, slots=True)
 class CreditLedgerEntry:
-    id: int
-    user_id: int
-    type: LedgerType
-    amount: Decimal
-    balance_after: Decimal
-    description: str | None
-    reference: str | None
-    metadata: dict[str, Any]
-    created_at: datetime
+    """An immutable movement of credits."""
+
+    id: int = described("The entry's id.")
+    user_id: int = described("The wallet's owner.")
+    type: LedgerType = described("credit, debit or adjustment.")
+    amount: Decimal = described("Positive for credit and debit; an adjustment carries its sign.")
+    balance_after: Decimal = described("The balance after this entry.")
+    description: str | None = described("What it was for.")
+    reference: str | None = described("External reference, e.g. a payment.")
+    metadata: dict[str, Any] = described("Additional data.")
+    created_at: datetime = described("When it was written.")
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerPage:
     """One offset page; `total` counts every entry matching the filter."""
 
-    entries: tuple[CreditLedgerEntry, ...]
-    total: int
-    limit: int
-    offset: int
-    has_more: bool
+    entries: tuple[CreditLedgerEntry, ...] = described(
+        "The entries of this page, newest first.", json_name="data"
+    )
+    total: int = described("Entries matching the filter.")
+    limit: int = described("The page size used.")
+    offset: int = described("Entries skipped.")
+    has_more: bool = described("Whether more entries follow.")
 
 
 def validate_filter(ledger_filter: LedgerFilter) -> None:
@@ -142,3 +149,34 @@ async def account_ledger(
         offset=offset,
         has_more=offset + len(entries) < total,
     )
+
+
+# --- the graph's keyset pages, batched across users ----------------------------------------
+
+
+async def ledger_keyset_page(
+    context: RequestContext,
+    user_id: int,
+    ledger_filter: LedgerFilter,
+    *,
+    size: int,
+    before: tuple[datetime, int] | tuple[None, None],
+) -> tuple[list[CreditLedgerEntry], int]:
+    """`size + 1` entries of the user older than `before` (time, id), and how many match:
+    their own account, or super. One batch for every user of the query."""
+    require_account(context.principal, user_id)
+    validate_filter(ledger_filter)
+    entry_type = ledger_filter.entry_type.value if ledger_filter.entry_type else None
+    filters = (entry_type, ledger_filter.start, ledger_filter.end)
+    loaders = context.loaders
+    rows = await loaders.ledger_page.load((user_id, *filters, size, *before))
+    total = await loaders.ledger_count.load((user_id, *filters))
+    return [ledger_entry(row) for row in rows], total
+
+
+async def ledger_entries_by_id(
+    context: RequestContext, entry_ids: Sequence[int]
+) -> list[CreditLedgerEntry | None]:
+    """Ledger entries by id (the graph's `node`), each only if the caller may read it."""
+    rows = await context.loaders.ledger_entry.load_many(entry_ids)
+    return [ledger_entry(row) if row else None for row in rows]

@@ -24,10 +24,6 @@ from usagegraph.input_ids import parse_integer
 from usagegraph.iso_dates import OutOfRange, parse_moment
 from usagegraph.resolvers.account import (
     AccountPeriod,
-    AccountSummary,
-    CreditBalance,
-    SubscriptionDetails,
-    UsageStats,
     account_credits,
     account_holder_id,
     account_summary,
@@ -35,13 +31,12 @@ from usagegraph.resolvers.account import (
 )
 from usagegraph.resolvers.ledger import (
     DEFAULT_LEDGER_LIMIT,
-    CreditLedgerEntry,
     LedgerFilter,
-    LedgerPage,
     LedgerType,
     account_ledger,
 )
 from usagegraph.resolvers.request_context import context_of
+from usagegraph.shapes import render
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
@@ -93,82 +88,6 @@ def _integer(request: Request, name: str, default: int) -> int:
 # --- rendering (the seed's field names) --------------------------------------------------
 
 
-def usage_stats_json(stats: UsageStats) -> dict[str, Any]:
-    return {
-        "user_id": stats.user_id,
-        "period": stats.period.value,
-        "total_requests": stats.total_requests,
-        "successful_requests": stats.successful_requests,
-        "failed_requests": stats.failed_requests,
-        "credits_consumed": stats.credits_consumed,
-        "requests_by_endpoint": dict(stats.requests_by_endpoint),
-        "period_start": stats.period_start,
-        "period_end": stats.period_end,
-    }
-
-
-def credit_balance_json(balance: CreditBalance) -> dict[str, Any]:
-    return {
-        "user_id": balance.user_id,
-        "balance": balance.balance,
-        "reserved": balance.reserved,
-        "available": balance.available,
-        "currency": balance.currency,
-        "last_updated": balance.last_updated,
-        "auto_reload_enabled": balance.auto_reload_enabled,
-        "auto_reload_threshold": balance.auto_reload_threshold,
-        "auto_reload_amount": balance.auto_reload_amount,
-    }
-
-
-def ledger_entry_json(entry: CreditLedgerEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "user_id": entry.user_id,
-        "type": entry.type.value,
-        "amount": entry.amount,
-        "balance_after": entry.balance_after,
-        "description": entry.description,
-        "reference": entry.reference,
-        "metadata": entry.metadata,
-        "created_at": entry.created_at,
-    }
-
-
-def ledger_page_json(page: LedgerPage) -> dict[str, Any]:
-    return {
-        "data": [ledger_entry_json(entry) for entry in page.entries],
-        "total": page.total,
-        "limit": page.limit,
-        "offset": page.offset,
-        "has_more": page.has_more,
-    }
-
-
-def subscription_json(subscription: SubscriptionDetails | None) -> dict[str, Any] | None:
-    if subscription is None:
-        return None
-    return {
-        "plan": subscription.plan,
-        "status": subscription.status,
-        "current_period_start": subscription.current_period_start,
-        "current_period_end": subscription.current_period_end,
-    }
-
-
-def summary_json(summary: AccountSummary) -> dict[str, Any]:
-    return {
-        "user_id": summary.user_id,
-        "email": summary.email,
-        "credit_balance": credit_balance_json(summary.credit_balance),
-        "subscription": subscription_json(summary.subscription),
-        "usage_this_month": usage_stats_json(summary.usage_this_month),
-        "total_requests_all_time": summary.total_requests_all_time,
-        "account_created_at": summary.account_created_at,
-        "last_login_at": summary.last_login_at,
-    }
-
-
 # --- endpoints ---------------------------------------------------------------------------
 
 Handler = Callable[[Request, Principal], Awaitable[Any]]
@@ -195,17 +114,12 @@ def _account_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Respons
 async def _usage(request: Request, principal: Principal) -> dict[str, Any]:
     period = _choice(request, "period", AccountPeriod) or AccountPeriod.MONTHLY
     start, end = _moment(request, "from"), _moment(request, "to")
-    async with context_of(request).sessions() as session:
-        stats = await account_usage(
-            session, principal, context_of(request).now, period=period, start=start, end=end
-        )
-    return {"data": [usage_stats_json(item) for item in stats]}
+    stats = await account_usage(context_of(request), period=period, start=start, end=end)
+    return {"data": render(stats)}
 
 
 async def _credits(request: Request, principal: Principal) -> dict[str, Any]:
-    async with context_of(request).sessions() as session:
-        balance = await account_credits(session, principal, context_of(request).now)
-    return credit_balance_json(balance)
+    return render(await account_credits(context_of(request)))
 
 
 async def _ledger(request: Request, principal: Principal) -> dict[str, Any]:
@@ -225,13 +139,11 @@ async def _ledger(request: Request, principal: Principal) -> dict[str, Any]:
             limit=limit,
             offset=offset,
         )
-    return ledger_page_json(page)
+    return render(page)
 
 
 async def _summary(request: Request, principal: Principal) -> dict[str, Any]:
-    async with context_of(request).sessions() as session:
-        summary = await account_summary(session, principal, context_of(request).now)
-    return summary_json(summary)
+    return render(await account_summary(context_of(request)))
 
 
 routes: list[BaseRoute] = [

@@ -13,6 +13,9 @@ from starlette.routing import Route
 
 from usagegraph import __version__
 from usagegraph.http.json import JSON
+from usagegraph.resolvers.account import AccountSummary, CreditBalance, UsageStats
+from usagegraph.resolvers.ledger import LedgerPage
+from usagegraph.shapes import json_schema
 
 INSTITUTION_ID = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
 NUMBER = {"type": "number"}
@@ -102,53 +105,6 @@ CODED_ERRORS = {
     **_unavailable("CodedError"),
 }
 
-_USAGE_STATS = _object(
-    {
-        "user_id": INTEGER,
-        "period": {"type": "string", "enum": ["daily", "monthly", "yearly"]},
-        "total_requests": INTEGER,
-        "successful_requests": INTEGER,
-        "failed_requests": INTEGER,
-        "credits_consumed": NUMBER,
-        "requests_by_endpoint": {"type": "object", "additionalProperties": INTEGER},
-        "period_start": DATE_TIME,
-        "period_end": DATE_TIME,
-    }
-)
-_CREDIT_BALANCE = _object(
-    {
-        "user_id": INTEGER,
-        "balance": NUMBER,
-        "reserved": NUMBER,
-        "available": NUMBER,
-        "currency": {"type": "string"},
-        "last_updated": _nullable(DATE_TIME),
-        "auto_reload_enabled": {"type": "boolean"},
-        "auto_reload_threshold": _nullable(NUMBER),
-        "auto_reload_amount": _nullable(NUMBER),
-    }
-)
-_LEDGER_ENTRY = _object(
-    {
-        "id": INTEGER,
-        "user_id": INTEGER,
-        "type": {"type": "string", "enum": ["credit", "debit", "adjustment"]},
-        "amount": NUMBER,
-        "balance_after": NUMBER,
-        "description": _nullable({"type": "string"}),
-        "reference": _nullable({"type": "string"}),
-        "metadata": {"type": "object"},
-        "created_at": DATE_TIME,
-    }
-)
-_SUBSCRIPTION = _object(
-    {
-        "plan": {"type": "string"},
-        "status": {"type": "string"},
-        "current_period_start": _nullable(DATE_TIME),
-        "current_period_end": _nullable(DATE_TIME),
-    }
-)
 _USER_STATS_ROW = _object(
     {
         "user": {"type": "string"},
@@ -297,30 +253,11 @@ COMPONENTS: dict[str, Any] = {
                 ),
             }
         ),
-        "UsageStats": _USAGE_STATS,
-        "AccountUsage": _object({"data": {"type": "array", "items": _USAGE_STATS}}),
-        "CreditBalance": _CREDIT_BALANCE,
-        "CreditLedger": _object(
-            {
-                "data": {"type": "array", "items": _LEDGER_ENTRY},
-                "total": INTEGER,
-                "limit": INTEGER,
-                "offset": INTEGER,
-                "has_more": {"type": "boolean"},
-            }
-        ),
-        "AccountSummary": _object(
-            {
-                "user_id": INTEGER,
-                "email": {"type": "string"},
-                "credit_balance": _CREDIT_BALANCE,
-                "subscription": _nullable(_SUBSCRIPTION),
-                "usage_this_month": _USAGE_STATS,
-                "total_requests_all_time": INTEGER,
-                "account_created_at": DATE_TIME,
-                "last_login_at": _nullable(DATE_TIME),
-            }
-        ),
+        "UsageStats": json_schema(UsageStats),
+        "AccountUsage": _object({"data": {"type": "array", "items": json_schema(UsageStats)}}),
+        "CreditBalance": json_schema(CreditBalance),
+        "CreditLedger": json_schema(LedgerPage),
+        "AccountSummary": json_schema(AccountSummary),
         "ClientHistory": _object(
             {"snapshots": {"type": "array", "items": _SNAPSHOT}, "count": INTEGER}
         ),

@@ -19,6 +19,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from usagegraph.auth.access import is_institution_admin, is_member
 from usagegraph.db import models
 from usagegraph.errors import forbidden
+from usagegraph.resolvers import account as account_rules
 from usagegraph.resolvers.account import AccountPeriod
 from usagegraph.resolvers.ledger import LedgerFilter
 from usagegraph.schema import account, billing, buckets, usage, usage_events
@@ -85,11 +86,11 @@ class User(relay.Node):
 
     @strawberry.field(description="The credit balance. The user's own (super: any).")
     async def wallet(self, info: Info) -> account.CreditBalance:
-        return await account.resolve_wallet(info, self.database_id)
+        return await account_rules.wallet_balance(info.context, self.database_id)
 
     @strawberry.field(description="The user's plan, if any. The user's own (super: any).")
     async def subscription(self, info: Info) -> account.PlanSubscription | None:
-        return await account.resolve_subscription(info, self.database_id)
+        return await account_rules.plan_subscription(info.context, self.database_id)
 
     @strawberry.field(
         description="Credit ledger entries, newest first. The user's own (super: any)."
@@ -126,7 +127,9 @@ class User(relay.Node):
             datetime | None, strawberry.argument(description="End (default: now).")
         ] = None,
     ) -> list[account.UsageStats]:
-        return await account.resolve_usage(info, self.database_id, period, from_, to)
+        return await account_rules.user_usage(
+            info.context, self.database_id, period=period, start=from_, end=to
+        )
 
     @strawberry.field(
         description="Individual usage events, newest first: your own, or (for institution "

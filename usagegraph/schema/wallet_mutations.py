@@ -15,7 +15,6 @@ import strawberry
 from strawberry.scalars import JSON
 
 from usagegraph.resolvers import wallet_operations
-from usagegraph.resolvers.account import CreditBalance as CreditBalanceResult
 from usagegraph.resolvers.ledger import CreditLedgerEntry
 from usagegraph.schema.account import CreditBalance, LedgerEntry
 from usagegraph.schema.context import Info
@@ -26,10 +25,6 @@ from usagegraph.schema.writes import INPUT, open_write
 
 def _entry(entry: CreditLedgerEntry | None) -> LedgerEntry | None:
     return LedgerEntry.from_result(entry) if entry is not None else None
-
-
-def _balance(balance: CreditBalanceResult) -> CreditBalance:
-    return CreditBalance(**fields_of(balance))
 
 
 ReservationStatus = strawberry.enum(
@@ -52,7 +47,7 @@ class WalletMovement:
         return cls(
             entry=LedgerEntry.from_result(movement.entry),
             auto_reload=_entry(movement.auto_reload),
-            wallet=_balance(movement.wallet),
+            wallet=movement.wallet,
         )
 
 
@@ -94,7 +89,7 @@ class ReservationMovement:
             reservation=CreditReservation.from_result(movement.reservation),
             entry=_entry(movement.entry),
             auto_reload=_entry(movement.auto_reload),
-            wallet=_balance(movement.wallet),
+            wallet=movement.wallet,
         )
 
 
@@ -301,4 +296,4 @@ class WalletMutations:
                 threshold=input.threshold,
                 amount=input.amount,
             )
-        return _balance(balance)
+        return balance
