@@ -19,6 +19,7 @@ from usagegraph.datasources.billing import billing_facts, messages_by_month
 from usagegraph.errors import invalid, not_found
 from usagegraph.input_ids import MAX_ID as MAX_BIGINT
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
+from usagegraph.shapes import described
 
 DEFAULT_LIMIT = 12
 MAX_LIMIT = 24
@@ -28,26 +29,25 @@ MAX_LIMIT = 24
 class BillingPeriod:
     """One calendar month of one institution. `period_end` is the month's last day."""
 
-    period_start: date
-    period_end: date
-    message_count: int
-    # Messages per month; None means unlimited.
-    plan_limit: int | None
-    overage_count: int
+    period_start: date = described("The month's first day.")
+    period_end: date = described("The month's last day.")
+    message_count: int = described("Messages that month (forgotten and failed included).")
+    plan_limit: int | None = described("Messages included; null: unlimited.")
+    overage_count: int = described("Messages beyond the plan limit.")
 
 
 @dataclass(frozen=True, slots=True)
 class BillingPeriodPage:
     """A page of billing periods, newest first, and where it sits in the whole history."""
 
-    periods: tuple[BillingPeriod, ...]
-    # How many months the whole history holds (current month back to the first).
-    total: int
-    limit: int
-    offset: int
+    periods: tuple[BillingPeriod, ...] = described("The months of this page.")
+    total: int = described("Months from the current back to the first.")
+    limit: int = described("The page size used.")
+    offset: int = described("Months skipped.")
 
     @property
     def has_more(self) -> bool:
+        """Whether older months follow."""
         return self.offset + len(self.periods) < self.total
 
 

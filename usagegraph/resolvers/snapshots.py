@@ -11,16 +11,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.buckets import readable_bucket, snapshots_of_buckets
+from usagegraph.db import models
 from usagegraph.db.models import Snapshot
 from usagegraph.errors import invalid, not_found
 from usagegraph.input_ids import BUCKET_ID_PATTERN
+from usagegraph.resolvers.request_context import RequestContext
+from usagegraph.shapes import described
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -29,30 +32,42 @@ TOTAL = "total"
 _BUCKET_ID = re.compile(BUCKET_ID_PATTERN)
 
 
+RECORD_COUNTS_SCHEMA = {
+    "type": "object",
+    "required": [*NAMED_COLLECTIONS, "total"],
+    "properties": {name: {"type": "integer"} for name in (*NAMED_COLLECTIONS, "total")},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class PrefixStorage:
     """Objects and bytes under one storage prefix."""
 
-    count: int
-    bytes: int
+    count: int = described("Objects under it.")
+    bytes: int = described("Bytes under it.")
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStorage:
-    object_count: int
-    total_bytes: int
-    by_prefix: Mapping[str, PrefixStorage]
+    """Storage metrics of a bucket on one day."""
+
+    object_count: int = described("Total objects.")
+    total_bytes: int = described("Total bytes.")
+    by_prefix: Mapping[str, PrefixStorage] = described("Breakdown by prefix.")
 
 
 @dataclass(frozen=True, slots=True)
 class BucketSnapshot:
     """A bucket on one day. `records` holds the six named collections, `total`, then extras."""
 
-    bucket_id: str
-    snapshot_date: date
-    records: Mapping[str, int]
-    storage: SnapshotStorage
-    computed_at: datetime
+    bucket_id: str = described("The bucket.")
+    snapshot_date: date = described("The day.")
+    records: Mapping[str, int] = described(
+        "Counts by collection: the six named ones (0 when absent), total, and any other.",
+        json_schema=RECORD_COUNTS_SCHEMA,
+    )
+    storage: SnapshotStorage = described("Storage metrics.")
+    computed_at: datetime = described("When it was computed.")
 
 
 def validate_bucket_id(bucket_id: str) -> str:
@@ -167,3 +182,62 @@ async def bucket_snapshots(
         session, principal, now, [bucket_id], start_date=start_date, end_date=end_date, limit=limit
     )
     return found[bucket_id]
+
+
+# --- the graph's reads, through the request's loaders ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBucket:
+    """A client's storage area, owned by one institution."""
+
+    bucket_id: str
+    institution_id: str
+
+
+def _bucket(row: models.ClientBucket) -> ClientBucket:
+    return ClientBucket(bucket_id=row.id, institution_id=row.institution_id)
+
+
+async def buckets_by_id(context: RequestContext, ids: Sequence[str]) -> list[ClientBucket | None]:
+    """Each bucket the caller may read; None for the others."""
+    rows = await context.loaders.bucket.load_many(ids)
+    return [_bucket(row) if row else None for row in rows]
+
+
+async def bucket_by_id(context: RequestContext, bucket_id: str) -> ClientBucket | None:
+    """A bucket of one of the caller's institutions; None for any other (or unknown) id."""
+    validate_bucket_id(bucket_id)
+    (bucket,) = await buckets_by_id(context, [bucket_id])
+    return bucket
+
+
+async def buckets_of_institution(
+    context: RequestContext, institution_id: str
+) -> list[ClientBucket]:
+    rows = await context.loaders.buckets_of_institution.load(institution_id)
+    return [_bucket(row) for row in rows]
+
+
+async def snapshot_page(
+    context: RequestContext,
+    bucket_id: str,
+    *,
+    start_date: date | None,
+    end_date: date | None,
+    size: int,
+    after_day: date | None,
+) -> list[BucketSnapshot]:
+    """`size + 1` snapshots dated [start_date, end_date] before `after_day`, newest first."""
+    validate_range(start_date, end_date)
+    if after_day is not None:  # newest first: continue with the days before the cursor's
+        before = after_day - timedelta(days=1)
+        end_date = before if end_date is None else min(end_date, before)
+    rows = await context.loaders.snapshot_page.load((bucket_id, start_date, end_date, size + 1))
+    return [to_bucket_snapshot(row) for row in rows]
+
+
+async def snapshot_on(context: RequestContext, bucket_id: str, day: date) -> BucketSnapshot | None:
+    """A bucket's snapshot of one day (the graph's `node`), if the caller may read it."""
+    rows = await context.loaders.snapshot_page.load((bucket_id, day, day, 1))
+    return to_bucket_snapshot(rows[0]) if rows else None

@@ -8,11 +8,52 @@ query, and counted only from the same filter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from usagegraph.datasources.usage import EventFilter
-from usagegraph.db.models import UsageEvent
+from usagegraph.db import models
 from usagegraph.resolvers.request_context import RequestContext
+from usagegraph.shapes import described
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedUsageEvent:
+    """One metered call as it was recorded."""
+
+    id: int = described("The event's id.")
+    user_id: int = described("Who used it.")
+    instance_id: str = described("`personal` or the institution id.")
+    occurred_at: datetime = described("When it happened (UTC).")
+    credits: Decimal = described("Credits it cost.")
+    messages: int = described("Messages it counted.")
+    endpoint: str | None = described("The endpoint called, if recorded.")
+    status: str = described("`success` or `failed` (both count).")
+    forgotten: bool = described("Flagged by the user: out of the reports, still counted for money.")
+
+
+def recorded_event(row: models.UsageEvent) -> RecordedUsageEvent:
+    return RecordedUsageEvent(
+        id=row.id,
+        user_id=row.user_id,
+        instance_id=row.instance,
+        occurred_at=row.occurred_at,
+        credits=row.credits,
+        messages=row.messages,
+        endpoint=row.endpoint,
+        status=row.status,
+        forgotten=row.forgotten,
+    )
+
+
+async def usage_events_by_id(
+    context: RequestContext, ids: Sequence[int]
+) -> list[RecordedUsageEvent | None]:
+    """Events by id (the graph's `node`), each only if the caller may read it."""
+    rows = await context.loaders.usage_event.load_many(ids)
+    return [recorded_event(row) if row else None for row in rows]
 
 
 async def usage_event_page(
@@ -24,10 +65,10 @@ async def usage_event_page(
     end: datetime | None,
     size: int,
     before: tuple[datetime, int] | tuple[None, None],
-) -> tuple[list[UsageEvent], int]:
+) -> tuple[list[RecordedUsageEvent], int]:
     """`size + 1` events of the user older than `before` (time, id), and how many match."""
     event_filter = EventFilter(instance=instance, start=start, end=end)
     loaders = context.loaders
     rows = await loaders.usage_event_page.load((user_id, event_filter, size, *before))
     total = await loaders.usage_event_count.load((user_id, event_filter))
-    return rows, total
+    return [recorded_event(row) for row in rows], total

@@ -46,6 +46,7 @@ from usagegraph.resolvers.calendar import (
     periods_covering,
     shift_period,
 )
+from usagegraph.shapes import described
 
 WINDOW_CHOICES = (7, 14, 30, 90, 180)
 DEFAULT_WINDOW = 30
@@ -104,34 +105,41 @@ class UsageHistoryQuery:
 class UsageBucket:
     """Usage in one calendar period; `start` may precede the window (only usage inside counts)."""
 
-    start: datetime
-    end: datetime
-    credits: Decimal
-    messages: int
-    users: int
+    start: datetime = described(
+        "The aligned period start (may precede the window; only usage inside counts)."
+    )
+    end: datetime = described("The period end (exclusive).", surface="graph")
+    credits: Decimal = described("Credits spent.")
+    messages: int = described("Messages sent.")
+    users: int = described("Distinct users.")
 
 
 @dataclass(frozen=True, slots=True)
 class UsageTotals:
     """Sums over the whole window; `users` is distinct over the window, not a sum of buckets."""
 
-    credits: Decimal
-    messages: int
-    users: int
+    credits: Decimal = described("Credits spent.")
+    messages: int = described("Messages sent.")
+    users: int = described("Distinct users over the window.")
 
 
 @dataclass(frozen=True, slots=True)
 class UsageHistory:
-    instance_id: str
-    window: int
-    interval: Interval
-    scope: Scope  # the effective scope
-    currency: str
-    time_zone: str  # IANA name the buckets are aligned in
-    start: datetime  # the window, half-open
-    end: datetime
-    buckets: tuple[UsageBucket, ...]
-    totals: UsageTotals
+    """Bucketed usage of one instance; REST shows it without the zone and window bounds."""
+
+    instance_id: str = described("`personal` or the institution id.", json_name="instanceId")
+    window: int = described(
+        "Days of history: 7, 14, 30, 90 or 180.",
+        json_schema={"type": "integer", "enum": list(WINDOW_CHOICES)},
+    )
+    interval: Interval = described("The effective bucket size.")
+    scope: Scope = described("The effective scope.")
+    currency: str = described("The instance's currency.")
+    time_zone: str = described("The IANA zone buckets are aligned in.", surface="graph")
+    start: datetime = described("Window start (inclusive).", surface="graph")
+    end: datetime = described("Window end (exclusive).", surface="graph")
+    buckets: tuple[UsageBucket, ...] = described("Every bucket, ascending.")
+    totals: UsageTotals = described("Sums over the window.")
 
 
 # --- parameter rules (pure) ---

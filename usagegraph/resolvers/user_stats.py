@@ -44,6 +44,7 @@ from usagegraph.db.models.users import USER_ROLES
 from usagegraph.errors import forbidden, invalid, unauthorized
 from usagegraph.input_ids import INSTITUTION_ID_PATTERN, is_id
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
+from usagegraph.shapes import described
 
 ROW_LIMIT = 5000
 PERSONAL_INSTANCE_NAME = "Personal"
@@ -95,31 +96,51 @@ class UserStatsFilters:
 
 @dataclass(frozen=True, slots=True)
 class UserStatsRow:
-    """Usage of one user in one instance during one period, and their cap standing there."""
+    """Usage of one user in one instance during one period, and their cap standing there.
 
-    user_id: int
-    email: str
-    fname: str | None
-    lname: str | None
-    institution_id: str | None  # None = the personal instance
-    instance_name: str
-    ai_name: str | None
-    period_start: datetime
-    query_count: int
-    credits_used: Decimal
-    lifetime_used: Decimal
-    cap_limit: Decimal | None
-    cap_used_pct: Decimal | None
-    at_cap: bool
+    The REST names are the seed's; its `user` is the id as a string.
+    """
+
+    user_id: int = described("The user.", json_name="user", json_schema={"type": "string"})
+    email: str = described("Their email.")
+    fname: str | None = described("First name.")
+    lname: str | None = described("Last name.")
+    institution_id: str | None = described(
+        "Null for personal usage.",
+        json_name="institution",
+        json_schema={
+            "anyOf": [{"type": "string", "pattern": INSTITUTION_ID_PATTERN}, {"type": "null"}]
+        },
+    )
+    instance_name: str = described(
+        "`Personal` or the institution's name.", json_name="instanceName"
+    )
+    ai_name: str | None = described("The institution's assistant name.", json_name="aiName")
+    period_start: datetime = described("The aligned period start.", json_name="periodStart")
+    query_count: int = described("Messages in the period.", json_name="queryCount")
+    credits_used: Decimal = described("Credits in the period.", json_name="creditsUsed")
+    lifetime_used: Decimal = described(
+        "All-time credits in this instance, forgotten usage included.", json_name="lifetimeUsed"
+    )
+    cap_limit: Decimal | None = described("The cap that applies, if any.", json_name="capLimit")
+    cap_used_pct: Decimal | None = described(
+        "100 x lifetimeUsed / capLimit, half-up to 2 places.", json_name="capUsedPct"
+    )
+    at_cap: bool = described("lifetimeUsed >= capLimit.", json_name="atCap")
 
 
 @dataclass(frozen=True, slots=True)
 class UserStatsSummary:
     """Statistics over every matching row, including those past the row limit."""
 
-    mean_credits_per_user_account: Decimal
-    mean_credits_per_user_institution: Decimal
-    users_at_cap: int
+    mean_credits_per_user_account: Decimal = described(
+        "Credits / distinct users, half-up to 2 places.", json_name="meanCreditsPerUserAccount"
+    )
+    mean_credits_per_user_institution: Decimal = described(
+        "Credits / distinct (user, instance) pairs, half-up to 2 places.",
+        json_name="meanCreditsPerUserInstitution",
+    )
+    users_at_cap: int = described("Distinct users at their cap.", json_name="usersAtCap")
 
 
 @dataclass(frozen=True, slots=True)

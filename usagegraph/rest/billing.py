@@ -19,8 +19,9 @@ from usagegraph.errors import ErrorCode, UsageGraphError, invalid, unauthorized
 from usagegraph.http.envelopes import coded_error
 from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
-from usagegraph.resolvers.billing_periods import BillingPeriod, BillingPeriodPage, billing_periods
+from usagegraph.resolvers.billing_periods import BillingPeriodPage, billing_periods
 from usagegraph.resolvers.request_context import context_of
+from usagegraph.shapes import render
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -38,19 +39,9 @@ def _integer_param(request: Request, name: str) -> int | None:
         raise invalid(f"{name} must be an integer") from None
 
 
-def _period_json(period: BillingPeriod) -> dict[str, Any]:
-    return {
-        "period_start": period.period_start,
-        "period_end": period.period_end,
-        "message_count": period.message_count,
-        "overage_count": period.overage_count,
-        "plan_limit": period.plan_limit,
-    }
-
-
 def _page_json(page: BillingPeriodPage, request_id: str) -> dict[str, Any]:
     return {
-        "data": [_period_json(period) for period in page.periods],
+        "data": render(page.periods),
         "meta": {
             "request_id": request_id,
             "total": page.total,

@@ -10,7 +10,6 @@ Errors use the family's `{"error", "request_id"}` body.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
@@ -23,7 +22,8 @@ from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
 from usagegraph.iso_dates import OutOfRange, parse_date
 from usagegraph.resolvers.request_context import context_of
-from usagegraph.resolvers.snapshots import BucketSnapshot, bucket_snapshots, validate_bucket_id
+from usagegraph.resolvers.snapshots import bucket_snapshots, validate_bucket_id
+from usagegraph.shapes import render
 
 
 def _single(request: Request, name: str) -> str | None:
@@ -55,24 +55,6 @@ def _integer_param(request: Request, name: str) -> int | None:
         raise invalid(f"Invalid {name}: must be an integer") from None
 
 
-def _snapshot_json(snapshot: BucketSnapshot) -> dict[str, Any]:
-    storage = snapshot.storage
-    return {
-        "bucket_id": snapshot.bucket_id,
-        "snapshot_date": snapshot.snapshot_date,
-        "records": dict(snapshot.records),
-        "storage": {
-            "object_count": storage.object_count,
-            "total_bytes": storage.total_bytes,
-            "by_prefix": {
-                prefix: {"count": metrics.count, "bytes": metrics.bytes}
-                for prefix, metrics in storage.by_prefix.items()
-            },
-        },
-        "computed_at": snapshot.computed_at,
-    }
-
-
 async def bucket_history(request: Request) -> Response:
     principal = context_of(request).principal
     if not principal.is_authenticated:
@@ -95,7 +77,7 @@ async def bucket_history(request: Request) -> Response:
     except UsageGraphError as error:
         return clients_error(error, request)
     return JSON(
-        {"snapshots": [_snapshot_json(snapshot) for snapshot in snapshots], "count": len(snapshots)}
+        {"snapshots": [render(snapshot) for snapshot in snapshots], "count": len(snapshots)}
     )
 
 

@@ -14,7 +14,11 @@ from starlette.routing import Route
 from usagegraph import __version__
 from usagegraph.http.json import JSON
 from usagegraph.resolvers.account import AccountSummary, CreditBalance, UsageStats
+from usagegraph.resolvers.billing_periods import BillingPeriod
 from usagegraph.resolvers.ledger import LedgerPage
+from usagegraph.resolvers.snapshots import BucketSnapshot
+from usagegraph.resolvers.usage_history import UsageHistory
+from usagegraph.resolvers.user_stats import UserStatsRow, UserStatsSummary
 from usagegraph.shapes import json_schema
 
 INSTITUTION_ID = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
@@ -105,56 +109,6 @@ CODED_ERRORS = {
     **_unavailable("CodedError"),
 }
 
-_USER_STATS_ROW = _object(
-    {
-        "user": {"type": "string"},
-        "email": {"type": "string"},
-        "fname": _nullable({"type": "string"}),
-        "lname": _nullable({"type": "string"}),
-        "institution": _nullable(INSTITUTION_ID),
-        "instanceName": {"type": "string"},
-        "aiName": _nullable({"type": "string"}),
-        "periodStart": DATE_TIME,
-        "queryCount": INTEGER,
-        "creditsUsed": NUMBER,
-        "lifetimeUsed": NUMBER,
-        "capLimit": _nullable(NUMBER),
-        "capUsedPct": _nullable(NUMBER),
-        "atCap": {"type": "boolean"},
-    }
-)
-_SNAPSHOT = _object(
-    {
-        "bucket_id": {"type": "string"},
-        "snapshot_date": DATE,
-        "records": _object(
-            {
-                key: INTEGER
-                for key in (
-                    "person",
-                    "organisation",
-                    "member",
-                    "payment",
-                    "ticket",
-                    "booking",
-                    "total",
-                )
-            },
-            extra=True,
-        ),
-        "storage": _object(
-            {
-                "object_count": INTEGER,
-                "total_bytes": INTEGER,
-                "by_prefix": {
-                    "type": "object",
-                    "additionalProperties": _object({"count": INTEGER, "bytes": INTEGER}),
-                },
-            }
-        ),
-        "computed_at": DATE_TIME,
-    }
-)
 
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {
@@ -173,26 +127,7 @@ COMPONENTS: dict[str, Any] = {
         ),
         "ClientsError": _object({"error": {"type": "string"}, "request_id": REQUEST_ID}),
         "UsageHistory": _object(
-            {
-                "success": {"const": True},
-                "instanceId": {"type": "string"},
-                "window": {"type": "integer", "enum": [7, 14, 30, 90, 180]},
-                "interval": {"type": "string", "enum": ["daily", "weekly", "monthly"]},
-                "scope": {"type": "string", "enum": ["own", "all"]},
-                "currency": {"type": "string"},
-                "buckets": {
-                    "type": "array",
-                    "items": _object(
-                        {
-                            "start": DATE_TIME,
-                            "credits": NUMBER,
-                            "messages": INTEGER,
-                            "users": INTEGER,
-                        }
-                    ),
-                },
-                "totals": _object({"credits": NUMBER, "messages": INTEGER, "users": INTEGER}),
-            }
+            {"success": {"const": True}, **json_schema(UsageHistory)["properties"]}
         ),
         "UserStatsRequest": {
             "type": "object",
@@ -218,30 +153,13 @@ COMPONENTS: dict[str, Any] = {
                 "defaultDaysApplied": _nullable(INTEGER),
                 "windowStart": DATE_TIME,
                 "windowEnd": DATE_TIME,
-                "data": {"type": "array", "items": _USER_STATS_ROW, "maxItems": 5000},
-                "summary": _object(
-                    {
-                        "meanCreditsPerUserAccount": NUMBER,
-                        "meanCreditsPerUserInstitution": NUMBER,
-                        "usersAtCap": INTEGER,
-                    }
-                ),
+                "data": {"type": "array", "items": json_schema(UserStatsRow), "maxItems": 5000},
+                "summary": json_schema(UserStatsSummary),
             }
         ),
         "BillingUsageHistory": _object(
             {
-                "data": {
-                    "type": "array",
-                    "items": _object(
-                        {
-                            "period_start": DATE,
-                            "period_end": DATE,
-                            "message_count": INTEGER,
-                            "overage_count": INTEGER,
-                            "plan_limit": _nullable(INTEGER),
-                        }
-                    ),
-                },
+                "data": {"type": "array", "items": json_schema(BillingPeriod)},
                 "meta": _object(
                     {
                         "request_id": REQUEST_ID,
@@ -259,7 +177,7 @@ COMPONENTS: dict[str, Any] = {
         "CreditLedger": json_schema(LedgerPage),
         "AccountSummary": json_schema(AccountSummary),
         "ClientHistory": _object(
-            {"snapshots": {"type": "array", "items": _SNAPSHOT}, "count": INTEGER}
+            {"snapshots": {"type": "array", "items": json_schema(BucketSnapshot)}, "count": INTEGER}
         ),
     },
 }

@@ -20,6 +20,7 @@ from usagegraph.http.json import JSON
 from usagegraph.input_ids import ascii_digits
 from usagegraph.resolvers.request_context import context_of
 from usagegraph.resolvers.usage_history import UsageHistory, usage_history
+from usagegraph.shapes import render
 
 PATH = "/api/user/usage-history"
 # Longer than any accepted window; longer strings cannot be one and need no int() work.
@@ -36,30 +37,9 @@ def parse_window(raw: str | None) -> int | None:
     return int(raw)
 
 
-def render(history: UsageHistory) -> dict[str, Any]:
-    """The body of the usage-history route; Decimals and datetimes are rendered by http.json."""
-    return {
-        "success": True,
-        "instanceId": history.instance_id,
-        "window": history.window,
-        "interval": history.interval.value,
-        "scope": history.scope.value,
-        "currency": history.currency,
-        "buckets": [
-            {
-                "start": bucket.start,
-                "credits": bucket.credits,
-                "messages": bucket.messages,
-                "users": bucket.users,
-            }
-            for bucket in history.buckets
-        ],
-        "totals": {
-            "credits": history.totals.credits,
-            "messages": history.totals.messages,
-            "users": history.totals.users,
-        },
-    }
+def render_history(history: UsageHistory) -> dict[str, Any]:
+    """The body of the usage-history route: the seed's envelope around the shape."""
+    return {"success": True, **render(history)}
 
 
 def _cache_of(request: Request) -> Cache | None:
@@ -83,7 +63,7 @@ async def get_usage_history(request: Request) -> Response:
             )
     except UsageGraphError as error:
         return legacy_error(error)
-    return JSON(render(history))
+    return JSON(render_history(history))
 
 
 routes: list[BaseRoute] = [Route(PATH, get_usage_history, methods=["GET"])]

@@ -37,25 +37,12 @@ from usagegraph.resolvers.user_stats import (
     authorize_stats_caller,
     user_stats,
 )
+from usagegraph.shapes import render, shape_fields
 
 PATH = "/api/admin/histories/charts/user-stats"
 # The row fields, in the seed's order: the JSON keys and the CSV header alike.
-ROW_FIELDS = (
-    "user",
-    "email",
-    "fname",
-    "lname",
-    "institution",
-    "instanceName",
-    "aiName",
-    "periodStart",
-    "queryCount",
-    "creditsUsed",
-    "lifetimeUsed",
-    "capLimit",
-    "capUsedPct",
-    "atCap",
-)
+# The seed's names of a row's fields, in the shape's order (CSV columns, JSON keys).
+ROW_FIELDS = tuple(field.json_name for field in shape_fields(UserStatsRow))
 # Free text a spreadsheet could take for a formula when it opens the CSV.
 _TEXT_FIELDS = frozenset({"email", "fname", "lname", "instanceName", "aiName"})
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -231,11 +218,7 @@ def render_json(stats: UserStats) -> dict[str, Any]:
         "windowStart": iso_timestamp(window.start, milliseconds=False),
         "windowEnd": iso_timestamp(window.end, milliseconds=False),
         "data": [dict(zip(ROW_FIELDS, _row_values(row), strict=True)) for row in stats.rows],
-        "summary": {
-            "meanCreditsPerUserAccount": stats.summary.mean_credits_per_user_account,
-            "meanCreditsPerUserInstitution": stats.summary.mean_credits_per_user_institution,
-            "usersAtCap": stats.summary.users_at_cap,
-        },
+        "summary": render(stats.summary),
     }
 
 

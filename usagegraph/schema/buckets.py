@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any, Self
 
 import strawberry
@@ -78,12 +78,8 @@ class Snapshot(relay.Node):
         found: list[Snapshot | None] = []
         for node_id in node_ids:
             key = snapshot_key(node_id)
-            if key is None:
-                found.append(None)
-                continue
-            bucket_id, when = key
-            rows = await info.context.loaders.snapshot_page.load((bucket_id, when, when, 1))
-            found.append(cls.from_result(snapshots.to_bucket_snapshot(rows[0])) if rows else None)
+            snapshot = await snapshots.snapshot_on(info.context, *key) if key else None
+            found.append(cls.from_result(snapshot) if snapshot else None)
         return found
 
 
@@ -105,11 +101,15 @@ class ClientBucket(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ClientBucket | None]:
-        rows = await load_keys(bucket_keys(node_ids), info.context.loaders.bucket.load_many)
-        return [
-            cls(bucket_id=row.id, institution_id=row.institution_id) if row else None
-            for row in rows
-        ]
+        buckets = await load_keys(
+            bucket_keys(node_ids), lambda ids: snapshots.buckets_by_id(info.context, ids)
+        )
+        return [cls.of(bucket) if bucket else None for bucket in buckets]
+
+    @classmethod
+    def of(cls, bucket: snapshots.ClientBucket) -> ClientBucket:
+        """A copy: graphql-core checks a node's Python type."""
+        return cls(bucket_id=bucket.bucket_id, institution_id=bucket.institution_id)
 
     @strawberry.field(description="Snapshots dated [startDate, endDate], newest first.")
     async def snapshots(
@@ -124,38 +124,36 @@ class ClientBucket(relay.Node):
         first: FirstArgument = None,
         after: AfterArgument = None,
     ) -> SnapshotConnection:
-        snapshots.validate_range(start_date, end_date)
         size = page_size(first)
-        cursor = day_cursor(after)
-        if cursor is not None:  # newest first: continue with the days before the cursor's
-            before = cursor - timedelta(days=1)
-            end_date = before if end_date is None else min(end_date, before)
-        rows = await info.context.loaders.snapshot_page.load(
-            (self.bucket_id, start_date, end_date, size + 1)
+        found = await snapshots.snapshot_page(
+            info.context,
+            self.bucket_id,
+            start_date=start_date,
+            end_date=end_date,
+            size=size,
+            after_day=day_cursor(after),
         )
 
-        def cursor_of(row: Any) -> str:
-            return encode_cursor(row.snapshot_date.isoformat())
+        def cursor_of(snapshot: snapshots.BucketSnapshot) -> str:
+            return encode_cursor(snapshot.snapshot_date.isoformat())
 
         return SnapshotConnection(
             edges=[
-                relay.Edge(
-                    cursor=cursor_of(row),
-                    node=Snapshot.from_result(snapshots.to_bucket_snapshot(row)),
-                )
-                for row in rows[:size]
+                relay.Edge(cursor=cursor_of(snapshot), node=Snapshot.from_result(snapshot))
+                for snapshot in found[:size]
             ],
-            page_info=page_info(rows, size, cursor_of, after=after),
+            page_info=page_info(found, size, cursor_of, after=after),
         )
 
 
 async def resolve_bucket(info: Info, bucket_id: str) -> ClientBucket | None:
     """A bucket of one of your institutions; null for any other (or unknown) id."""
-    snapshots.validate_bucket_id(bucket_id)
-    row = await info.context.loaders.bucket.load(bucket_id)
-    return ClientBucket(bucket_id=row.id, institution_id=row.institution_id) if row else None
+    bucket = await snapshots.bucket_by_id(info.context, bucket_id)
+    return ClientBucket.of(bucket) if bucket else None
 
 
 async def resolve_institution_buckets(info: Info, institution_id: str) -> list[ClientBucket]:
-    rows = await info.context.loaders.buckets_of_institution.load(institution_id)
-    return [ClientBucket(bucket_id=row.id, institution_id=row.institution_id) for row in rows]
+    return [
+        ClientBucket.of(bucket)
+        for bucket in await snapshots.buckets_of_institution(info.context, institution_id)
+    ]

@@ -16,15 +16,15 @@ import strawberry
 from strawberry import relay
 from strawberry.types.unset import UNSET, UnsetType
 
-from usagegraph.auth.access import is_institution_admin, is_member
-from usagegraph.db import models
 from usagegraph.errors import forbidden
 from usagegraph.resolvers import account as account_rules
+from usagegraph.resolvers import directory
 from usagegraph.resolvers.account import AccountPeriod
 from usagegraph.resolvers.ledger import LedgerFilter
 from usagegraph.schema import account, billing, buckets, usage, usage_events
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
+from usagegraph.schema.fields import fields_of
 from usagegraph.schema.node_ids import (
     institution_keys,
     integer_keys,
@@ -38,59 +38,45 @@ from usagegraph.schema.pagination import (
     id_cursor,
     page_size,
 )
+from usagegraph.schema.shape_types import shape_fields_of
 
 
 @strawberry.type(description="A person who uses the service.")
-class User(relay.Node):
-    database_id: strawberry.Private[int]
-    email: str = strawberry.field(description="Email address (unique, case-insensitive).")
-    fname: str | None = strawberry.field(description="First name.")
-    lname: str | None = strawberry.field(description="Last name.")
-    role: str = strawberry.field(description="`user`, `admin` or `super`.")
-    permissions: list[str] = strawberry.field(description="Granted permissions.")
-    created_at: datetime = strawberry.field(description="When the account was created.")
-    last_login_at: datetime | None = strawberry.field(description="The last sign-in, if any.")
-
+class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))):
     @strawberry.field(description="The user's integer id, as the REST APIs show it.")
     def user_id(self) -> int:
-        return self.database_id
+        return self.id
 
     @classmethod
     def resolve_id(cls, root: Self, *, info: Any) -> str:
-        return str(root.database_id)
+        return str(root.id)
 
     @classmethod
-    def from_row(cls, row: models.User) -> User:
-        return cls(
-            database_id=row.id,
-            email=row.email,
-            fname=row.fname,
-            lname=row.lname,
-            role=row.role,
-            permissions=list(row.permissions or []),
-            created_at=row.created_at,
-            last_login_at=row.last_login_at,
-        )
+    def of(cls, user: directory.DirectoryUser | None) -> User | None:
+        """A copy: graphql-core checks a node's Python type."""
+        return cls(**fields_of(user)) if user else None
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[User | None]:
-        rows = await load_keys(integer_keys(node_ids), info.context.loaders.user.load_many)
-        return [cls.from_row(row) if row else None for row in rows]
+        users = await load_keys(
+            integer_keys(node_ids), lambda ids: directory.users_by_id(info.context, ids)
+        )
+        return [cls.of(user) for user in users]
 
     @strawberry.field(description="The institutions this user belongs to (that you may see).")
     async def memberships(self, info: Info) -> list[Membership]:
-        rows = await info.context.loaders.memberships_of_user.load(self.database_id)
-        return [Membership.from_row(row) for row in rows]
+        memberships = await directory.memberships_of_user(info.context, self.id)
+        return [Membership.of(membership) for membership in memberships]
 
     @strawberry.field(description="The credit balance. The user's own (super: any).")
     async def wallet(self, info: Info) -> account.CreditBalance:
-        return await account_rules.wallet_balance(info.context, self.database_id)
+        return await account_rules.wallet_balance(info.context, self.id)
 
     @strawberry.field(description="The user's plan, if any. The user's own (super: any).")
     async def subscription(self, info: Info) -> account.PlanSubscription | None:
-        return await account_rules.plan_subscription(info.context, self.database_id)
+        return await account_rules.plan_subscription(info.context, self.id)
 
     @strawberry.field(
         description="Credit ledger entries, newest first. The user's own (super: any)."
@@ -107,7 +93,7 @@ class User(relay.Node):
         after: AfterArgument = None,
     ) -> account.LedgerEntryConnection:
         ledger_filter = LedgerFilter(entry_type=type, start=from_, end=to)
-        return await account.resolve_ledger(info, self.database_id, ledger_filter, first, after)
+        return await account.resolve_ledger(info, self.id, ledger_filter, first, after)
 
     @strawberry.field(
         description="Usage statistics per calendar period overlapping [from, to), every "
@@ -128,7 +114,7 @@ class User(relay.Node):
         ] = None,
     ) -> list[account.UsageStats]:
         return await account_rules.user_usage(
-            info.context, self.database_id, period=period, start=from_, end=to
+            info.context, self.id, period=period, start=from_, end=to
         )
 
     @strawberry.field(
@@ -149,7 +135,7 @@ class User(relay.Node):
     ) -> usage_events.UsageEventConnection:
         return await usage_events.resolve_usage_events(
             info,
-            self.database_id,
+            self.id,
             instance=instance_id,
             start=from_,
             end=to,
@@ -172,7 +158,7 @@ class User(relay.Node):
         scope: usage.ScopeArgument = None,
         time_zone: usage.TimeZoneArgument = "UTC",
     ) -> usage.UsageHistory:
-        if info.context.principal.user_id != self.database_id:
+        if info.context.principal.user_id != self.id:
             raise forbidden("usage history is read as yourself")
         return await usage.resolve_usage_history(
             info, instance_id, window, interval, scope, time_zone
@@ -180,46 +166,28 @@ class User(relay.Node):
 
 
 @strawberry.type(description="A tenant: an organisation whose members use the service.")
-class Institution(relay.Node):
-    institution_id: strawberry.Private[str]
-    name: str = strawberry.field(description="Display name.")
-    ai_name: str | None = strawberry.field(description="The name of its assistant, if any.")
-    currency: str = strawberry.field(description="Billing currency, e.g. `usd`.")
-    plan_limit: int | None = strawberry.field(
-        description="Messages included per calendar month; null means unlimited."
-    )
-    default_cap: Decimal | None = strawberry.field(
-        description="Credits each member may spend unless their membership says otherwise.",
-    )
-    created_at: datetime = strawberry.field(description="When the institution was created.")
-
+class Institution(relay.Node, shape_fields_of(directory.DirectoryInstitution, private=("id",))):
     @strawberry.field(description="The 24-hex institution id, as the REST APIs show it.")
     def database_id(self) -> str:
-        return self.institution_id
+        return self.id
 
     @classmethod
     def resolve_id(cls, root: Self, *, info: Any) -> str:
-        return root.institution_id
+        return root.id
 
     @classmethod
-    def from_row(cls, row: models.Institution) -> Institution:
-        return cls(
-            institution_id=row.id,
-            name=row.name,
-            ai_name=row.ai_name,
-            currency=row.currency,
-            plan_limit=row.plan_limit,
-            default_cap=row.default_cap,
-            created_at=row.created_at,
-        )
+    def of(cls, institution: directory.DirectoryInstitution) -> Institution:
+        """A copy: graphql-core checks a node's Python type."""
+        return cls(**fields_of(institution))
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Institution | None]:
-        loader = info.context.loaders.institution
-        rows = await load_keys(institution_keys(node_ids), loader.load_many)
-        return [cls.from_row(row) if row else None for row in rows]
+        institutions = await load_keys(
+            institution_keys(node_ids), lambda ids: directory.institutions_by_id(info.context, ids)
+        )
+        return [cls.of(institution) if institution else None for institution in institutions]
 
     @strawberry.field(
         description="Members, ordered by user id. Admins of the institution and super only."
@@ -230,21 +198,18 @@ class Institution(relay.Node):
         first: FirstArgument = None,
         after: AfterArgument = None,
     ) -> MembershipConnection:
-        if not is_institution_admin(info.context.principal, self.institution_id):
-            raise forbidden("only the institution's admins may list its members")
         size = page_size(first)
-        after_user_id = id_cursor(after)
-        loaders = info.context.loaders
-        rows = await loaders.member_page.load((self.institution_id, size, after_user_id))
-        total = await loaders.member_count.load(self.institution_id)
+        members, total = await directory.member_page(
+            info.context, self.id, size=size, after_user_id=id_cursor(after)
+        )
         return build_connection(
             MembershipConnection,
-            rows,
+            members,
             size=size,
             after=after,
             total=total,
-            cursor_of=lambda row: encode_cursor(row.user_id),
-            node_of=lambda row: Membership.from_row(row, self),
+            cursor_of=lambda member: encode_cursor(member.user_id),
+            node_of=lambda member: Membership.of(member, self),
         )
 
     @strawberry.field(
@@ -259,9 +224,7 @@ class Institution(relay.Node):
         scope: usage.ScopeArgument = None,
         time_zone: usage.TimeZoneArgument = "UTC",
     ) -> usage.UsageHistory:
-        return await usage.resolve_usage_history(
-            info, self.institution_id, window, interval, scope, time_zone
-        )
+        return await usage.resolve_usage_history(info, self.id, window, interval, scope, time_zone)
 
     @strawberry.field(
         description="Monthly message counts against the plan, newest first (admins and super)."
@@ -276,37 +239,33 @@ class Institution(relay.Node):
             int | None, strawberry.argument(description="Months to skip (default 0).")
         ] = None,
     ) -> billing.BillingPeriodPage:
-        return await billing.resolve_billing_periods(info, self.institution_id, limit, offset)
+        return await billing.resolve_billing_periods(info, self.id, limit, offset)
 
     @strawberry.field(description="The institution's client buckets.")
     async def buckets(self, info: Info) -> list[buckets.ClientBucket]:
-        return await buckets.resolve_institution_buckets(info, self.institution_id)
+        return await buckets.resolve_institution_buckets(info, self.id)
 
 
 @strawberry.type(description="A user's place in an institution.")
-class Membership(relay.Node):
-    user_database_id: strawberry.Private[int]
-    institution_database_id: strawberry.Private[str]
-    role: str = strawberry.field(description="`user` or `admin` inside the institution.")
-    cap_limit: Decimal | None = strawberry.field(
-        description="This member's own credit cap, overriding the institution's default_cap.",
-    )
+class Membership(
+    relay.Node,
+    shape_fields_of(directory.DirectoryMembership, private=("user_id", "institution_id")),
+):
     # The institution's default_cap, when the membership was listed from its institution;
     # UNSET when it has to be looked up (see `effective_cap`).
     institution_default_cap: strawberry.Private[Decimal | UnsetType | None] = UNSET
 
     @classmethod
     def resolve_id(cls, root: Self, *, info: Any) -> str:
-        return f"{root.user_database_id}:{root.institution_database_id}"
+        return f"{root.user_id}:{root.institution_id}"
 
     @classmethod
-    def from_row(cls, row: models.Membership, institution: Institution | None = None) -> Membership:
+    def of(
+        cls, membership: directory.DirectoryMembership, institution: Institution | None = None
+    ) -> Membership:
         """The membership; pass the institution it was listed from when there is one."""
         return cls(
-            user_database_id=row.user_id,
-            institution_database_id=row.institution_id,
-            role=row.role,
-            cap_limit=row.cap_limit,
+            **fields_of(membership),
             institution_default_cap=institution.default_cap if institution else UNSET,
         )
 
@@ -314,19 +273,19 @@ class Membership(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Membership | None]:
-        loader = info.context.loaders.membership
-        rows = await load_keys(membership_keys(node_ids), loader.load_many)
-        return [cls.from_row(row) if row else None for row in rows]
+        memberships = await load_keys(
+            membership_keys(node_ids), lambda keys: directory.memberships_by_key(info.context, keys)
+        )
+        return [cls.of(membership) if membership else None for membership in memberships]
 
     @strawberry.field(description="The member.")
     async def user(self, info: Info) -> User | None:
-        row = await info.context.loaders.user.load(self.user_database_id)
-        return User.from_row(row) if row else None
+        return User.of(await directory.user_by_id(info.context, self.user_id))
 
     @strawberry.field(description="The institution.")
     async def institution(self, info: Info) -> Institution | None:
-        row = await info.context.loaders.institution.load(self.institution_database_id)
-        return Institution.from_row(row) if row else None
+        institution = await directory.institution_by_id(info.context, self.institution_id)
+        return Institution.of(institution) if institution else None
 
     @strawberry.field(
         description="The cap that applies: cap_limit, else the institution's default_cap.",
@@ -345,8 +304,8 @@ class Membership(relay.Node):
         return self._looked_up_default_cap(info)
 
     async def _looked_up_default_cap(self, info: Info) -> Decimal | None:
-        row = await info.context.loaders.institution.load(self.institution_database_id)
-        return row.default_cap if row else None
+        institution = await directory.institution_by_id(info.context, self.institution_id)
+        return institution.default_cap if institution else None
 
 
 @strawberry.type(description="A page of an institution's members.")
@@ -361,9 +320,4 @@ class InstitutionConnection(CountedConnection[Institution]):
 
 async def resolve_institution(info: Info, institution_id: str) -> Institution:
     """An institution the caller belongs to; FORBIDDEN for any other id, known or not."""
-    if not is_member(info.context.principal, institution_id):
-        raise forbidden("you are not a member of that institution")
-    row = await info.context.loaders.institution.load(institution_id)
-    if row is None:
-        raise forbidden("you are not a member of that institution")
-    return Institution.from_row(row)
+    return Institution.of(await directory.member_institution(info.context, institution_id))

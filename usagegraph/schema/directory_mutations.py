@@ -114,8 +114,8 @@ class RemoveMemberPayload:
 
 def _member(result: administration.MemberInfo) -> Membership:
     return Membership(
-        user_database_id=result.user_id,
-        institution_database_id=result.institution_id,
+        user_id=result.user_id,
+        institution_id=result.institution_id,
         role=result.role,
         cap_limit=result.cap_limit,
     )

@@ -58,8 +58,7 @@ class Query:
     async def user(
         self, info: Info, id: Annotated[int, strawberry.argument(description="The user id.")]
     ) -> User | None:
-        row = await info.context.loaders.user.load(id) if is_id(id) else None
-        return User.from_row(row) if row else None
+        return User.of(await directory.user_by_id(info.context, id)) if is_id(id) else None
 
     @strawberry.field(
         description="An institution you belong to (super: any); FORBIDDEN for any other id."
@@ -103,15 +102,17 @@ class Query:
     ) -> InstitutionConnection:
         size = page_size(first)
         after_id = institution_cursor(after)
-        rows, total = await directory.institutions_page(info.context, size=size, after_id=after_id)
+        institutions, total = await directory.institutions_page(
+            info.context, size=size, after_id=after_id
+        )
         return build_connection(
             InstitutionConnection,
-            rows,
+            institutions,
             size=size,
             after=after,
             total=total,
-            cursor_of=lambda row: encode_cursor(row.id),
-            node_of=Institution.from_row,
+            cursor_of=lambda institution: encode_cursor(institution.id),
+            node_of=Institution.of,
         )
 
 

@@ -3,8 +3,6 @@ plus `timeZone`, our addition: buckets aligned in any IANA zone, DST-correct."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,7 +11,7 @@ import strawberry
 from usagegraph.errors import invalid
 from usagegraph.resolvers import usage_history as history
 from usagegraph.schema.context import Info
-from usagegraph.schema.fields import fields_of
+from usagegraph.schema.shape_types import graph_type_of
 
 UsageInterval = strawberry.enum(
     history.Interval, description="Bucket size: calendar days, ISO weeks or months."
@@ -24,51 +22,17 @@ UsageScope = strawberry.enum(
 )
 
 
-@strawberry.type(description="Usage in one calendar period.")
-class UsageBucket:
-    start: datetime = strawberry.field(
-        description="The aligned period start (may precede the window; only usage inside counts)."
-    )
-    end: datetime = strawberry.field(description="The period end (exclusive).")
-    credits: Decimal = strawberry.field(description="Credits spent.")
-    messages: int = strawberry.field(description="Messages sent.")
-    users: int = strawberry.field(description="Distinct users.")
-
-
-@strawberry.type(description="Sums over the whole window.")
-class UsageTotals:
-    credits: Decimal = strawberry.field(description="Credits spent.")
-    messages: int = strawberry.field(description="Messages sent.")
-    users: int = strawberry.field(description="Distinct users over the window.")
-
-
-@strawberry.type(description="Bucketed usage of an instance (personal or an institution).")
-class UsageHistory:
-    instance_id: str = strawberry.field(description="`personal` or the institution id.")
-    window: int = strawberry.field(description="Days of history: 7, 14, 30, 90 or 180.")
-    interval: UsageInterval = strawberry.field(description="The effective bucket size.")
-    scope: UsageScope = strawberry.field(description="The effective scope.")
-    currency: str = strawberry.field(description="The instance's currency.")
-    time_zone: str = strawberry.field(description="The IANA zone buckets are aligned in.")
-    start: datetime = strawberry.field(description="Window start (inclusive).")
-    end: datetime = strawberry.field(description="Window end (exclusive).")
-    buckets: list[UsageBucket] = strawberry.field(description="Every bucket, ascending.")
-    totals: UsageTotals = strawberry.field(description="Sums over the window.")
-
-    @classmethod
-    def from_result(cls, result: history.UsageHistory) -> UsageHistory:
-        return cls(
-            instance_id=result.instance_id,
-            window=result.window,
-            interval=result.interval,
-            scope=result.scope,
-            currency=result.currency,
-            time_zone=result.time_zone,
-            start=result.start,
-            end=result.end,
-            buckets=[UsageBucket(**fields_of(b)) for b in result.buckets],
-            totals=UsageTotals(**fields_of(result.totals)),
-        )
+UsageBucket = graph_type_of(
+    history.UsageBucket, name="UsageBucket", description="Usage in one calendar period."
+)
+UsageTotals = graph_type_of(
+    history.UsageTotals, name="UsageTotals", description="Sums over the whole window."
+)
+UsageHistory = graph_type_of(
+    history.UsageHistory,
+    name="UsageHistory",
+    description="Bucketed usage of an instance (personal or an institution).",
+)
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -99,7 +63,7 @@ async def resolve_usage_history(
             time_zone=_zone(time_zone),
             cache=context.cache,
         )
-    return UsageHistory.from_result(result)
+    return result
 
 
 WindowArgument = Annotated[

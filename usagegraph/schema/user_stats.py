@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 
 import strawberry
@@ -11,7 +10,7 @@ import strawberry
 from usagegraph.resolvers import user_stats
 from usagegraph.resolvers.calendar import Granularity
 from usagegraph.schema.context import Info
-from usagegraph.schema.fields import fields_of
+from usagegraph.schema.shape_types import graph_type_of
 
 
 @strawberry.enum(description="The period of each row (UTC days, ISO weeks, months).")
@@ -53,37 +52,16 @@ class UserStatsInput:
     )
 
 
-@strawberry.type(description="Usage of one user in one instance during one period.")
-class UserStatsRow:
-    user_id: int = strawberry.field(description="The user.")
-    email: str = strawberry.field(description="Their email.")
-    fname: str | None = strawberry.field(description="First name.")
-    lname: str | None = strawberry.field(description="Last name.")
-    institution_id: str | None = strawberry.field(description="Null for personal usage.")
-    instance_name: str = strawberry.field(description="`Personal` or the institution's name.")
-    ai_name: str | None = strawberry.field(description="The institution's assistant name.")
-    period_start: datetime = strawberry.field(description="The aligned period start.")
-    query_count: int = strawberry.field(description="Messages in the period.")
-    credits_used: Decimal = strawberry.field(description="Credits in the period.")
-    lifetime_used: Decimal = strawberry.field(
-        description="All-time credits in this instance, forgotten usage included."
-    )
-    cap_limit: Decimal | None = strawberry.field(description="The cap that applies, if any.")
-    cap_used_pct: Decimal | None = strawberry.field(
-        description="100 x lifetimeUsed / capLimit, half-up to 2 places."
-    )
-    at_cap: bool = strawberry.field(description="lifetimeUsed >= capLimit.")
-
-
-@strawberry.type(description="Statistics over every matching row (not only those returned).")
-class UserStatsSummary:
-    mean_credits_per_user_account: Decimal = strawberry.field(
-        description="Credits / distinct users, half-up to 2 places."
-    )
-    mean_credits_per_user_institution: Decimal = strawberry.field(
-        description="Credits / distinct (user, instance) pairs, half-up to 2 places."
-    )
-    users_at_cap: int = strawberry.field(description="Distinct users at their cap.")
+UserStatsRow = graph_type_of(
+    user_stats.UserStatsRow,
+    name="UserStatsRow",
+    description="Usage of one user in one instance during one period.",
+)
+UserStatsSummary = graph_type_of(
+    user_stats.UserStatsSummary,
+    name="UserStatsSummary",
+    description="Statistics over every matching row (not only those returned).",
+)
 
 
 @strawberry.type(description="The per-user usage extract for admins.")
@@ -130,6 +108,6 @@ async def resolve_user_stats(info: Info, data: UserStatsInput) -> UserStatsRepor
         default_days_applied=window.default_days,
         window_start=window.start,
         window_end=window.end,
-        rows=[UserStatsRow(**fields_of(row)) for row in report.rows],
-        summary=UserStatsSummary(**fields_of(report.summary)),
+        rows=list(report.rows),
+        summary=report.summary,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from usagegraph.auth.principal import CallerKind as CallerKindValue
+from usagegraph.resolvers import directory
 from usagegraph.schema.context import Info
 from usagegraph.schema.directory import User
 
@@ -38,8 +39,7 @@ class Viewer:
     async def user(self, info: Info) -> User | None:
         if self.user_id is None:
             return None
-        row = await info.context.loaders.user.load(self.user_id)
-        return User.from_row(row) if row else None
+        return User.of(await directory.user_by_id(info.context, self.user_id))
 
 
 def resolve_viewer(info: Info) -> Viewer:
