@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.fixtures.factories import add_institution, add_user
-from tests.fixtures.metering_data import (
+from tests.fixtures.usage_recording_data import (
     ACME,
     API_ACME,
     NOW,
@@ -34,7 +34,7 @@ from usagegraph.auth.principal import Principal
 from usagegraph.db.models import signed_amount
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers import wallet_operations as ops
-from usagegraph.resolvers.metering import OutcomeStatus, record_usage, record_usage_batch
+from usagegraph.resolvers.usage_recording import OutcomeStatus, record_usage, record_usage_batch
 from usagegraph.settings import AutoReloadLimit
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from tests.cli.running import cli_env, run_cli
 from tests.conftest import FIXED_NOW
 from tests.databases import TestDatabase
 from tests.fixtures.factories import add_institution, add_usage_events, add_user
-from tests.fixtures.metering_data import event, principal, run
+from tests.fixtures.usage_recording_data import event, principal, run
 from usagegraph.datasources.usage import (
     DAY_SLOT_SECONDS,
     ZONE_SAFE_SLOT_SECONDS,
@@ -40,8 +40,8 @@ from usagegraph.db.models import (
 )
 from usagegraph.demo_data import DemoSpec, generate_demo
 from usagegraph.importer import import_file
-from usagegraph.resolvers import administration
-from usagegraph.resolvers.metering import record_usage, record_usage_batch
+from usagegraph.resolvers import directory_writes
+from usagegraph.resolvers.usage_recording import record_usage, record_usage_batch
 
 ACME = "a" * 24
 MEASURES = ("credits", "messages", "events", "failed_events")
@@ -256,11 +256,11 @@ async def test_metered_writes_imports_and_forgetting_keep_the_rollups_equal_to_a
     ada_principal = await principal(engine, ada)
     some = [e.id for e in await _events(engine) if e.user_id == ada][:5]
     await run(
-        engine, lambda s: administration.forget_usage(s, ada_principal, FIXED_NOW, event_ids=some)
+        engine, lambda s: directory_writes.forget_usage(s, ada_principal, FIXED_NOW, event_ids=some)
     )
     await run(
         engine,
-        lambda s: administration.forget_usage(
+        lambda s: directory_writes.forget_usage(
             s, ada_principal, FIXED_NOW, before=FIXED_NOW - timedelta(days=4)
         ),
     )
@@ -273,7 +273,9 @@ async def test_forgetting_a_whole_slot_leaves_no_empty_row_behind(engine: AsyncE
     ada = people["ada"]
     await _add(engine, UsageEvent(user_id=ada, occurred_at=_at(2, 9), credits=Decimal(1)))
     caller = await principal(engine, ada)
-    await run(engine, lambda s: administration.forget_usage(s, caller, FIXED_NOW, before=_at(3, 0)))
+    await run(
+        engine, lambda s: directory_writes.forget_usage(s, caller, FIXED_NOW, before=_at(3, 0))
+    )
     snapshot = await _snapshot(engine)
     for model in (UsageRollupDay, UsageRollupQuarterHour):
         rows = snapshot[model.__tablename__]

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from strawberry.exceptions import StrawberryGraphQLError
 
-from usagegraph.datasources.ledger_writes import LedgerBook
+from usagegraph.datasources.wallet_writes import LedgerBook
 from usagegraph.db.models import Wallet
 from usagegraph.errors import UsageGraphError
 from usagegraph.input_ids import (

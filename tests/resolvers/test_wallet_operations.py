@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import add_institution, add_user
-from tests.fixtures.metering_data import (
+from tests.fixtures.usage_recording_data import (
     ACME,
     ANONYMOUS,
     API_ACME,
@@ -25,7 +25,7 @@ from tests.fixtures.metering_data import (
 from usagegraph.auth.principal import Principal
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers import wallet_operations as ops
-from usagegraph.resolvers.ledger import LedgerType
+from usagegraph.resolvers.wallet_ledger import LedgerType
 from usagegraph.resolvers.wallet_operations import ReservationStatus
 from usagegraph.settings import AutoReloadLimit
 

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import add_institution, add_user
-from tests.fixtures.metering_data import ACME, EDIT, OTHER
+from tests.fixtures.usage_recording_data import ACME, EDIT, OTHER
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import ClientBucket

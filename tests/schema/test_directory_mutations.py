@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
 from tests.fixtures.factories import add_institution
-from tests.fixtures.metering_data import ACME, OTHER
+from tests.fixtures.usage_recording_data import ACME, OTHER
 from tests.schema.graph import error_codes, graphql
 from tests.schema.mutations_data import RECORD, add_people, usage, with_key
 from usagegraph.auth.tokens import mint_token

@@ -23,7 +23,7 @@ from tests.cli.running import cli_env, run_cli
 from tests.conftest import client_of
 from tests.databases import TestDatabase
 from tests.fixtures.factories import add_institution, add_user
-from tests.fixtures.metering_data import ACME, count_rows, usage_rows
+from tests.fixtures.usage_recording_data import ACME, count_rows, usage_rows
 from tests.schema.graph import error_codes, graphql
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.db.engine import session_factory

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.fixtures.metering_data import ACME, OTHER, ledger, usage_rows
+from tests.fixtures.usage_recording_data import ACME, OTHER, ledger, usage_rows
 from tests.schema.graph import error_codes, graphql
 from tests.schema.mutations_data import (
     BATCH,

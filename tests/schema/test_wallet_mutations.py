@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import client_of
-from tests.fixtures.metering_data import ledger
+from tests.fixtures.usage_recording_data import ledger
 from tests.schema.graph import error_codes, graphql
 from tests.schema.mutations_data import CREDIT, DEBIT, RECORD, add_people, usage
 from usagegraph.settings import AutoReloadLimit, Settings

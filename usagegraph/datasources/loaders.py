@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources import buckets, directory, usage, wallet_batches
-from usagegraph.datasources.wallets import LedgerPosition
+from usagegraph.datasources.wallet import LedgerPosition
 from usagegraph.db.models import LedgerEntry, Membership, Snapshot, UsageEvent
 
 

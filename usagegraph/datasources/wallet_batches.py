@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.transactions import dialect_of
-from usagegraph.datasources.wallets import (
+from usagegraph.datasources.wallet import (
     LedgerPosition,
     ledger_filter_conditions,
     older_than,

@@ -39,7 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from usagegraph import money_range
 from usagegraph.auth.access import is_super
 from usagegraph.auth.principal import Principal
-from usagegraph.datasources.ledger_writes import (
+from usagegraph.datasources.transactions import run_write
+from usagegraph.datasources.wallet_writes import (
     LedgerBook,
     Posting,
     add_reservation,
@@ -48,7 +49,6 @@ from usagegraph.datasources.ledger_writes import (
     reservation_for_update,
     reservation_owner,
 )
-from usagegraph.datasources.transactions import run_write
 from usagegraph.db.models import Reservation, User, Wallet
 from usagegraph.errors import (
     ErrorCode,
@@ -59,8 +59,8 @@ from usagegraph.errors import (
     unauthorized,
 )
 from usagegraph.input_ids import is_id
-from usagegraph.resolvers.account import CreditBalance, credit_balance
-from usagegraph.resolvers.ledger import CreditLedgerEntry, LedgerType
+from usagegraph.resolvers.wallet_account import CreditBalance, credit_balance
+from usagegraph.resolvers.wallet_ledger import CreditLedgerEntry, LedgerType
 from usagegraph.settings import AutoReloadLimit
 
 MAX_TEXT = 500

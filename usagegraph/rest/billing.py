@@ -19,7 +19,7 @@ from usagegraph.errors import ErrorCode, UsageGraphError, invalid, unauthorized
 from usagegraph.http.envelopes import coded_error
 from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
-from usagegraph.resolvers.billing_periods import BillingPeriodPage, billing_periods
+from usagegraph.resolvers.billing import BillingPeriodPage, billing_periods
 from usagegraph.resolvers.request_context import context_of
 from usagegraph.shapes import render
 

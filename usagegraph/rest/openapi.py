@@ -13,12 +13,12 @@ from starlette.routing import Route
 
 from usagegraph import __version__
 from usagegraph.http.json import JSON
-from usagegraph.resolvers.account import AccountSummary, CreditBalance, UsageStats
-from usagegraph.resolvers.billing_periods import BillingPeriod
-from usagegraph.resolvers.ledger import LedgerPage
-from usagegraph.resolvers.snapshots import BucketSnapshot
+from usagegraph.resolvers.billing import BillingPeriod
+from usagegraph.resolvers.buckets import BucketSnapshot
 from usagegraph.resolvers.usage_history import UsageHistory
 from usagegraph.resolvers.user_stats import UserStatsRow, UserStatsSummary
+from usagegraph.resolvers.wallet_account import AccountSummary, CreditBalance, UsageStats
+from usagegraph.resolvers.wallet_ledger import LedgerPage
 from usagegraph.shapes import json_schema
 
 INSTITUTION_ID = {"type": "string", "pattern": "^[0-9a-f]{24}$"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from usagegraph.rest import account, billing, clients, openapi, usage_history, user_stats
+from usagegraph.rest import billing, buckets, openapi, usage_history, user_stats, wallet_account
 
 
 def rest_routes() -> list[BaseRoute]:
@@ -13,7 +13,7 @@ def rest_routes() -> list[BaseRoute]:
         *openapi.routes,
         *usage_history.routes,
         *user_stats.routes,
-        *account.routes,
-        *clients.routes,
+        *wallet_account.routes,
+        *buckets.routes,
         *billing.routes,
     ]

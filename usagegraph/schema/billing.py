@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import strawberry
 
-from usagegraph.resolvers import billing_periods
+from usagegraph.resolvers import billing
 from usagegraph.schema.context import Info
 from usagegraph.schema.shape_types import graph_type_of, shape_fields_of
 
 BillingPeriod = graph_type_of(
-    billing_periods.BillingPeriod,
+    billing.BillingPeriod,
     name="BillingPeriod",
     description="One calendar month of an institution's usage against its plan.",
 )
 
 
-def _has_more(root: billing_periods.BillingPeriodPage) -> bool:
+def _has_more(root: billing.BillingPeriodPage) -> bool:
     return root.has_more
 
 
 @strawberry.type(name="BillingPeriodPage", description="A page of billing periods, newest first.")
-class BillingPeriodPage(shape_fields_of(billing_periods.BillingPeriodPage)):
+class BillingPeriodPage(shape_fields_of(billing.BillingPeriodPage)):
     has_more: bool = strawberry.field(
         description="Whether older months follow.", resolver=_has_more
     )
@@ -31,7 +31,7 @@ async def resolve_billing_periods(
 ) -> BillingPeriodPage:
     context = info.context
     async with context.sessions() as session:
-        page = await billing_periods.billing_periods(
+        page = await billing.billing_periods(
             session, context.principal, context.now, institution_id, limit=limit, offset=offset
         )
     return page

@@ -10,7 +10,7 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
-from usagegraph.resolvers import snapshots
+from usagegraph.resolvers import buckets
 from usagegraph.schema.context import Info
 from usagegraph.schema.node_ids import bucket_keys, load_keys, snapshot_key
 from usagegraph.schema.pagination import (
@@ -54,7 +54,7 @@ class Snapshot(relay.Node):
         return f"{root.bucket_id}:{root.snapshot_date.isoformat()}"
 
     @classmethod
-    def from_result(cls, result: snapshots.BucketSnapshot) -> Snapshot:
+    def from_result(cls, result: buckets.BucketSnapshot) -> Snapshot:
         storage = result.storage
         return cls(
             bucket_id=result.bucket_id,
@@ -78,7 +78,7 @@ class Snapshot(relay.Node):
         found: list[Snapshot | None] = []
         for node_id in node_ids:
             key = snapshot_key(node_id)
-            snapshot = await snapshots.snapshot_on(info.context, *key) if key else None
+            snapshot = await buckets.snapshot_on(info.context, *key) if key else None
             found.append(cls.from_result(snapshot) if snapshot else None)
         return found
 
@@ -102,12 +102,12 @@ class ClientBucket(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ClientBucket | None]:
         buckets = await load_keys(
-            bucket_keys(node_ids), lambda ids: snapshots.buckets_by_id(info.context, ids)
+            bucket_keys(node_ids), lambda ids: buckets.buckets_by_id(info.context, ids)
         )
         return [cls.of(bucket) if bucket else None for bucket in buckets]
 
     @classmethod
-    def of(cls, bucket: snapshots.ClientBucket) -> ClientBucket:
+    def of(cls, bucket: buckets.ClientBucket) -> ClientBucket:
         """A copy: graphql-core checks a node's Python type."""
         return cls(bucket_id=bucket.bucket_id, institution_id=bucket.institution_id)
 
@@ -125,7 +125,7 @@ class ClientBucket(relay.Node):
         after: AfterArgument = None,
     ) -> SnapshotConnection:
         size = page_size(first)
-        found = await snapshots.snapshot_page(
+        found = await buckets.snapshot_page(
             info.context,
             self.bucket_id,
             start_date=start_date,
@@ -134,7 +134,7 @@ class ClientBucket(relay.Node):
             after_day=day_cursor(after),
         )
 
-        def cursor_of(snapshot: snapshots.BucketSnapshot) -> str:
+        def cursor_of(snapshot: buckets.BucketSnapshot) -> str:
             return encode_cursor(snapshot.snapshot_date.isoformat())
 
         return SnapshotConnection(
@@ -148,12 +148,12 @@ class ClientBucket(relay.Node):
 
 async def resolve_bucket(info: Info, bucket_id: str) -> ClientBucket | None:
     """A bucket of one of your institutions; null for any other (or unknown) id."""
-    bucket = await snapshots.bucket_by_id(info.context, bucket_id)
+    bucket = await buckets.bucket_by_id(info.context, bucket_id)
     return ClientBucket.of(bucket) if bucket else None
 
 
 async def resolve_institution_buckets(info: Info, institution_id: str) -> list[ClientBucket]:
     return [
         ClientBucket.of(bucket)
-        for bucket in await snapshots.buckets_of_institution(info.context, institution_id)
+        for bucket in await buckets.buckets_of_institution(info.context, institution_id)
     ]

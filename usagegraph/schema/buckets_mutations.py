@@ -12,9 +12,9 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from usagegraph.resolvers import administration
-from usagegraph.resolvers.snapshots import PrefixStorage as PrefixStorageResult
-from usagegraph.resolvers.snapshots import SnapshotStorage as SnapshotStorageResult
+from usagegraph.resolvers import directory_writes
+from usagegraph.resolvers.buckets import PrefixStorage as PrefixStorageResult
+from usagegraph.resolvers.buckets import SnapshotStorage as SnapshotStorageResult
 from usagegraph.schema.buckets import Snapshot
 from usagegraph.schema.context import Info
 from usagegraph.schema.scalars import BigInt
@@ -72,7 +72,7 @@ class BucketsMutations:
         input: Annotated[RecordSnapshotInput, strawberry.argument(description=INPUT)],
     ) -> Snapshot:
         async with open_write(info) as write:
-            result = await administration.record_snapshot(
+            result = await directory_writes.record_snapshot(
                 write.session,
                 write.principal,
                 write.now,

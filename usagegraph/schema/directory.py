@@ -17,11 +17,10 @@ from strawberry import relay
 from strawberry.types.unset import UNSET, UnsetType
 
 from usagegraph.errors import forbidden
-from usagegraph.resolvers import account as account_rules
-from usagegraph.resolvers import directory
-from usagegraph.resolvers.account import AccountPeriod
-from usagegraph.resolvers.ledger import LedgerFilter
-from usagegraph.schema import account, billing, buckets, usage, usage_events
+from usagegraph.resolvers import directory, wallet_account
+from usagegraph.resolvers.wallet_account import AccountPeriod
+from usagegraph.resolvers.wallet_ledger import LedgerFilter
+from usagegraph.schema import billing, buckets, usage_events, usage_history, wallet
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.fields import fields_of
@@ -71,12 +70,12 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
         return [Membership.of(membership) for membership in memberships]
 
     @strawberry.field(description="The credit balance. The user's own (super: any).")
-    async def wallet(self, info: Info) -> account.CreditBalance:
-        return await account_rules.wallet_balance(info.context, self.id)
+    async def wallet(self, info: Info) -> wallet.CreditBalance:
+        return await wallet_account.wallet_balance(info.context, self.id)
 
     @strawberry.field(description="The user's plan, if any. The user's own (super: any).")
-    async def subscription(self, info: Info) -> account.PlanSubscription | None:
-        return await account_rules.plan_subscription(info.context, self.id)
+    async def subscription(self, info: Info) -> wallet.PlanSubscription | None:
+        return await wallet_account.plan_subscription(info.context, self.id)
 
     @strawberry.field(
         description="Credit ledger entries, newest first. The user's own (super: any)."
@@ -85,15 +84,15 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
         self,
         info: Info,
         type: Annotated[
-            account.LedgerType | None, strawberry.argument(description="Only this type.")
+            wallet.LedgerType | None, strawberry.argument(description="Only this type.")
         ] = None,
-        from_: account.FromArgument = None,
-        to: account.ToArgument = None,
+        from_: wallet.FromArgument = None,
+        to: wallet.ToArgument = None,
         first: FirstArgument = None,
         after: AfterArgument = None,
-    ) -> account.LedgerEntryConnection:
+    ) -> wallet.LedgerEntryConnection:
         ledger_filter = LedgerFilter(entry_type=type, start=from_, end=to)
-        return await account.resolve_ledger(info, self.id, ledger_filter, first, after)
+        return await wallet.resolve_ledger(info, self.id, ledger_filter, first, after)
 
     @strawberry.field(
         description="Usage statistics per calendar period overlapping [from, to), every "
@@ -103,7 +102,7 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
         self,
         info: Info,
         period: Annotated[
-            account.AccountPeriod, strawberry.argument(description="Bucket size.")
+            wallet.AccountPeriod, strawberry.argument(description="Bucket size.")
         ] = AccountPeriod.MONTHLY,
         from_: Annotated[
             datetime | None,
@@ -112,8 +111,8 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
         to: Annotated[
             datetime | None, strawberry.argument(description="End (default: now).")
         ] = None,
-    ) -> list[account.UsageStats]:
-        return await account_rules.user_usage(
+    ) -> list[wallet.UsageStats]:
+        return await wallet_account.user_usage(
             info.context, self.id, period=period, start=from_, end=to
         )
 
@@ -128,8 +127,8 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
             str | None,
             strawberry.argument(description="Only `personal` or this institution's events."),
         ] = None,
-        from_: account.FromArgument = None,
-        to: account.ToArgument = None,
+        from_: wallet.FromArgument = None,
+        to: wallet.ToArgument = None,
         first: FirstArgument = None,
         after: AfterArgument = None,
     ) -> usage_events.UsageEventConnection:
@@ -153,14 +152,14 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
         instance_id: Annotated[
             str, strawberry.argument(description="`personal` or an institution id.")
         ],
-        window: usage.WindowArgument = None,
-        interval: usage.IntervalArgument = None,
-        scope: usage.ScopeArgument = None,
-        time_zone: usage.TimeZoneArgument = "UTC",
-    ) -> usage.UsageHistory:
+        window: usage_history.WindowArgument = None,
+        interval: usage_history.IntervalArgument = None,
+        scope: usage_history.ScopeArgument = None,
+        time_zone: usage_history.TimeZoneArgument = "UTC",
+    ) -> usage_history.UsageHistory:
         if info.context.principal.user_id != self.id:
             raise forbidden("usage history is read as yourself")
-        return await usage.resolve_usage_history(
+        return await usage_history.resolve_usage_history(
             info, instance_id, window, interval, scope, time_zone
         )
 
@@ -219,12 +218,14 @@ class Institution(relay.Node, shape_fields_of(directory.DirectoryInstitution, pr
     async def usage_history(
         self,
         info: Info,
-        window: usage.WindowArgument = None,
-        interval: usage.IntervalArgument = None,
-        scope: usage.ScopeArgument = None,
-        time_zone: usage.TimeZoneArgument = "UTC",
-    ) -> usage.UsageHistory:
-        return await usage.resolve_usage_history(info, self.id, window, interval, scope, time_zone)
+        window: usage_history.WindowArgument = None,
+        interval: usage_history.IntervalArgument = None,
+        scope: usage_history.ScopeArgument = None,
+        time_zone: usage_history.TimeZoneArgument = "UTC",
+    ) -> usage_history.UsageHistory:
+        return await usage_history.resolve_usage_history(
+            info, self.id, window, interval, scope, time_zone
+        )
 
     @strawberry.field(
         description="Monthly message counts against the plan, newest first (admins and super)."

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import strawberry
 
 from usagegraph.errors import invalid
-from usagegraph.resolvers import administration
+from usagegraph.resolvers import directory_writes
 from usagegraph.schema.context import Info
 from usagegraph.schema.directory import Membership
 from usagegraph.schema.fields import fields_of
@@ -23,7 +23,7 @@ from usagegraph.schema.writes import INPUT, open_write
 
 def _keep(value: Any) -> Any:
     """An omitted optional input keeps the stored value; an explicit null clears it."""
-    return administration.KEEP if value is strawberry.UNSET else value
+    return directory_writes.KEEP if value is strawberry.UNSET else value
 
 
 def _keep_not_null(value: Any, name: str) -> Any:
@@ -43,7 +43,7 @@ class ApiKey:
     revoked_at: datetime | None = strawberry.field(description="When it was revoked, if it was.")
 
     @classmethod
-    def from_result(cls, info: administration.ApiKeyInfo) -> ApiKey:
+    def from_result(cls, info: directory_writes.ApiKeyInfo) -> ApiKey:
         fields = fields_of(info)
         return cls(api_key_id=fields.pop("id"), **fields)
 
@@ -112,7 +112,7 @@ class RemoveMemberPayload:
     removed: bool = strawberry.field(description="false when the user was not a member.")
 
 
-def _member(result: administration.MemberInfo) -> Membership:
+def _member(result: directory_writes.MemberInfo) -> Membership:
     return Membership(
         user_id=result.user_id,
         institution_id=result.institution_id,
@@ -130,7 +130,7 @@ class DirectoryMutations:
         input: Annotated[CreateApiKeyInput, strawberry.argument(description=INPUT)],
     ) -> CreatedApiKey:
         async with open_write(info) as write:
-            result = await administration.create_api_key(
+            result = await directory_writes.create_api_key(
                 write.session,
                 write.principal,
                 write.now,
@@ -149,7 +149,7 @@ class DirectoryMutations:
         api_key_id: Annotated[int, strawberry.argument(description="The key's id.")],
     ) -> ApiKey:
         async with open_write(info) as write:
-            result = await administration.revoke_api_key(
+            result = await directory_writes.revoke_api_key(
                 write.session, write.principal, write.now, api_key_id=api_key_id
             )
         return ApiKey.from_result(result)
@@ -163,7 +163,7 @@ class DirectoryMutations:
         self, info: Info, input: Annotated[AddMemberInput, strawberry.argument(description=INPUT)]
     ) -> Membership:
         async with open_write(info) as write:
-            result = await administration.add_member(
+            result = await directory_writes.add_member(
                 write.session,
                 write.principal,
                 write.now,
@@ -184,7 +184,7 @@ class DirectoryMutations:
     ) -> Membership:
         role = _keep_not_null(input.role, "role")
         async with open_write(info) as write:
-            result = await administration.update_member(
+            result = await directory_writes.update_member(
                 write.session,
                 write.principal,
                 write.now,
@@ -203,7 +203,7 @@ class DirectoryMutations:
         user_id: Annotated[int, strawberry.argument(description="The member.")],
     ) -> RemoveMemberPayload:
         async with open_write(info) as write:
-            removed = await administration.remove_member(
+            removed = await directory_writes.remove_member(
                 write.session,
                 write.principal,
                 write.now,
@@ -223,7 +223,7 @@ class DirectoryMutations:
     ) -> InstitutionCaps:
         enforce = _keep_not_null(input.enforce_caps, "enforceCaps")
         async with open_write(info) as write:
-            result = await administration.update_institution_caps(
+            result = await directory_writes.update_institution_caps(
                 write.session,
                 write.principal,
                 write.now,

@@ -13,7 +13,6 @@ from strawberry.schema.config import StrawberryConfig
 
 from usagegraph.input_ids import is_id
 from usagegraph.resolvers import directory
-from usagegraph.schema.account import LedgerEntry
 from usagegraph.schema.buckets import ClientBucket, Snapshot, resolve_bucket
 from usagegraph.schema.buckets_mutations import BucketsMutations
 from usagegraph.schema.connections import build_connection
@@ -40,6 +39,7 @@ from usagegraph.schema.usage_events import UsageEvent
 from usagegraph.schema.usage_mutations import ForgetUsageMutations, UsageMutations
 from usagegraph.schema.user_stats import UserStatsInput, UserStatsReport, resolve_user_stats
 from usagegraph.schema.viewer import Viewer, resolve_viewer
+from usagegraph.schema.wallet import LedgerEntry
 from usagegraph.schema.wallet_mutations import WalletMutations
 from usagegraph.settings import GraphQLLimits
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types.arguments import InputContext
 
-from usagegraph.resolvers import administration, metering
+from usagegraph.resolvers import directory_writes, usage_recording
 from usagegraph.schema.context import Info
 from usagegraph.schema.scalars import BigInt
 from usagegraph.schema.writes import INPUT, open_write
@@ -31,7 +31,7 @@ UsageEventStatus = strawberry.enum(
     description="Whether the metered call succeeded; failed calls count like any other.",
 )
 UsageOutcomeStatus = strawberry.enum(
-    metering.OutcomeStatus,
+    usage_recording.OutcomeStatus,
     name="UsageOutcomeStatus",
     description="What became of a usage event.",
 )
@@ -85,8 +85,8 @@ class UsageEventInput:
         "days writes nothing and returns the first event.",
     )
 
-    def to_value(self) -> metering.UsageEventInput:
-        return metering.UsageEventInput(
+    def to_value(self) -> usage_recording.UsageEventInput:
+        return usage_recording.UsageEventInput(
             user_id=self.user_id,
             instance=self.instance,
             occurred_at=self.occurred_at,
@@ -141,7 +141,7 @@ class RecordedUsageEvent:
     created_at: datetime = strawberry.field(description="When it was recorded.")
 
     @classmethod
-    def from_result(cls, event: metering.RecordedUsage) -> RecordedUsageEvent:
+    def from_result(cls, event: usage_recording.RecordedUsage) -> RecordedUsageEvent:
         return cls(
             event_id=BigInt(event.id),
             user_id=event.user_id,
@@ -182,7 +182,7 @@ class UsageEventOutcome:
     message: str | None = strawberry.field(description="The refusal, in words.")
 
     @classmethod
-    def from_result(cls, outcome: metering.UsageOutcome) -> UsageEventOutcome:
+    def from_result(cls, outcome: usage_recording.UsageOutcome) -> UsageEventOutcome:
         return cls(
             index=outcome.index,
             status=outcome.status,
@@ -194,7 +194,7 @@ class UsageEventOutcome:
 
 @strawberry.type(description="The result of recordUsageBatch: one outcome per event, in order.")
 class UsageBatchResult:
-    result: strawberry.Private[metering.UsageBatchResult]
+    result: strawberry.Private[usage_recording.UsageBatchResult]
 
     @strawberry.field(description="Events recorded now.")
     def inserted(self) -> int:
@@ -245,7 +245,7 @@ class UsageMutations:
     ) -> RecordUsagePayload:
         event = input.to_value()
         async with open_write(info) as write:
-            outcome = await metering.record_usage(
+            outcome = await usage_recording.record_usage(
                 write.session,
                 write.principal,
                 write.now,
@@ -271,7 +271,7 @@ class UsageMutations:
     ) -> UsageBatchResult:
         values = [event.to_value() for event in events]
         async with open_write(info) as write:
-            result = await metering.record_usage_batch(
+            result = await usage_recording.record_usage_batch(
                 write.session,
                 write.principal,
                 write.now,
@@ -295,7 +295,7 @@ class ForgetUsageMutations:
     ) -> ForgetUsagePayload:
         ids = [int(i) for i in input.ids] if input.ids is not None else None
         async with open_write(info) as write:
-            result = await administration.forget_usage(
+            result = await directory_writes.forget_usage(
                 write.session,
                 write.principal,
                 write.now,

@@ -15,11 +15,11 @@ import strawberry
 from strawberry.scalars import JSON
 
 from usagegraph.resolvers import wallet_operations
-from usagegraph.resolvers.ledger import CreditLedgerEntry
-from usagegraph.schema.account import CreditBalance, LedgerEntry
+from usagegraph.resolvers.wallet_ledger import CreditLedgerEntry
 from usagegraph.schema.context import Info
 from usagegraph.schema.fields import fields_of
 from usagegraph.schema.scalars import BigInt
+from usagegraph.schema.wallet import CreditBalance, LedgerEntry
 from usagegraph.schema.writes import INPUT, open_write
 
 

@@ -73,6 +73,6 @@ class UsageIdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     usage_event_id: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # SHA-256 of the event's canonical payload (resolvers/metering.py `payload_digest`): a
+    # SHA-256 of the event's canonical payload (resolvers/usage_recording.py `payload_digest`): a
     # replay with another payload is refused. None for keys claimed before revision 0005.
     payload_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -36,7 +36,7 @@ from usagegraph.auth.access import (
 )
 from usagegraph.auth.api_keys import create_api_key as store_api_key
 from usagegraph.auth.principal import CallerKind, Principal
-from usagegraph.datasources import admin_writes
+from usagegraph.datasources import directory_writes
 from usagegraph.datasources.transactions import run_write
 from usagegraph.datasources.usage_writes import forget_events
 from usagegraph.db.models import ApiKey, Membership
@@ -44,7 +44,7 @@ from usagegraph.db.models.institutions import INSTITUTION_ROLES
 from usagegraph.errors import forbidden, invalid, not_found, unauthorized
 from usagegraph.input_ids import INSTITUTION_ID_PATTERN
 from usagegraph.input_ids import MAX_ID as MAX_BIGINT
-from usagegraph.resolvers.snapshots import (
+from usagegraph.resolvers.buckets import (
     BucketSnapshot,
     SnapshotStorage,
     to_bucket_snapshot,
@@ -278,12 +278,12 @@ async def record_snapshot(
     }
 
     async def work(session: AsyncSession) -> BucketSnapshot:
-        row = await admin_writes.bucket(session, bucket_id)
+        row = await directory_writes.bucket(session, bucket_id)
         if row is None and is_super(principal):
             raise not_found(f"bucket {bucket_id} does not exist")
         if row is None or not may_write_snapshots(principal, row.institution_id):
             raise forbidden("you may not record snapshots of that bucket")
-        stored = await admin_writes.upsert_snapshot(session, bucket_id, snapshot_date, values)
+        stored = await directory_writes.upsert_snapshot(session, bucket_id, snapshot_date, values)
         return to_bucket_snapshot(stored)
 
     return await run_write(session, work)
@@ -306,7 +306,7 @@ async def create_api_key(
         raise invalid(f"name is longer than {MAX_NAME} characters")
 
     async def work(session: AsyncSession) -> CreatedApiKey:
-        if await admin_writes.institution_for_update(session, institution_id) is None:
+        if await directory_writes.institution_for_update(session, institution_id) is None:
             raise not_found(f"institution {institution_id} does not exist")
         row, key = await store_api_key(session, institution_id, name)
         row.created_at = now
@@ -325,7 +325,7 @@ async def revoke_api_key(
         raise unauthorized()
 
     async def work(session: AsyncSession) -> ApiKeyInfo:
-        row = await admin_writes.api_key_for_update(session, api_key_id)
+        row = await directory_writes.api_key_for_update(session, api_key_id)
         if row is None and is_super(principal):
             raise not_found(f"API key {api_key_id} does not exist")
         if row is None or not is_institution_admin(principal, row.institution_id):
@@ -359,13 +359,13 @@ async def add_member(
     cap_limit = cap_value(cap_limit, "capLimit")
 
     async def work(session: AsyncSession) -> MemberInfo:
-        if await admin_writes.institution_for_update(session, institution_id) is None:
+        if await directory_writes.institution_for_update(session, institution_id) is None:
             raise not_found(f"institution {institution_id} does not exist")
-        found = await admin_writes.user_by_email(session, email)
+        found = await directory_writes.user_by_email(session, email)
         if found is None or not may_see_user(principal, found[0].id, found[1]):
             raise not_found(NO_SUCH_MEMBER)
         user = found[0]
-        row = await admin_writes.insert_membership(
+        row = await directory_writes.insert_membership(
             session,
             {
                 "user_id": user.id,
@@ -402,7 +402,7 @@ async def update_member(
         cap_limit = cap_value(cap_limit, "capLimit")
 
     async def work(session: AsyncSession) -> MemberInfo:
-        row = await admin_writes.membership_for_update(session, user_id, institution_id)
+        row = await directory_writes.membership_for_update(session, user_id, institution_id)
         if row is None:
             raise not_found(f"user {user_id} is not a member of this institution")
         if not isinstance(role, Keep):
@@ -428,7 +428,7 @@ async def remove_member(
     require_institution_admin(principal, institution_id)
 
     async def work(session: AsyncSession) -> bool:
-        return await admin_writes.delete_membership(session, user_id, institution_id)
+        return await directory_writes.delete_membership(session, user_id, institution_id)
 
     return await run_write(session, work)
 
@@ -449,7 +449,7 @@ async def update_institution_caps(
         default_cap = cap_value(default_cap, "defaultCap")
 
     async def work(session: AsyncSession) -> InstitutionCaps:
-        row = await admin_writes.institution_for_update(session, institution_id)
+        row = await directory_writes.institution_for_update(session, institution_id)
         if row is None:
             raise not_found(f"institution {institution_id} does not exist")
         if not isinstance(default_cap, Keep):

@@ -18,7 +18,7 @@ from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.db.engine import session_factory
 from usagegraph.errors import ErrorCode, UsageGraphError
-from usagegraph.resolvers.billing_periods import (
+from usagegraph.resolvers.billing import (
     BillingPeriod,
     BillingPeriodPage,
     billing_periods,

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Self
 import strawberry
 from strawberry import relay
 
-from usagegraph.resolvers import account, ledger
+from usagegraph.resolvers import wallet_account, wallet_ledger
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.fields import fields_of
@@ -22,40 +22,40 @@ from usagegraph.schema.pagination import encode_cursor, moment_id_cursor, page_s
 from usagegraph.schema.shape_types import graph_type_of, shape_fields_of
 
 LedgerType = strawberry.enum(
-    ledger.LedgerType,
+    wallet_ledger.LedgerType,
     description="credit adds the amount, debit subtracts it, adjustment carries its sign.",
 )
 AccountPeriod = strawberry.enum(
-    account.AccountPeriod, description="The calendar period of usage statistics (UTC)."
+    wallet_account.AccountPeriod, description="The calendar period of usage statistics (UTC)."
 )
 
 
 CreditBalance = graph_type_of(
-    account.CreditBalance,
+    wallet_account.CreditBalance,
     name="CreditBalance",
     description="A wallet's balance (seed 003's CreditBalance).",
 )
 PlanSubscription = graph_type_of(
-    account.SubscriptionDetails,
+    wallet_account.SubscriptionDetails,
     name="PlanSubscription",
     description="A user's plan subscription (named so that `Subscription` stays free for the "
     "graph's subscription root).",
 )
 UsageStats = graph_type_of(
-    account.UsageStats,
+    wallet_account.UsageStats,
     name="UsageStats",
     description="Usage of one account in one calendar period (seed 003's UsageStats).",
 )
 
 
 @strawberry.type(description="An immutable movement of credits.")
-class LedgerEntry(relay.Node, shape_fields_of(ledger.CreditLedgerEntry, private=("id",))):
+class LedgerEntry(relay.Node, shape_fields_of(wallet_ledger.CreditLedgerEntry, private=("id",))):
     @classmethod
     def resolve_id(cls, root: Self, *, info: Any) -> str:
         return str(root.id)
 
     @classmethod
-    def from_result(cls, entry: ledger.CreditLedgerEntry) -> LedgerEntry:
+    def from_result(cls, entry: wallet_ledger.CreditLedgerEntry) -> LedgerEntry:
         """A copy: graphql-core checks a node's Python type."""
         return cls(**fields_of(entry))
 
@@ -64,7 +64,8 @@ class LedgerEntry(relay.Node, shape_fields_of(ledger.CreditLedgerEntry, private=
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[LedgerEntry | None]:
         entries = await load_keys(
-            integer_keys(node_ids), lambda ids: ledger.ledger_entries_by_id(info.context, ids)
+            integer_keys(node_ids),
+            lambda ids: wallet_ledger.ledger_entries_by_id(info.context, ids),
         )
         return [cls.from_result(entry) if entry else None for entry in entries]
 
@@ -77,13 +78,13 @@ class LedgerEntryConnection(CountedConnection[LedgerEntry]):
 async def resolve_ledger(
     info: Info,
     user_id: int,
-    ledger_filter: ledger.LedgerFilter,
+    ledger_filter: wallet_ledger.LedgerFilter,
     first: int | None,
     after: str | None,
 ) -> LedgerEntryConnection:
     """A page of the user's ledger, keyset-paginated in SQL and batched across users."""
     size = page_size(first)
-    entries, total = await ledger.ledger_keyset_page(
+    entries, total = await wallet_ledger.ledger_keyset_page(
         info.context, user_id, ledger_filter, size=size, before=moment_id_cursor(after)
     )
     return build_connection(

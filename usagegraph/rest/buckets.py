@@ -21,8 +21,8 @@ from usagegraph.http.envelopes import clients_error
 from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
 from usagegraph.iso_dates import OutOfRange, parse_date
+from usagegraph.resolvers.buckets import bucket_snapshots, validate_bucket_id
 from usagegraph.resolvers.request_context import context_of
-from usagegraph.resolvers.snapshots import bucket_snapshots, validate_bucket_id
 from usagegraph.shapes import render
 
 

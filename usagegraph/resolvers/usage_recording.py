@@ -52,7 +52,6 @@ from usagegraph import money_range
 from usagegraph.auth.access import acts_for_institution, is_super
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources import usage_writes
-from usagegraph.datasources.ledger_writes import LedgerBook, Posting, lock_wallets
 from usagegraph.datasources.transactions import WriteConflict, run_write
 from usagegraph.datasources.usage_writes import (
     ClaimedKey,
@@ -61,6 +60,7 @@ from usagegraph.datasources.usage_writes import (
     MemberKey,
     UsageKey,
 )
+from usagegraph.datasources.wallet_writes import LedgerBook, Posting, lock_wallets
 from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent
 from usagegraph.db.models.usage import USAGE_STATUSES
 from usagegraph.errors import (

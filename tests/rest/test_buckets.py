@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.fixtures.clients_data import seed_buckets
+from tests.fixtures.buckets_data import seed_buckets
 from usagegraph.auth.tokens import mint_token
 
 ZEROS = {"person": 0, "organisation": 0, "member": 0, "payment": 0, "ticket": 0, "booking": 0}

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.fixtures.factories import add_institution, add_user
-from tests.fixtures.metering_data import (
+from tests.fixtures.usage_recording_data import (
     ACME,
     ANONYMOUS,
     API_ACME,
@@ -30,9 +30,9 @@ from usagegraph.auth.principal import Principal
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import ClientBucket, Institution, Membership, Snapshot
 from usagegraph.errors import ErrorCode, UsageGraphError
-from usagegraph.resolvers import administration as admin
-from usagegraph.resolvers.metering import OutcomeStatus, record_usage
-from usagegraph.resolvers.snapshots import BucketSnapshot, PrefixStorage, SnapshotStorage
+from usagegraph.resolvers import directory_writes as admin
+from usagegraph.resolvers.buckets import BucketSnapshot, PrefixStorage, SnapshotStorage
+from usagegraph.resolvers.usage_recording import OutcomeStatus, record_usage
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import add_institution, add_user
-from tests.fixtures.metering_data import (
+from tests.fixtures.usage_recording_data import (
     ACME,
     ANONYMOUS,
     API_ACME,
@@ -35,7 +35,7 @@ from usagegraph.db.engine import session_factory
 from usagegraph.db.models import LedgerEntry, UsageEvent
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers import wallet_operations as ops
-from usagegraph.resolvers.metering import (
+from usagegraph.resolvers.usage_recording import (
     MAX_BATCH,
     OutcomeStatus,
     UsageBatchResult,

@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.fixtures.account_data import (
+from tests.fixtures.contexts import request_context
+from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.wallet_account_data import (
     ACME,
     Event,
     add_events,
@@ -22,11 +24,10 @@ from tests.fixtures.account_data import (
     principal_for,
     set_user_times,
 )
-from tests.fixtures.contexts import request_context
-from tests.fixtures.factories import add_institution, add_user
 from usagegraph.auth.principal import Principal
 from usagegraph.errors import ErrorCode, UsageGraphError
-from usagegraph.resolvers.account import (
+from usagegraph.resolvers.calendar import Granularity, Period
+from usagegraph.resolvers.wallet_account import (
     MAX_USAGE_BUCKETS,
     AccountPeriod,
     CreditBalance,
@@ -38,7 +39,6 @@ from usagegraph.resolvers.account import (
     usage_buckets,
     usage_window,
 )
-from usagegraph.resolvers.calendar import Granularity, Period
 
 
 async def _users(engine: AsyncEngine) -> dict[str, int]:

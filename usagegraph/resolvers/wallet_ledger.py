@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.principal import Principal
-from usagegraph.datasources.wallets import (
+from usagegraph.datasources.wallet import (
     LedgerQuery,
     count_ledger_entries,
     ledger_entries,
@@ -25,8 +25,8 @@ from usagegraph.datasources.wallets import (
 from usagegraph.db.models import LedgerEntry
 from usagegraph.errors import invalid
 from usagegraph.input_ids import MAX_ID as MAX_BIGINT
-from usagegraph.resolvers.account import account_holder_id, require_account
 from usagegraph.resolvers.request_context import RequestContext
+from usagegraph.resolvers.wallet_account import account_holder_id, require_account
 from usagegraph.shapes import described
 
 DEFAULT_LEDGER_LIMIT = 50

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.fixtures.account_data import Entry, add_entries, at, principal_for
 from tests.fixtures.factories import add_user
+from tests.fixtures.wallet_account_data import Entry, add_entries, at, principal_for
 from usagegraph.db.engine import session_factory
 from usagegraph.errors import ErrorCode, UsageGraphError
-from usagegraph.resolvers.ledger import (
+from usagegraph.resolvers.wallet_ledger import (
     CreditLedgerEntry,
     LedgerFilter,
     LedgerPage,

@@ -7,9 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.databases import TestDatabase
 from tests.fixtures.factories import add_institution, add_user
-from tests.fixtures.metering_data import ACME, API_ACME, NOW, event, run
 from tests.fixtures.statements import count_statements
-from usagegraph.resolvers.metering import OutcomeStatus, record_usage_batch
+from tests.fixtures.usage_recording_data import ACME, API_ACME, NOW, event, run
+from usagegraph.resolvers.usage_recording import OutcomeStatus, record_usage_batch
 
 # An API key's batch of new institution events (no cap, fresh idempotency keys): read the
 # memberships and the keys, insert the events, add to the rollups, claim the keys. On

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.fixtures.account_data import (
+from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.wallet_account_data import (
     ACME,
     Entry,
     Event,
@@ -25,7 +26,6 @@ from tests.fixtures.account_data import (
     at,
     set_user_times,
 )
-from tests.fixtures.factories import add_institution, add_user
 from usagegraph.auth.tokens import mint_token
 
 ENDPOINTS = ("usage", "credits", "ledger", "summary")

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.fixtures.clients_data import ACME, COMPUTED, OTHER, seed_buckets
+from tests.fixtures.buckets_data import ACME, COMPUTED, OTHER, seed_buckets
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.db.engine import session_factory
 from usagegraph.errors import ErrorCode, UsageGraphError
-from usagegraph.resolvers.snapshots import (
+from usagegraph.resolvers.buckets import (
     BucketSnapshot,
     PrefixStorage,
     SnapshotStorage,

@@ -22,20 +22,20 @@ from usagegraph.http.envelopes import coded_error
 from usagegraph.http.json import JSON
 from usagegraph.input_ids import parse_integer
 from usagegraph.iso_dates import OutOfRange, parse_moment
-from usagegraph.resolvers.account import (
+from usagegraph.resolvers.request_context import context_of
+from usagegraph.resolvers.wallet_account import (
     AccountPeriod,
     account_credits,
     account_holder_id,
     account_summary,
     account_usage,
 )
-from usagegraph.resolvers.ledger import (
+from usagegraph.resolvers.wallet_ledger import (
     DEFAULT_LEDGER_LIMIT,
     LedgerFilter,
     LedgerType,
     account_ledger,
 )
-from usagegraph.resolvers.request_context import context_of
 from usagegraph.shapes import render
 
 _Choice = TypeVar("_Choice", bound=StrEnum)

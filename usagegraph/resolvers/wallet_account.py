@@ -20,7 +20,7 @@ from usagegraph.auth.access import owns_account
 from usagegraph.auth.challenge import INVALID_TOKEN_MESSAGE, authentication_error
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources.usage import DAY_SLOT_SECONDS, UsageSlot, of_user, usage_by_slot
-from usagegraph.datasources.wallets import (
+from usagegraph.datasources.wallet import (
     account_holder,
     usage_event_count,
 )
