@@ -30,6 +30,7 @@ _DESCRIPTION = "description"
 _JSON_NAME = "json_name"
 _JSON_SCHEMA = "json_schema"
 _SURFACE = "surface"
+_GRAPH_NAME = "graph_name"
 
 
 def described(
@@ -37,12 +38,14 @@ def described(
     *,
     json_name: str | None = None,
     json_schema: Mapping[str, Any] | None = None,
+    graph_name: str | None = None,
     surface: Surface = "both",
     default: Any = dataclasses.MISSING,
 ) -> Any:
     """A dataclass field with what both APIs need to show it.
 
-    `json_name` is the REST name where the seed documents one other than the field's;
+    `json_name` is the REST name where the seed documents one other than the field's, and
+    `graph_name` the graph's where it differs (in snake case: the graph camel-cases it);
     `json_schema` replaces the schema derived from the type where the type says too little
     (an id's pattern, an open record); `surface` limits a field to one API.
     """
@@ -50,6 +53,7 @@ def described(
         _DESCRIPTION: description,
         _JSON_NAME: json_name,
         _JSON_SCHEMA: json_schema,
+        _GRAPH_NAME: graph_name,
         _SURFACE: surface,
     }
     return dataclasses.field(default=default, metadata=metadata)
@@ -64,6 +68,7 @@ class ShapeField:
     description: str
     json_name: str
     json_schema: Mapping[str, Any] | None
+    graph_name: str
     surface: Surface
 
     def shown_in(self, surface: Literal["rest", "graph"]) -> bool:
@@ -84,6 +89,7 @@ def shape_fields(shape: type) -> tuple[ShapeField, ...]:
                 description=field.metadata[_DESCRIPTION],
                 json_name=field.metadata[_JSON_NAME] or field.name,
                 json_schema=field.metadata[_JSON_SCHEMA],
+                graph_name=field.metadata[_GRAPH_NAME] or field.name,
                 surface=field.metadata[_SURFACE],
             )
         )

@@ -1,6 +1,6 @@
 """Billing periods (CONTRACT section 3): months, counts, overage and paging, worked by hand.
 
-The data and its arithmetic are described in tests/rest/billing_data.py.
+The data and its arithmetic are described in tests/fixtures/billing_data.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Bucket snapshots (CONTRACT section 5): records completed, ranges, limits and access.
 
-Data: tests/rest/clients_data.py.
+Data: tests/fixtures/buckets_data.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from datetime import date
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import FIXED_NOW
 from tests.fixtures.buckets_data import ACME, COMPUTED, OTHER, seed_buckets
+from tests.fixtures.contexts import request_context
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.db.engine import session_factory
@@ -98,8 +98,7 @@ def test_start_after_end_is_refused_but_equal_days_are_fine() -> None:
 async def _snapshots(
     engine: AsyncEngine, principal: Principal, bucket_id: str, **filters: object
 ) -> tuple[BucketSnapshot, ...]:
-    async with session_factory(engine)() as session:
-        return await bucket_snapshots(session, principal, FIXED_NOW, bucket_id, **filters)
+    return await bucket_snapshots(request_context(engine, principal), bucket_id, **filters)
 
 
 async def _user(engine: AsyncEngine, user_id: int) -> Principal:
@@ -188,10 +187,9 @@ async def test_no_access_is_answered_exactly_like_an_unknown_bucket(engine: Asyn
 async def test_many_buckets_in_one_batch_with_a_limit_per_bucket(engine: AsyncEngine) -> None:
     world = await seed_buckets(engine)
     member = await _user(engine, world.member_id)
-    async with session_factory(engine)() as session:
-        found = await snapshots_by_bucket(
-            session, member, FIXED_NOW, ["acme-corp", "acme_archive", "other-co"], limit=2
-        )
+    found = await snapshots_by_bucket(
+        request_context(engine, member), ["acme-corp", "acme_archive", "other-co"], limit=2
+    )
     assert {bucket: [s.snapshot_date for s in rows] for bucket, rows in found.items()} == {
         "acme-corp": [date(2024, 12, 31), date(2024, 6, 30)],
         "acme_archive": [date(2024, 3, 1)],

@@ -1,6 +1,6 @@
 """Usage-history rules: fallbacks, access, scope, windows, calendar buckets (UTC and DST), cache.
 
-Expected numbers are worked out by hand from tests/rest/usage_history_data.py (FIXED_NOW =
+Expected numbers are worked out by hand from tests/fixtures/usage_history_data.py (FIXED_NOW =
 Wednesday 2026-05-20 15:30 UTC) or from the small Berlin fixture below.
 """
 

@@ -1,6 +1,6 @@
 """The rules of the user-stats extract, with numbers worked out by hand.
 
-Data: tests/rest/user_stats_data.py. Now is Wed 2026-05-20 15:30 UTC throughout.
+Data: tests/fixtures/user_stats_data.py. Now is Wed 2026-05-20 15:30 UTC throughout.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """GET /v1/billing/usage-history (CONTRACT section 3, seed 002) through the real app.
 
-Data and arithmetic: tests/rest/billing_data.py (FIXED_NOW = 2026-05-20 15:30 UTC).
+Data and arithmetic: tests/fixtures/billing_data.py (FIXED_NOW = 2026-05-20 15:30 UTC).
 """
 
 from __future__ import annotations

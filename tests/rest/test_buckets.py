@@ -1,6 +1,6 @@
 """GET /api/v1/clients/{bucket_id}/history (CONTRACT section 5, seed 004) through the app.
 
-Data: tests/rest/clients_data.py. Order of checks: 401, then 400, then 404.
+Data: tests/fixtures/buckets_data.py. Order of checks: 401, then 400, then 404.
 """
 
 from __future__ import annotations

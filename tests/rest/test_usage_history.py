@@ -1,6 +1,6 @@
 """GET /api/user/usage-history (CONTRACT.md section 1, seed 000) through the real app.
 
-Data: tests/rest/usage_history_data.py; "now" is Wednesday 2026-05-20 15:30 UTC. Every
+Data: tests/fixtures/usage_history_data.py; "now" is Wednesday 2026-05-20 15:30 UTC. Every
 expected number below is worked out by hand from that fixture.
 """
 

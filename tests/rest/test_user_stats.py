@@ -1,6 +1,6 @@
 """POST /api/admin/histories/charts/user-stats (seed 001) through the real app.
 
-Data and hand-worked numbers: tests/rest/user_stats_data.py. Now is Wed 2026-05-20 15:30 UTC.
+Data and hand-worked numbers: tests/fixtures/user_stats_data.py. Now is Wed 2026-05-20 15:30 UTC.
 """
 
 from __future__ import annotations

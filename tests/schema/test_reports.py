@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.fixtures import billing_data, clients_data, usage_history_data, user_stats_data
+from tests.fixtures import billing_data, buckets_data, usage_history_data, user_stats_data
 from tests.fixtures.factories import add_usage_events
 from tests.schema.graph import error_codes, graphql
 from usagegraph.db.engine import session_factory
@@ -218,7 +218,7 @@ async def test_billing_periods_match_the_rest_route(
 async def test_bucket_snapshots_match_the_rest_route_and_page(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
-    world = await clients_data.seed_buckets(engine)
+    world = await buckets_data.seed_buckets(engine)
     rest = (
         await client.get("/api/v1/clients/acme-corp/history", headers={"X-API-Key": world.acme_key})
     ).json()
@@ -241,7 +241,7 @@ async def test_bucket_snapshots_match_the_rest_route_and_page(
 async def test_another_tenants_bucket_is_null(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
-    world = await clients_data.seed_buckets(engine)
+    world = await buckets_data.seed_buckets(engine)
     body = await graphql(client, '{ bucket(id: "other-co") { bucketId } }', user_id=world.member_id)
     assert body["data"]["bucket"] is None
     assert FIXED_NOW.year == 2026

@@ -14,10 +14,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from usagegraph.auth.principal import Principal
-from usagegraph.datasources.buckets import readable_bucket, snapshots_of_buckets
 from usagegraph.db import models
 from usagegraph.db.models import Snapshot
 from usagegraph.errors import invalid, not_found
@@ -133,35 +129,28 @@ def to_bucket_snapshot(row: Snapshot) -> BucketSnapshot:
 
 
 async def snapshots_by_bucket(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
+    context: RequestContext,
     bucket_ids: Sequence[str],
     *,
     start_date: date | None = None,
     end_date: date | None = None,
     limit: int | None = None,
 ) -> dict[str, tuple[BucketSnapshot, ...]]:
-    """Snapshots of many buckets in one query (for a dataloader), newest first per bucket.
-
-    A bucket the caller may not read (or that does not exist) maps to no snapshots. `now` is
-    taken for the shape every resolver shares; the dates are absolute.
-    """
+    """Snapshots of many buckets in one batch of the request's loader, newest first per
+    bucket. A bucket the caller may not read (or that does not exist) maps to no snapshots."""
     limit = effective_limit(limit)
     validate_range(start_date, end_date)
-    rows = await snapshots_of_buckets(
-        session, principal, bucket_ids, start=start_date, end=end_date, limit_per_bucket=limit
+    pages = await context.loaders.snapshot_page.load_many(
+        [(bucket_id, start_date, end_date, limit) for bucket_id in bucket_ids]
     )
     return {
-        bucket_id: tuple(to_bucket_snapshot(row) for row in found)
-        for bucket_id, found in rows.items()
+        bucket_id: tuple(to_bucket_snapshot(row) for row in rows)
+        for bucket_id, rows in zip(bucket_ids, pages, strict=True)
     }
 
 
 async def bucket_snapshots(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
+    context: RequestContext,
     bucket_id: str,
     *,
     start_date: date | None = None,
@@ -176,10 +165,10 @@ async def bucket_snapshots(
     validate_bucket_id(bucket_id)
     limit = effective_limit(limit)
     validate_range(start_date, end_date)
-    if await readable_bucket(session, principal, bucket_id) is None:
+    if await bucket_by_id(context, bucket_id) is None:
         raise not_found("Not found")
     found = await snapshots_by_bucket(
-        session, principal, now, [bucket_id], start_date=start_date, end_date=end_date, limit=limit
+        context, [bucket_id], start_date=start_date, end_date=end_date, limit=limit
     )
     return found[bucket_id]
 

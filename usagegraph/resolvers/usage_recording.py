@@ -79,6 +79,7 @@ from usagegraph.resolvers.event_time_window import (
 )
 from usagegraph.resolvers.wallet_operations import open_book, spend
 from usagegraph.settings import AutoReloadLimit, EventTimeWindow
+from usagegraph.shapes import described
 
 MAX_BATCH = 1000
 DEFAULT_WINDOW = EventTimeWindow()
@@ -119,17 +120,20 @@ class UsageEventInput:
 class RecordedUsage:
     """A stored usage event."""
 
-    id: int
-    user_id: int
-    instance: str
-    occurred_at: datetime
-    credits: Decimal
-    messages: int
-    endpoint: str | None
-    status: str
-    over_cap: bool
-    forgotten: bool
-    created_at: datetime
+    id: int = described("The event's id.", graph_name="event_id")
+    user_id: int = described("The user who made the call.")
+    instance: str = described("`personal` or the institution id.")
+    occurred_at: datetime = described("When the call happened.")
+    credits: Decimal = described("Credits it cost.")
+    messages: int = described("Messages it counts.")
+    endpoint: str | None = described("The endpoint called.")
+    status: str = described("`success` or `failed`.")
+    over_cap: bool = described(
+        "Recorded although it took the member past their cap (the institution flags instead "
+        "of enforcing)."
+    )
+    forgotten: bool = described("Hidden from usage reports by its user.")
+    created_at: datetime = described("When it was recorded.")
 
 
 @dataclass(frozen=True, slots=True)

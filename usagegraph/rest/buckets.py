@@ -64,16 +64,9 @@ async def bucket_history(request: Request) -> Response:
         start_date = _date_param(request, "start_date")
         end_date = _date_param(request, "end_date")
         limit = _integer_param(request, "limit")
-        async with context_of(request).sessions() as session:
-            snapshots = await bucket_snapshots(
-                session,
-                principal,
-                context_of(request).now,
-                bucket_id,
-                start_date=start_date,
-                end_date=end_date,
-                limit=limit,
-            )
+        snapshots = await bucket_snapshots(
+            context_of(request), bucket_id, start_date=start_date, end_date=end_date, limit=limit
+        )
     except UsageGraphError as error:
         return clients_error(error, request)
     return JSON(

@@ -7,7 +7,7 @@ them, tuples become lists and open records the JSON scalar.
 
 The graph serves the rules layer's objects as they are: graphql-core reads fields by attribute
 and checks no Python type for a type that implements no interface, so a shape needs no copy.
-Node types (which graphql-core does check) are built with `node_of`.
+Node types (which graphql-core does check) are copied into with `fields_of`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.utils.str_converters import to_camel_case
 
 from usagegraph.shapes import shape_fields
 
@@ -45,16 +46,20 @@ def shape_fields_of(
             continue
         graph_type = (overrides or {}).get(field.name) or _graph_annotation(field.hint)
         annotations[field.name] = graph_type
-        namespace[field.name] = strawberry.field(description=field.description)
+        namespace[field.name] = strawberry.field(
+            name=_camel(field.graph_name) if field.graph_name != field.name else None,
+            description=field.description,
+        )
     base = type(f"{shape.__name__}Fields", (), namespace)
     return dataclasses.dataclass(kw_only=True)(base)
 
 
-def graph_type_of(shape: type, *, name: str, description: str) -> type:
+def graph_type_of(
+    shape: type, *, name: str, description: str, overrides: Mapping[str, Any] | None = None
+) -> type:
     """The graph type of a shape that needs nothing beyond its fields."""
-    graph_type = strawberry.type(
-        type(name, (shape_fields_of(shape),), {}), name=name, description=description
-    )
+    base = shape_fields_of(shape, overrides=overrides)
+    graph_type = strawberry.type(type(name, (base,), {}), name=name, description=description)
     _GRAPH_TYPES[shape] = graph_type
     return graph_type
 
@@ -62,6 +67,11 @@ def graph_type_of(shape: type, *, name: str, description: str) -> type:
 def register(shape: type, graph_type: type) -> None:
     """Show `shape` as `graph_type` wherever another shape nests it."""
     _GRAPH_TYPES[shape] = graph_type
+
+
+def _camel(name: str) -> str:
+    """The graph's name for a snake-case name, as Strawberry's auto camel case writes it."""
+    return to_camel_case(name)
 
 
 def _graph_annotation(hint: Any) -> Any:

@@ -24,6 +24,7 @@ from strawberry.types.arguments import InputContext
 from usagegraph.resolvers import directory_writes, usage_recording
 from usagegraph.schema.context import Info
 from usagegraph.schema.scalars import BigInt
+from usagegraph.schema.shape_types import graph_type_of
 from usagegraph.schema.writes import INPUT, open_write
 
 UsageEventStatus = strawberry.enum(
@@ -123,38 +124,12 @@ def _usage_event_from_input(
 UsageEventInput.__strawberry_definition__.from_input = _usage_event_from_input  # type: ignore[attr-defined]
 
 
-@strawberry.type(description="A stored usage event.")
-class RecordedUsageEvent:
-    event_id: BigInt = strawberry.field(description="The event's id.")
-    user_id: int = strawberry.field(description="The user who made the call.")
-    instance: str = strawberry.field(description="`personal` or the institution id.")
-    occurred_at: datetime = strawberry.field(description="When the call happened.")
-    credits: Decimal = strawberry.field(description="Credits it cost.")
-    messages: int = strawberry.field(description="Messages it counts.")
-    endpoint: str | None = strawberry.field(description="The endpoint called.")
-    status: str = strawberry.field(description="`success` or `failed`.")
-    over_cap: bool = strawberry.field(
-        description="Recorded although it took the member past their cap (the institution "
-        "flags instead of enforcing)."
-    )
-    forgotten: bool = strawberry.field(description="Hidden from usage reports by its user.")
-    created_at: datetime = strawberry.field(description="When it was recorded.")
-
-    @classmethod
-    def from_result(cls, event: usage_recording.RecordedUsage) -> RecordedUsageEvent:
-        return cls(
-            event_id=BigInt(event.id),
-            user_id=event.user_id,
-            instance=event.instance,
-            occurred_at=event.occurred_at,
-            credits=event.credits,
-            messages=event.messages,
-            endpoint=event.endpoint,
-            status=event.status,
-            over_cap=event.over_cap,
-            forgotten=event.forgotten,
-            created_at=event.created_at,
-        )
+RecordedUsageEvent = graph_type_of(
+    usage_recording.RecordedUsage,
+    name="RecordedUsageEvent",
+    description="A stored usage event.",
+    overrides={"id": BigInt},
+)
 
 
 @strawberry.type(description="The result of recordUsage.")
@@ -186,7 +161,7 @@ class UsageEventOutcome:
         return cls(
             index=outcome.index,
             status=outcome.status,
-            event=RecordedUsageEvent.from_result(outcome.event) if outcome.event else None,
+            event=outcome.event,
             code=_RefusalCode(outcome.code.value) if outcome.code else None,
             message=outcome.message,
         )
@@ -254,9 +229,7 @@ class UsageMutations:
                 reload_limit=write.settings.auto_reload,
             )
         assert outcome.event is not None
-        return RecordUsagePayload(
-            status=outcome.status, event=RecordedUsageEvent.from_result(outcome.event)
-        )
+        return RecordUsagePayload(status=outcome.status, event=outcome.event)
 
     @strawberry.mutation(
         description="Record up to 1000 usage events in one transaction, answering for each: "
