@@ -15,10 +15,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from usagegraph.auth.principal import CallerKind
-from usagegraph.errors import ErrorCode, UsageGraphError, invalid, unauthorized
+from usagegraph.errors import ErrorCode, UsageGraphError, unauthorized
 from usagegraph.http.envelopes import coded_error
 from usagegraph.http.json import JSON
-from usagegraph.input_ids import parse_integer
+from usagegraph.http.query_params import QueryParameters, Wording
 from usagegraph.resolvers.billing import BillingPeriodPage, billing_periods
 from usagegraph.resolvers.request_context import context_of
 from usagegraph.shapes import render
@@ -26,17 +26,10 @@ from usagegraph.shapes import render
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def _integer_param(request: Request, name: str) -> int | None:
-    """The query parameter as an integer, None when absent; anything else is a 400."""
-    values = request.query_params.getlist(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise invalid(f"{name} must be given at most once")
-    try:
-        return parse_integer(values[0])
-    except ValueError:
-        raise invalid(f"{name} must be an integer") from None
+# The billing API's wording of a bad query parameter.
+WORDING = Wording(
+    not_integer="{name} must be an integer", repeated="{name} must be given at most once"
+)
 
 
 def _page_json(page: BillingPeriodPage, request_id: str) -> dict[str, Any]:
@@ -57,8 +50,9 @@ async def usage_history(request: Request) -> Response:
     if principal.kind is not CallerKind.INSTITUTION or principal.institution_id is None:
         return coded_error(unauthorized("Invalid or missing API key"), request)
     try:
-        limit = _integer_param(request, "limit")
-        offset = _integer_param(request, "offset")
+        params = QueryParameters(request, WORDING)
+        limit = params.integer("limit")
+        offset = params.integer("offset")
         async with context_of(request).sessions() as session:
             page = await billing_periods(
                 session,

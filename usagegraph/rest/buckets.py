@@ -9,50 +9,26 @@ Errors use the family's `{"error", "request_id"}` body.
 
 from __future__ import annotations
 
-from datetime import date
-
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from usagegraph.errors import UsageGraphError, invalid, unauthorized
+from usagegraph.errors import UsageGraphError, unauthorized
 from usagegraph.http.envelopes import clients_error
 from usagegraph.http.json import JSON
-from usagegraph.input_ids import parse_integer
-from usagegraph.iso_dates import OutOfRange, parse_date
+from usagegraph.http.query_params import QueryParameters, Wording
 from usagegraph.resolvers.buckets import bucket_snapshots, validate_bucket_id
 from usagegraph.resolvers.request_context import context_of
 from usagegraph.shapes import render
 
-
-def _single(request: Request, name: str) -> str | None:
-    values = request.query_params.getlist(name)
-    if len(values) > 1:
-        raise invalid(f"Invalid {name}: given more than once")
-    return values[0] if values else None
-
-
-def _date_param(request: Request, name: str) -> date | None:
-    value = _single(request, name)
-    if value is None:
-        return None
-    try:
-        return parse_date(value)
-    except OutOfRange as exc:
-        raise invalid(f"Invalid {name}: {exc}") from None
-    except ValueError:
-        raise invalid(f"Invalid {name}: expected an existing date as YYYY-MM-DD") from None
-
-
-def _integer_param(request: Request, name: str) -> int | None:
-    value = _single(request, name)
-    if value is None:
-        return None
-    try:
-        return parse_integer(value)
-    except ValueError:
-        raise invalid(f"Invalid {name}: must be an integer") from None
+# The clients API's wording of a bad query parameter (seed 004's "Invalid <name>" errors).
+WORDING = Wording(
+    not_integer="Invalid {name}: must be an integer",
+    bad_date="Invalid {name}: expected an existing date as YYYY-MM-DD",
+    out_of_range="Invalid {name}: {problem}",
+    repeated="Invalid {name}: given more than once",
+)
 
 
 async def bucket_history(request: Request) -> Response:
@@ -61,9 +37,10 @@ async def bucket_history(request: Request) -> Response:
         return clients_error(unauthorized("Unauthorized"), request)
     try:
         bucket_id = validate_bucket_id(request.path_params["bucket_id"])
-        start_date = _date_param(request, "start_date")
-        end_date = _date_param(request, "end_date")
-        limit = _integer_param(request, "limit")
+        params = QueryParameters(request, WORDING)
+        start_date = params.date("start_date")
+        end_date = params.date("end_date")
+        limit = params.integer("limit")
         snapshots = await bucket_snapshots(
             context_of(request), bucket_id, start_date=start_date, end_date=end_date, limit=limit
         )

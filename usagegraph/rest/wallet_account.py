@@ -8,20 +8,17 @@ envelope (seed 003 documents none): {"error": {"code", "message"}, "meta": {"req
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from usagegraph.auth.principal import Principal
-from usagegraph.errors import UsageGraphError, invalid
+from usagegraph.errors import UsageGraphError
 from usagegraph.http.envelopes import coded_error
 from usagegraph.http.json import JSON
-from usagegraph.input_ids import parse_integer
-from usagegraph.iso_dates import OutOfRange, parse_moment
+from usagegraph.http.query_params import QueryParameters, Wording
 from usagegraph.resolvers.request_context import context_of
 from usagegraph.resolvers.wallet_account import (
     AccountPeriod,
@@ -38,54 +35,14 @@ from usagegraph.resolvers.wallet_ledger import (
 )
 from usagegraph.shapes import render
 
-_Choice = TypeVar("_Choice", bound=StrEnum)
-
-# --- query parameters --------------------------------------------------------------------
-
-
-def _param(request: Request, name: str) -> str | None:
-    """A query parameter's value; absent and blank (`?type=`) both read as not given."""
-    value = request.query_params.get(name)
-    if value is None or not value.strip():
-        return None
-    return value.strip()
-
-
-def _choice(request: Request, name: str, choices: type[_Choice]) -> _Choice | None:
-    value = _param(request, name)
-    if value is None:
-        return None
-    try:
-        return choices(value)
-    except ValueError:
-        allowed = ", ".join(choice.value for choice in choices)
-        raise invalid(f"'{name}' must be one of {allowed}") from None
-
-
-def _moment(request: Request, name: str) -> datetime | None:
-    """An ISO 8601 date-time (no offset = UTC), or a date meaning 00:00 UTC that day."""
-    value = _param(request, name)
-    if value is None:
-        return None
-    try:
-        return parse_moment(value)
-    except OutOfRange as exc:
-        raise invalid(f"'{name}' {exc}") from None
-    except ValueError:
-        raise invalid(f"'{name}' must be an ISO 8601 date or date-time") from None
-
-
-def _integer(request: Request, name: str, default: int) -> int:
-    value = _param(request, name)
-    if value is None:
-        return default
-    try:
-        return parse_integer(value)
-    except ValueError:
-        raise invalid(f"'{name}' must be an integer") from None
-
-
-# --- rendering (the seed's field names) --------------------------------------------------
+# The account API's wording of a bad query parameter (seed 003 documents none of its own).
+WORDING = Wording(
+    not_integer="'{name}' must be an integer",
+    bad_moment="'{name}' must be an ISO 8601 date or date-time",
+    bad_choice="'{name}' must be one of {allowed}",
+    out_of_range="'{name}' {problem}",
+    blank_is_absent=True,
+)
 
 
 # --- endpoints ---------------------------------------------------------------------------
@@ -112,8 +69,9 @@ def _account_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Respons
 
 
 async def _usage(request: Request, principal: Principal) -> dict[str, Any]:
-    period = _choice(request, "period", AccountPeriod) or AccountPeriod.MONTHLY
-    start, end = _moment(request, "from"), _moment(request, "to")
+    params = QueryParameters(request, WORDING)
+    period = params.choice("period", AccountPeriod) or AccountPeriod.MONTHLY
+    start, end = params.moment("from"), params.moment("to")
     stats = await account_usage(context_of(request), period=period, start=start, end=end)
     return {"data": render(stats)}
 
@@ -123,21 +81,22 @@ async def _credits(request: Request, principal: Principal) -> dict[str, Any]:
 
 
 async def _ledger(request: Request, principal: Principal) -> dict[str, Any]:
+    params = QueryParameters(request, WORDING)
     ledger_filter = LedgerFilter(
-        entry_type=_choice(request, "type", LedgerType),
-        start=_moment(request, "from"),
-        end=_moment(request, "to"),
+        entry_type=params.choice("type", LedgerType),
+        start=params.moment("from"),
+        end=params.moment("to"),
     )
-    limit = _integer(request, "limit", DEFAULT_LEDGER_LIMIT)
-    offset = _integer(request, "offset", 0)
+    limit = params.integer("limit")
+    offset = params.integer("offset")
     async with context_of(request).sessions() as session:
         page = await account_ledger(
             session,
             principal,
             context_of(request).now,
             ledger_filter=ledger_filter,
-            limit=limit,
-            offset=offset,
+            limit=DEFAULT_LEDGER_LIMIT if limit is None else limit,
+            offset=0 if offset is None else offset,
         )
     return render(page)
 

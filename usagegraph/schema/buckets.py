@@ -101,10 +101,10 @@ class ClientBucket(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ClientBucket | None]:
-        buckets = await load_keys(
+        found = await load_keys(
             bucket_keys(node_ids), lambda ids: buckets.buckets_by_id(info.context, ids)
         )
-        return [cls.of(bucket) if bucket else None for bucket in buckets]
+        return [cls.of(bucket) if bucket else None for bucket in found]
 
     @classmethod
     def of(cls, bucket: buckets.ClientBucket) -> ClientBucket:
