@@ -50,6 +50,7 @@ from usagegraph.resolvers.buckets import (
     to_bucket_snapshot,
     validate_bucket_id,
 )
+from usagegraph.shapes import described
 
 MAX_FORGET_IDS = 1000
 MAX_NAME = 200
@@ -79,12 +80,12 @@ class ForgottenUsage:
 class ApiKeyInfo:
     """An API key as listed: never the key itself."""
 
-    id: int
-    institution_id: str
-    name: str | None
-    display_prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
+    id: int = described("The key's id (to revoke it).", graph_name="api_key_id")
+    institution_id: str = described("The institution it acts for.")
+    name: str | None = described("A label to tell keys apart.")
+    display_prefix: str = described("The key's first characters.")
+    created_at: datetime = described("When it was created.")
+    revoked_at: datetime | None = described("When it was revoked, if it was.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +104,11 @@ class MemberInfo:
 
 @dataclass(frozen=True, slots=True)
 class InstitutionCaps:
-    institution_id: str
-    default_cap: Decimal | None
-    enforce_caps: bool
+    """An institution's cap settings."""
+
+    institution_id: str = described("The institution.")
+    default_cap: Decimal | None = described("Credits per member; null: none.")
+    enforce_caps: bool = described("Whether usage past a cap is refused rather than flagged.")
 
 
 # --- pure rules ----------------------------------------------------------------------------

@@ -62,6 +62,7 @@ from usagegraph.input_ids import is_id
 from usagegraph.resolvers.wallet_account import CreditBalance, credit_balance
 from usagegraph.resolvers.wallet_ledger import CreditLedgerEntry, LedgerType
 from usagegraph.settings import AutoReloadLimit
+from usagegraph.shapes import described
 
 MAX_TEXT = 500
 MAX_REFERENCE = 255
@@ -91,14 +92,15 @@ class WalletMovement:
 class CreditReservation:
     """Credits held for a pending charge; settled once, by a capture or a release."""
 
-    id: int
-    user_id: int
-    amount: Decimal  # held while status is `held`
-    status: ReservationStatus
-    captured_amount: Decimal | None  # set by a capture (0 ≤ captured ≤ amount)
-    description: str | None
-    created_at: datetime
-    settled_at: datetime | None
+    id: int = described("The reservation's id.", graph_name="reservation_id")
+    user_id: int = described("Whose wallet it holds credits of.")
+    amount: Decimal = described("Credits held.")
+    status: ReservationStatus = described("held, captured or released.")
+    # Set by a capture (0 ≤ captured ≤ amount).
+    captured_amount: Decimal | None = described("What the capture charged; null unless captured.")
+    description: str | None = described("What it is for.")
+    created_at: datetime = described("When it was made.")
+    settled_at: datetime | None = described("When it was captured or released.")
 
 
 @dataclass(frozen=True, slots=True)

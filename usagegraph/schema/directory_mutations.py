@@ -7,7 +7,6 @@ stored value and an explicit null clears it, where clearing is allowed.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from usagegraph.errors import invalid
 from usagegraph.resolvers import directory_writes
 from usagegraph.schema.context import Info
 from usagegraph.schema.directory import Membership
-from usagegraph.schema.fields import fields_of
+from usagegraph.schema.shape_types import graph_type_of
 from usagegraph.schema.writes import INPUT, open_write
 
 
@@ -33,19 +32,11 @@ def _keep_not_null(value: Any, name: str) -> Any:
     return _keep(value)
 
 
-@strawberry.type(description="An institution's API key, as listed (never the key itself).")
-class ApiKey:
-    api_key_id: int = strawberry.field(description="The key's id (to revoke it).")
-    institution_id: str = strawberry.field(description="The institution it acts for.")
-    name: str | None = strawberry.field(description="A label to tell keys apart.")
-    display_prefix: str = strawberry.field(description="The key's first characters.")
-    created_at: datetime = strawberry.field(description="When it was created.")
-    revoked_at: datetime | None = strawberry.field(description="When it was revoked, if it was.")
-
-    @classmethod
-    def from_result(cls, info: directory_writes.ApiKeyInfo) -> ApiKey:
-        fields = fields_of(info)
-        return cls(api_key_id=fields.pop("id"), **fields)
+ApiKey = graph_type_of(
+    directory_writes.ApiKeyInfo,
+    name="ApiKey",
+    description="An institution's API key, as listed (never the key itself).",
+)
 
 
 @strawberry.type(description="A new API key: the key is shown this once, never again.")
@@ -98,13 +89,11 @@ class UpdateInstitutionCapsInput:
     )
 
 
-@strawberry.type(description="An institution's cap settings.")
-class InstitutionCaps:
-    institution_id: str = strawberry.field(description="The institution.")
-    default_cap: Decimal | None = strawberry.field(description="Credits per member; null: none.")
-    enforce_caps: bool = strawberry.field(
-        description="Whether usage past a cap is refused rather than flagged."
-    )
+InstitutionCaps = graph_type_of(
+    directory_writes.InstitutionCaps,
+    name="InstitutionCaps",
+    description="An institution's cap settings.",
+)
 
 
 @strawberry.type(description="Whether a membership was removed.")
@@ -137,7 +126,7 @@ class DirectoryMutations:
                 institution_id=input.institution_id,
                 name=input.name,
             )
-        return CreatedApiKey(key=result.key, api_key=ApiKey.from_result(result.api_key))
+        return CreatedApiKey(key=result.key, api_key=result.api_key)
 
     @strawberry.mutation(
         description="Revoke an API key at once (admins of its institution, super); revoking a "
@@ -152,7 +141,7 @@ class DirectoryMutations:
             result = await directory_writes.revoke_api_key(
                 write.session, write.principal, write.now, api_key_id=api_key_id
             )
-        return ApiKey.from_result(result)
+        return result
 
     @strawberry.mutation(
         description="Add a user, found by email, to an institution (its admins, super). An "
@@ -231,4 +220,4 @@ class DirectoryMutations:
                 default_cap=_keep(input.default_cap),
                 enforce_caps=enforce,
             )
-        return InstitutionCaps(**fields_of(result))
+        return result

@@ -7,7 +7,6 @@ again) and writes the ledger in one transaction; the movement it answers is rend
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -17,8 +16,8 @@ from strawberry.scalars import JSON
 from usagegraph.resolvers import wallet_operations
 from usagegraph.resolvers.wallet_ledger import CreditLedgerEntry
 from usagegraph.schema.context import Info
-from usagegraph.schema.fields import fields_of
 from usagegraph.schema.scalars import BigInt
+from usagegraph.schema.shape_types import graph_type_of
 from usagegraph.schema.wallet import CreditBalance, LedgerEntry
 from usagegraph.schema.writes import INPUT, open_write
 
@@ -51,25 +50,12 @@ class WalletMovement:
         )
 
 
-@strawberry.type(description="Credits held for a pending charge.")
-class CreditReservation:
-    reservation_id: BigInt = strawberry.field(description="The reservation's id.")
-    user_id: int = strawberry.field(description="Whose wallet it holds credits of.")
-    amount: Decimal = strawberry.field(description="Credits held.")
-    status: ReservationStatus = strawberry.field(  # type: ignore[valid-type]
-        description="held, captured or released."
-    )
-    captured_amount: Decimal | None = strawberry.field(
-        description="What the capture charged; null unless captured."
-    )
-    description: str | None = strawberry.field(description="What it is for.")
-    created_at: datetime = strawberry.field(description="When it was made.")
-    settled_at: datetime | None = strawberry.field(description="When it was captured or released.")
-
-    @classmethod
-    def from_result(cls, reservation: wallet_operations.CreditReservation) -> CreditReservation:
-        fields = fields_of(reservation)
-        return cls(reservation_id=BigInt(fields.pop("id")), **fields)
+CreditReservation = graph_type_of(
+    wallet_operations.CreditReservation,
+    name="CreditReservation",
+    description="Credits held for a pending charge.",
+    overrides={"id": BigInt},
+)
 
 
 @strawberry.type(description="A reservation after a write, and what the write did to the wallet.")
@@ -86,7 +72,7 @@ class ReservationMovement:
     @classmethod
     def from_result(cls, movement: wallet_operations.ReservationMovement) -> ReservationMovement:
         return cls(
-            reservation=CreditReservation.from_result(movement.reservation),
+            reservation=movement.reservation,
             entry=_entry(movement.entry),
             auto_reload=_entry(movement.auto_reload),
             wallet=movement.wallet,
