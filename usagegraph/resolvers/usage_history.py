@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from sqlalchemy import select
@@ -46,6 +46,7 @@ from usagegraph.resolvers.calendar import (
     periods_covering,
     shift_period,
 )
+from usagegraph.resolvers.request_context import RequestContext
 from usagegraph.shapes import described
 
 WINDOW_CHOICES = (7, 14, 30, 90, 180)
@@ -406,6 +407,43 @@ async def usage_history(
     if cache is not None:
         await cache.set(key, encode_history(history), CACHE_TTL_SECONDS)
     return history
+
+
+async def usage_history_for(
+    context: RequestContext,
+    *,
+    instance_id: str | None,
+    window: int | None = None,
+    interval: str | None = None,
+    scope: str | None = None,
+    time_zone: str = "UTC",
+    reader_id: int | None = None,
+) -> UsageHistory:
+    """The one call both APIs make. `time_zone` is an IANA name (the graph's addition; REST
+    reads UTC). `reader_id` is the user whose history the graph's `User.usageHistory` reads:
+    a user's history is read as that user, so anyone else (super included) is FORBIDDEN."""
+    if reader_id is not None and context.principal.user_id != reader_id:
+        raise forbidden("usage history is read as yourself")
+    zone = _zone(time_zone)
+    async with context.sessions() as session:
+        return await usage_history(
+            session,
+            context.principal,
+            context.now,
+            instance_id=instance_id,
+            window=window,
+            interval=interval,
+            scope=scope,
+            time_zone=zone,
+            cache=context.cache,
+        )
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise invalid(f"timeZone {name!r} is not an IANA time zone") from exc
 
 
 # --- cache encoding ---

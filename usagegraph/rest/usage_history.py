@@ -13,13 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from usagegraph.cache import Cache
 from usagegraph.errors import UsageGraphError
 from usagegraph.http.envelopes import legacy_error
 from usagegraph.http.json import JSON
 from usagegraph.input_ids import ascii_digits
 from usagegraph.resolvers.request_context import context_of
-from usagegraph.resolvers.usage_history import UsageHistory, usage_history
+from usagegraph.resolvers.usage_history import UsageHistory, usage_history_for
 from usagegraph.shapes import render
 
 PATH = "/api/user/usage-history"
@@ -42,25 +41,16 @@ def render_history(history: UsageHistory) -> dict[str, Any]:
     return {"success": True, **render(history)}
 
 
-def _cache_of(request: Request) -> Cache | None:
-    """The app's response cache (created by the lifespan); None runs uncached."""
-    return getattr(request.app.state, "cache", None)
-
-
 async def get_usage_history(request: Request) -> Response:
     params = request.query_params
     try:
-        async with context_of(request).sessions() as session:
-            history = await usage_history(
-                session,
-                context_of(request).principal,
-                context_of(request).now,
-                instance_id=params.get("instanceId"),
-                window=parse_window(params.get("window")),
-                interval=params.get("interval"),
-                scope=params.get("scope"),
-                cache=_cache_of(request),
-            )
+        history = await usage_history_for(
+            context_of(request),
+            instance_id=params.get("instanceId"),
+            window=parse_window(params.get("window")),
+            interval=params.get("interval"),
+            scope=params.get("scope"),
+        )
     except UsageGraphError as error:
         return legacy_error(error)
     return JSON(render_history(history))

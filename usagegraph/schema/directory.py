@@ -16,7 +16,6 @@ import strawberry
 from strawberry import relay
 from strawberry.types.unset import UNSET, UnsetType
 
-from usagegraph.errors import forbidden
 from usagegraph.resolvers import directory, wallet_account
 from usagegraph.resolvers.wallet_account import AccountPeriod
 from usagegraph.resolvers.wallet_ledger import LedgerFilter
@@ -157,10 +156,8 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
         scope: usage_history.ScopeArgument = None,
         time_zone: usage_history.TimeZoneArgument = "UTC",
     ) -> usage_history.UsageHistory:
-        if info.context.principal.user_id != self.id:
-            raise forbidden("usage history is read as yourself")
         return await usage_history.resolve_usage_history(
-            info, instance_id, window, interval, scope, time_zone
+            info, instance_id, window, interval, scope, time_zone, reader_id=self.id
         )
 
 

@@ -4,11 +4,9 @@ plus `timeZone`, our addition: buckets aligned in any IANA zone, DST-correct."""
 from __future__ import annotations
 
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import strawberry
 
-from usagegraph.errors import invalid
 from usagegraph.resolvers import usage_history as history
 from usagegraph.schema.context import Info
 from usagegraph.schema.shape_types import graph_type_of
@@ -35,13 +33,6 @@ UsageHistory = graph_type_of(
 )
 
 
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise invalid(f"timeZone {name!r} is not an IANA time zone") from exc
-
-
 async def resolve_usage_history(
     info: Info,
     instance_id: str,
@@ -49,21 +40,17 @@ async def resolve_usage_history(
     interval: history.Interval | None,
     scope: history.Scope | None,
     time_zone: str,
+    reader_id: int | None = None,
 ) -> UsageHistory:
-    context = info.context
-    async with context.sessions() as session:
-        result = await history.usage_history(
-            session,
-            context.principal,
-            context.now,
-            instance_id=instance_id,
-            window=window,
-            interval=interval.value if interval else None,
-            scope=scope.value if scope else None,
-            time_zone=_zone(time_zone),
-            cache=context.cache,
-        )
-    return result
+    return await history.usage_history_for(
+        info.context,
+        instance_id=instance_id,
+        window=window,
+        interval=interval.value if interval else None,
+        scope=scope.value if scope else None,
+        time_zone=time_zone,
+        reader_id=reader_id,
+    )
 
 
 WindowArgument = Annotated[
