@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
 from tests.fixtures.billing_data import ACME, OTHER, add_institution, at, seed_billing
+from tests.fixtures.contexts import request_context
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.db.engine import session_factory
@@ -98,8 +99,7 @@ def _key(institution_id: str) -> Principal:
 
 
 async def _page(engine: AsyncEngine, principal: Principal, institution_id: str, **paging: int):
-    async with session_factory(engine)() as session:
-        return await billing_periods(session, principal, FIXED_NOW, institution_id, **paging)
+    return await billing_periods(request_context(engine, principal), institution_id, **paging)
 
 
 async def _user(engine: AsyncEngine, user_id: int) -> Principal:

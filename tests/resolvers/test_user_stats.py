@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
+from tests.fixtures.contexts import request_context
 from tests.fixtures.user_stats_data import (
     ACME,
     ADA,
@@ -59,7 +60,7 @@ async def _stats(engine: AsyncEngine, caller: int, **kwargs: object) -> UserStat
     async with session_factory(engine)() as session:
         principal = await load_user_principal(session, caller)
         assert principal is not None
-        return await user_stats(session, principal, FIXED_NOW, **kwargs)  # type: ignore[arg-type]
+    return await user_stats(request_context(engine, principal), **kwargs)  # type: ignore[arg-type]
 
 
 def _rows(stats: UserStats) -> list[tuple[object, ...]]:
@@ -507,7 +508,7 @@ async def _statements_of_one_run(engine: AsyncEngine, **kwargs: object) -> int:
         assert principal is not None
         event.listen(engine.sync_engine, "before_cursor_execute", record)
         try:
-            await user_stats(session, principal, FIXED_NOW, **kwargs)  # type: ignore[arg-type]
+            await user_stats(request_context(engine, principal), **kwargs)  # type: ignore[arg-type]
         finally:
             event.remove(engine.sync_engine, "before_cursor_execute", record)
     return len(statements)

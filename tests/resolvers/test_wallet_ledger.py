@@ -7,10 +7,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import FIXED_NOW
+from tests.fixtures.contexts import request_context
 from tests.fixtures.factories import add_user
 from tests.fixtures.wallet_account_data import Entry, add_entries, at, principal_for
-from usagegraph.db.engine import session_factory
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers.wallet_ledger import (
     CreditLedgerEntry,
@@ -50,10 +49,9 @@ async def _page(
     engine: AsyncEngine, user_id: int, ledger_filter: LedgerFilter | None = None, **page: int
 ) -> LedgerPage:
     principal = await principal_for(engine, user_id)
-    async with session_factory(engine)() as session:
-        return await account_ledger(
-            session, principal, FIXED_NOW, ledger_filter=ledger_filter, **page
-        )
+    return await account_ledger(
+        request_context(engine, principal), ledger_filter=ledger_filter, **page
+    )
 
 
 def _numbers(page: LedgerPage, ids: list[int]) -> list[int]:

@@ -19,6 +19,7 @@ from usagegraph.datasources.billing import billing_facts, messages_by_month
 from usagegraph.errors import invalid, not_found
 from usagegraph.input_ids import MAX_ID as MAX_BIGINT
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
+from usagegraph.resolvers.request_context import RequestContext
 from usagegraph.shapes import described
 
 DEFAULT_LIMIT = 12
@@ -107,9 +108,7 @@ def _period(start: datetime, end: datetime, messages: int, plan_limit: int | Non
 
 
 async def billing_periods(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
+    context: RequestContext,
     institution_id: str,
     *,
     limit: int | None = None,
@@ -121,6 +120,20 @@ async def billing_periods(
     the same not-found answer as for an unknown institution.
     """
     limit, offset = page_bounds(limit, offset)
+    async with context.sessions() as session:
+        return await _billing_periods(
+            session, context.principal, context.now, institution_id, limit, offset
+        )
+
+
+async def _billing_periods(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    institution_id: str,
+    limit: int,
+    offset: int,
+) -> BillingPeriodPage:
     facts = await billing_facts(session, principal, institution_id)
     if facts is None:
         raise not_found("Institution not found")

@@ -44,6 +44,7 @@ from usagegraph.db.models.users import USER_ROLES
 from usagegraph.errors import forbidden, invalid, unauthorized
 from usagegraph.input_ids import INSTITUTION_ID_PATTERN, is_id
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
+from usagegraph.resolvers.request_context import RequestContext
 from usagegraph.shapes import described
 
 ROW_LIMIT = 5000
@@ -449,16 +450,37 @@ async def _rows(
 
 
 async def user_stats(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
+    context: RequestContext,
     *,
     granularity: Granularity = Granularity.DAY,
     range_periods: int | None = None,
     daterange: tuple[datetime, datetime] | None = None,
     filters: UserStatsFilters | None = None,
 ) -> UserStats:
-    """The extract for this caller: at most ROW_LIMIT rows, a summary over all that matched.
+    """The extract for this caller: at most ROW_LIMIT rows, a summary over all that matched."""
+    async with context.sessions() as session:
+        return await _user_stats(
+            session,
+            context.principal,
+            context.now,
+            granularity=granularity,
+            range_periods=range_periods,
+            daterange=daterange,
+            filters=filters,
+        )
+
+
+async def _user_stats(
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    granularity: Granularity,
+    range_periods: int | None,
+    daterange: tuple[datetime, datetime] | None,
+    filters: UserStatsFilters | None,
+) -> UserStats:
+    """The extract, read in one session.
 
     Queries: usage per day slot, lifetime credits, institutions, membership caps and the
     shown rows' users -- each once (chunked by LOOKUP_CHUNK keys), whatever the row count.

@@ -14,9 +14,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from usagegraph.auth.principal import Principal
 from usagegraph.datasources.wallet import (
     LedgerQuery,
     count_ledger_entries,
@@ -124,23 +121,25 @@ def ledger_entry(row: LedgerEntry) -> CreditLedgerEntry:
 
 
 async def account_ledger(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
+    context: RequestContext,
     *,
     ledger_filter: LedgerFilter | None = None,
-    limit: int = DEFAULT_LEDGER_LIMIT,
-    offset: int = 0,
+    limit: int | None = None,
+    offset: int | None = None,
 ) -> LedgerPage:
     """One page of the caller's ledger, newest first (created_at, then id, descending)."""
+    principal = context.principal
     user_id = account_holder_id(principal)
     ledger_filter = ledger_filter or LedgerFilter()
+    limit = DEFAULT_LEDGER_LIMIT if limit is None else limit
+    offset = 0 if offset is None else offset
     validate_filter(ledger_filter)
     validate_limit(limit)
     validate_offset(offset)
     query = _query(user_id, ledger_filter)
-    total = await count_ledger_entries(session, principal, query)
-    rows = await ledger_entries(session, principal, query, limit=limit, offset=offset)
+    async with context.sessions() as session:
+        total = await count_ledger_entries(session, principal, query)
+        rows = await ledger_entries(session, principal, query, limit=limit, offset=offset)
     entries = tuple(ledger_entry(row) for row in rows)
     return LedgerPage(
         entries=entries,

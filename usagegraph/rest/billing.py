@@ -53,15 +53,9 @@ async def usage_history(request: Request) -> Response:
         params = QueryParameters(request, WORDING)
         limit = params.integer("limit")
         offset = params.integer("offset")
-        async with context_of(request).sessions() as session:
-            page = await billing_periods(
-                session,
-                principal,
-                context_of(request).now,
-                principal.institution_id,
-                limit=limit,
-                offset=offset,
-            )
+        page = await billing_periods(
+            context_of(request), principal.institution_id, limit=limit, offset=offset
+        )
     except UsageGraphError as error:
         return coded_error(error, request)
     return JSON(_page_json(page, request.state.request_id))

@@ -267,16 +267,13 @@ async def user_stats_endpoint(request: Request) -> Response:
     try:
         authorize_stats_caller(principal)  # 401/403 before any complaint about the body
         parsed = parse_body(await request.body())
-        async with context_of(request).sessions() as session:
-            stats = await user_stats(
-                session,
-                principal,
-                context_of(request).now,
-                granularity=parsed.granularity,
-                range_periods=parsed.range_periods,
-                daterange=parsed.daterange,
-                filters=parsed.filters,
-            )
+        stats = await user_stats(
+            context_of(request),
+            granularity=parsed.granularity,
+            range_periods=parsed.range_periods,
+            daterange=parsed.daterange,
+            filters=parsed.filters,
+        )
     except UsageGraphError as error:
         return legacy_error(error)
     if wants_csv(request.headers.get("accept", "")):

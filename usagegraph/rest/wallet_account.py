@@ -28,7 +28,6 @@ from usagegraph.resolvers.wallet_account import (
     account_usage,
 )
 from usagegraph.resolvers.wallet_ledger import (
-    DEFAULT_LEDGER_LIMIT,
     LedgerFilter,
     LedgerType,
     account_ledger,
@@ -89,15 +88,9 @@ async def _ledger(request: Request, principal: Principal) -> dict[str, Any]:
     )
     limit = params.integer("limit")
     offset = params.integer("offset")
-    async with context_of(request).sessions() as session:
-        page = await account_ledger(
-            session,
-            principal,
-            context_of(request).now,
-            ledger_filter=ledger_filter,
-            limit=DEFAULT_LEDGER_LIMIT if limit is None else limit,
-            offset=0 if offset is None else offset,
-        )
+    page = await account_ledger(
+        context_of(request), ledger_filter=ledger_filter, limit=limit, offset=offset
+    )
     return render(page)
 
 

@@ -29,9 +29,4 @@ class BillingPeriodPage(shape_fields_of(billing.BillingPeriodPage)):
 async def resolve_billing_periods(
     info: Info, institution_id: str, limit: int | None, offset: int | None
 ) -> BillingPeriodPage:
-    context = info.context
-    async with context.sessions() as session:
-        page = await billing.billing_periods(
-            session, context.principal, context.now, institution_id, limit=limit, offset=offset
-        )
-    return page
+    return await billing.billing_periods(info.context, institution_id, limit=limit, offset=offset)

@@ -90,16 +90,13 @@ def _filters(data: UserStatsInput) -> user_stats.UserStatsFilters:
 async def resolve_user_stats(info: Info, data: UserStatsInput) -> UserStatsReport:
     context = info.context
     daterange = (data.daterange.start, data.daterange.end) if data.daterange else None
-    async with context.sessions() as session:
-        report = await user_stats.user_stats(
-            session,
-            context.principal,
-            context.now,
-            granularity=Granularity(data.granularity.value),
-            range_periods=data.range,
-            daterange=daterange,
-            filters=_filters(data),
-        )
+    report = await user_stats.user_stats(
+        context,
+        granularity=Granularity(data.granularity.value),
+        range_periods=data.range,
+        daterange=daterange,
+        filters=_filters(data),
+    )
     window = report.window
     return UserStatsReport(
         granularity=StatsGranularity(report.granularity.value),
