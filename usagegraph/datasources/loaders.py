@@ -1,6 +1,8 @@
 """Per-request DataLoaders: every relation in the graph is fetched in batches by key.
 
-A `Loaders` is built for one request, inside its event loop, and bound to its caller: each
+A `Loaders` is built for one request, inside its event loop, and bound to its caller. Keys of
+the page and count loaders are small frozen dataclasses naming their parent and arguments
+(`UsageEventPageKey`, ...), so a caller cannot misplace one of seven positional values. Each
 batch function opens its own session (Strawberry resolves sibling fields concurrently, and
 one AsyncSession must not be shared between concurrent tasks) and reads through the
 caller-scoped queries, so a loader can never return a row the caller may not read.
@@ -9,16 +11,105 @@ caller-scoped queries, so a loader can never return a row the caller may not rea
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any, ClassVar, Protocol
 
 from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources import buckets, directory, usage, wallet_batches
+from usagegraph.datasources.usage import EventFilter
 from usagegraph.datasources.wallet import LedgerPosition
 from usagegraph.db.models import LedgerEntry, Membership, Snapshot, UsageEvent
+
+# --- the keys of the grouped loaders -------------------------------------------------------
+# A grouped key names one parent (`PARENT` names its field) and the arguments of its page.
+# Keys that differ only by their parent are fetched together, in one statement.
+
+
+class GroupedKey(Protocol):
+    """A loader key made of one parent id and the arguments shared by its batch siblings."""
+
+    PARENT: ClassVar[str]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEventPageKey:
+    """`first` events of a user matching `event_filter`, older than `before` (time, id)."""
+
+    PARENT: ClassVar[str] = "user_id"
+    user_id: int
+    event_filter: EventFilter
+    first: int
+    before: tuple[datetime, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEventCountKey:
+    """How many events of a user match `event_filter`."""
+
+    PARENT: ClassVar[str] = "user_id"
+    user_id: int
+    event_filter: EventFilter
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPageKey:
+    """`first` ledger entries of a user (optional type, created_at window [start, end)),
+    older than `before`."""
+
+    PARENT: ClassVar[str] = "user_id"
+    user_id: int
+    entry_type: str | None
+    start: datetime | None
+    end: datetime | None
+    first: int
+    before: LedgerPosition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCountKey:
+    """How many ledger entries of a user match the type and created_at window."""
+
+    PARENT: ClassVar[str] = "user_id"
+    user_id: int
+    entry_type: str | None
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPageKey:
+    """`first` memberships of an institution after `after_user_id`, by user id."""
+
+    PARENT: ClassVar[str] = "institution_id"
+    institution_id: str
+    first: int
+    after_user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPageKey:
+    """At most `limit` snapshots of a bucket dated [start, end], newest first."""
+
+    PARENT: ClassVar[str] = "bucket_id"
+    bucket_id: str
+    start: date | None
+    end: date | None
+    limit: int
+
+
+def _parent_of(key: GroupedKey) -> Hashable:
+    parent: Hashable = getattr(key, key.PARENT)
+    return parent
+
+
+def _siblings_of(key: GroupedKey) -> tuple[Any, ...]:
+    """Everything in the key but its parent: keys equal here share one fetch."""
+    return tuple(getattr(key, field.name) for field in fields(key) if field.name != key.PARENT)
 
 
 class Loaders:
@@ -32,33 +123,28 @@ class Loaders:
         self.membership = self._by_key(directory.memberships_by_key)
         self.memberships_of_user = self._by_key(directory.memberships_of_users, default=list)
         self.member_count = self._by_key(directory.member_counts)
-        self.member_page: DataLoader[tuple[str, int, int | None], list[Membership]] = self._grouped(
+        self.member_page: DataLoader[MemberPageKey, list[Membership]] = self._grouped(
             self._member_pages
         )
         self.bucket = self._by_key(buckets.buckets_by_id)
         self.buckets_of_institution = self._by_key(buckets.buckets_of_institutions, default=list)
-        # keys: (bucket_id, start_date, end_date, limit)
-        self.snapshot_page: DataLoader[tuple[Any, ...], list[Snapshot]] = self._grouped(
+        self.snapshot_page: DataLoader[SnapshotPageKey, list[Snapshot]] = self._grouped(
             self._snapshot_pages
         )
         self.usage_event = self._by_key(usage.usage_events_by_id)
-        # keys: (user_id, EventFilter, first, before_occurred_at, before_id)
-        self.usage_event_page: DataLoader[tuple[Any, ...], list[UsageEvent]] = self._grouped(
+        self.usage_event_page: DataLoader[UsageEventPageKey, list[UsageEvent]] = self._grouped(
             self._usage_event_pages
         )
-        # keys: (user_id, EventFilter)
-        self.usage_event_count: DataLoader[tuple[Any, ...], int] = self._grouped(
+        self.usage_event_count: DataLoader[UsageEventCountKey, int] = self._grouped(
             self._usage_event_counts
         )
         self.wallet = self._by_key(wallet_batches.wallets_of_users)
         self.subscription = self._by_key(wallet_batches.subscriptions_of_users)
         self.ledger_entry = self._by_key(wallet_batches.ledger_entries_by_id)
-        # keys: (user_id, type, start, end, first, before_created_at, before_id)
-        self.ledger_page: DataLoader[tuple[Any, ...], list[LedgerEntry]] = self._grouped(
+        self.ledger_page: DataLoader[LedgerPageKey, list[LedgerEntry]] = self._grouped(
             self._ledger_pages
         )
-        # keys: (user_id, type, start, end)
-        self.ledger_count: DataLoader[tuple[Any, ...], int] = self._grouped(self._ledger_counts)
+        self.ledger_count: DataLoader[LedgerCountKey, int] = self._grouped(self._ledger_counts)
 
     def _by_key(
         self,
@@ -74,85 +160,94 @@ class Loaders:
 
         return DataLoader(batch)
 
-    def _grouped(
-        self, fetch: Callable[[Any, list[Any]], Awaitable[dict[Any, Any]]]
-    ) -> DataLoader[Any, Any]:
-        """A loader whose keys are (parent, *arguments): one fetch per distinct arguments."""
+    def _grouped(self, fetch: Callable[[Any, list[Any]], Awaitable[dict[Any, Any]]]) -> Any:
+        """A loader of `GroupedKey`s: one fetch per distinct arguments, for all their parents.
 
-        async def batch(keys: list[tuple[Any, ...]]) -> list[Any]:
+        `fetch` gets one key of the group (for its arguments) and the group's parents.
+        """
+
+        async def batch(keys: list[Any]) -> list[Any]:
             groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
-            for parent, *arguments in keys:
-                groups[tuple(arguments)].append(parent)
-            results: dict[tuple[Any, ...], Any] = {}
-            for arguments, parents in groups.items():
-                found = await fetch(arguments, parents)
-                for parent in parents:
-                    results[(parent, *arguments)] = found[parent]
+            for key in keys:
+                groups[_siblings_of(key)].append(key)
+            results: dict[Any, Any] = {}
+            for members in groups.values():
+                parents = list(dict.fromkeys(_parent_of(key) for key in members))
+                found = await fetch(members[0], parents)
+                for key in members:
+                    results[key] = found[_parent_of(key)]
             return [results[key] for key in keys]
 
         return DataLoader(batch)
 
     async def _usage_event_pages(
-        self, arguments: tuple[Any, ...], user_ids: list[int]
+        self, key: UsageEventPageKey, user_ids: list[int]
     ) -> dict[int, list[UsageEvent]]:
-        event_filter, first, before_at, before_id = arguments
-        before = (before_at, before_id) if before_at is not None else None
         async with self.sessions() as session:
             return await usage.usage_event_pages(
-                session, self.principal, user_ids, event_filter, first=first, before=before
+                session,
+                self.principal,
+                user_ids,
+                key.event_filter,
+                first=key.first,
+                before=key.before,
             )
 
     async def _usage_event_counts(
-        self, arguments: tuple[Any, ...], user_ids: list[int]
+        self, key: UsageEventCountKey, user_ids: list[int]
     ) -> dict[int, int]:
-        (event_filter,) = arguments
         async with self.sessions() as session:
-            return await usage.usage_event_counts(session, self.principal, user_ids, event_filter)
+            return await usage.usage_event_counts(
+                session, self.principal, user_ids, key.event_filter
+            )
 
     async def _snapshot_pages(
-        self, arguments: tuple[Any, ...], bucket_ids: list[str]
+        self, key: SnapshotPageKey, bucket_ids: list[str]
     ) -> dict[str, list[Snapshot]]:
-        start, end, limit = arguments
         async with self.sessions() as session:
             return await buckets.snapshots_of_buckets(
-                session, self.principal, bucket_ids, start=start, end=end, limit_per_bucket=limit
+                session,
+                self.principal,
+                bucket_ids,
+                start=key.start,
+                end=key.end,
+                limit_per_bucket=key.limit,
             )
 
     async def _ledger_pages(
-        self, arguments: tuple[Any, ...], user_ids: list[int]
+        self, key: LedgerPageKey, user_ids: list[int]
     ) -> dict[int, list[LedgerEntry]]:
-        entry_type, start, end, first, before_created_at, before_id = arguments
-        before = (
-            LedgerPosition(created_at=before_created_at, id=before_id)
-            if before_created_at is not None
-            else None
-        )
         async with self.sessions() as session:
             return await wallet_batches.ledger_pages(
                 session,
                 self.principal,
                 user_ids,
-                entry_type=entry_type,
-                start=start,
-                end=end,
-                first=first,
-                before=before,
+                entry_type=key.entry_type,
+                start=key.start,
+                end=key.end,
+                first=key.first,
+                before=key.before,
             )
 
-    async def _ledger_counts(
-        self, arguments: tuple[Any, ...], user_ids: list[int]
-    ) -> dict[int, int]:
-        entry_type, start, end = arguments
+    async def _ledger_counts(self, key: LedgerCountKey, user_ids: list[int]) -> dict[int, int]:
         async with self.sessions() as session:
             return await wallet_batches.ledger_counts(
-                session, self.principal, user_ids, entry_type=entry_type, start=start, end=end
+                session,
+                self.principal,
+                user_ids,
+                entry_type=key.entry_type,
+                start=key.start,
+                end=key.end,
             )
 
     async def _member_pages(
-        self, arguments: tuple[int, int | None], institution_ids: list[str]
+        self, key: MemberPageKey, institution_ids: list[str]
     ) -> dict[str, list[Membership]]:
-        first, after_user_id = arguments
         async with self.sessions() as session:
             return await directory.member_pages(
-                session, self.principal, institution_ids, first=first, after_user_id=after_user_id
+                session,
+                self.principal,
+                institution_ids,
+                first=key.first,
+                after_user_id=key.after_user_id,
             )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from usagegraph.datasources.loaders import SnapshotPageKey
 from usagegraph.db import models
 from usagegraph.db.models import Snapshot
 from usagegraph.errors import invalid, not_found
@@ -141,7 +142,10 @@ async def snapshots_by_bucket(
     limit = effective_limit(limit)
     validate_range(start_date, end_date)
     pages = await context.loaders.snapshot_page.load_many(
-        [(bucket_id, start_date, end_date, limit) for bucket_id in bucket_ids]
+        [
+            SnapshotPageKey(bucket_id=bucket_id, start=start_date, end=end_date, limit=limit)
+            for bucket_id in bucket_ids
+        ]
     )
     return {
         bucket_id: tuple(to_bucket_snapshot(row) for row in rows)
@@ -222,11 +226,15 @@ async def snapshot_page(
     if after_day is not None:  # newest first: continue with the days before the cursor's
         before = after_day - timedelta(days=1)
         end_date = before if end_date is None else min(end_date, before)
-    rows = await context.loaders.snapshot_page.load((bucket_id, start_date, end_date, size + 1))
+    rows = await context.loaders.snapshot_page.load(
+        SnapshotPageKey(bucket_id=bucket_id, start=start_date, end=end_date, limit=size + 1)
+    )
     return [to_bucket_snapshot(row) for row in rows]
 
 
 async def snapshot_on(context: RequestContext, bucket_id: str, day: date) -> BucketSnapshot | None:
     """A bucket's snapshot of one day (the graph's `node`), if the caller may read it."""
-    rows = await context.loaders.snapshot_page.load((bucket_id, day, day, 1))
+    rows = await context.loaders.snapshot_page.load(
+        SnapshotPageKey(bucket_id=bucket_id, start=day, end=day, limit=1)
+    )
     return to_bucket_snapshot(rows[0]) if rows else None

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from usagegraph.auth.access import is_institution_admin, is_member
 from usagegraph.datasources import directory
+from usagegraph.datasources.loaders import MemberPageKey
 from usagegraph.db import models
 from usagegraph.errors import forbidden
 from usagegraph.resolvers.request_context import RequestContext
@@ -165,7 +166,9 @@ async def member_page(
     if not is_institution_admin(context.principal, institution_id):
         raise forbidden("only the institution's admins may list its members")
     loaders = context.loaders
-    rows = await loaders.member_page.load((institution_id, size, after_user_id))
+    rows = await loaders.member_page.load(
+        MemberPageKey(institution_id=institution_id, first=size, after_user_id=after_user_id)
+    )
     total = await loaders.member_count.load(institution_id)
     return [_membership(row) for row in rows], total
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from usagegraph.datasources.loaders import UsageEventCountKey, UsageEventPageKey
 from usagegraph.datasources.usage import EventFilter
 from usagegraph.db import models
 from usagegraph.resolvers.request_context import RequestContext
@@ -68,7 +69,13 @@ async def usage_event_page(
 ) -> tuple[list[RecordedUsageEvent], int]:
     """`size + 1` events of the user older than `before` (time, id), and how many match."""
     event_filter = EventFilter(instance=instance, start=start, end=end)
+    before_at, before_id = before
+    position = (before_at, before_id) if before_at is not None and before_id is not None else None
     loaders = context.loaders
-    rows = await loaders.usage_event_page.load((user_id, event_filter, size, *before))
-    total = await loaders.usage_event_count.load((user_id, event_filter))
+    rows = await loaders.usage_event_page.load(
+        UsageEventPageKey(user_id=user_id, event_filter=event_filter, first=size, before=position)
+    )
+    total = await loaders.usage_event_count.load(
+        UsageEventCountKey(user_id=user_id, event_filter=event_filter)
+    )
     return [recorded_event(row) for row in rows], total

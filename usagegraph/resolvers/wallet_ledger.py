@@ -14,7 +14,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from usagegraph.datasources.loaders import LedgerCountKey, LedgerPageKey
 from usagegraph.datasources.wallet import (
+    LedgerPosition,
     LedgerQuery,
     count_ledger_entries,
     ledger_entries,
@@ -166,10 +168,26 @@ async def ledger_keyset_page(
     require_account(context.principal, user_id)
     validate_filter(ledger_filter)
     entry_type = ledger_filter.entry_type.value if ledger_filter.entry_type else None
-    filters = (entry_type, ledger_filter.start, ledger_filter.end)
+    before_created_at, before_id = before
+    position = (
+        LedgerPosition(created_at=before_created_at, id=before_id)
+        if before_created_at is not None and before_id is not None
+        else None
+    )
+    count_key = LedgerCountKey(
+        user_id=user_id, entry_type=entry_type, start=ledger_filter.start, end=ledger_filter.end
+    )
+    page_key = LedgerPageKey(
+        user_id=user_id,
+        entry_type=entry_type,
+        start=ledger_filter.start,
+        end=ledger_filter.end,
+        first=size,
+        before=position,
+    )
     loaders = context.loaders
-    rows = await loaders.ledger_page.load((user_id, *filters, size, *before))
-    total = await loaders.ledger_count.load((user_id, *filters))
+    rows = await loaders.ledger_page.load(page_key)
+    total = await loaders.ledger_count.load(count_key)
     return [ledger_entry(row) for row in rows], total
 
 
