@@ -14,6 +14,8 @@ class ErrorCode(StrEnum):
     # A GraphQL operation whose fragments, once spread, select more fields than allowed.
     OPERATION_TOO_LARGE = "OPERATION_TOO_LARGE"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # A body in a format the route does not read (POST /v1/events: the CloudEvents types).
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     # An idempotency key sent again with a different payload (a retry must repeat its event).
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     # Automatic persisted queries: the hash is unknown (send the query with it), or the
@@ -35,6 +37,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_REQUEST: 400,
     ErrorCode.OPERATION_TOO_LARGE: 400,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 409,
     ErrorCode.PERSISTED_QUERY_NOT_FOUND: 400,
     ErrorCode.PERSISTED_QUERY_NOT_ALLOWED: 400,

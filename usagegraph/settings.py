@@ -27,6 +27,7 @@ DATA_DIR_VAR = "USAGEGRAPH_DATA_DIR"
 
 MIN_JWT_SECRET_LENGTH = 32
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_EVENTS_PER_REQUEST = 10_000
 
 # Async drivers we ship; plain URLs are upgraded to these so users can paste what they know.
 _DRIVER_FOR_BACKEND = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -130,6 +131,9 @@ class Settings:
     # Largest request body read (USAGEGRAPH_MAX_BODY_BYTES; http/body_limit.py): 8 MiB holds a
     # recordUsageBatch of 1,000 events with every text field at its longest, escaped.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Most CloudEvents one POST /v1/events may carry (USAGEGRAPH_MAX_EVENTS_PER_REQUEST); more
+    # is refused 413. Written in transactions of 1,000; the body stays under max_body_bytes.
+    max_events_per_request: int = DEFAULT_MAX_EVENTS_PER_REQUEST
     # Longest a request may hold its worker's event loop without awaiting; it is then
     # interrupted and answered 503 (USAGEGRAPH_MAX_BLOCKING_SECONDS; http/loop_watchdog.py).
     max_blocking_seconds: float = 5.0
@@ -176,6 +180,12 @@ class Settings:
             ),
             max_body_bytes=_integer(
                 env, "USAGEGRAPH_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024
+            ),
+            max_events_per_request=_integer(
+                env,
+                "USAGEGRAPH_MAX_EVENTS_PER_REQUEST",
+                DEFAULT_MAX_EVENTS_PER_REQUEST,
+                minimum=1,
             ),
             max_blocking_seconds=float(
                 _integer(env, "USAGEGRAPH_MAX_BLOCKING_SECONDS", 5, minimum=1)

@@ -82,6 +82,6 @@ def test_generated_requests_get_documented_answers(server: tuple[str, str]) -> N
     base, token = server
     schema = schemathesis.openapi.from_dict(openapi_document())
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 8
+    assert len(operations) == 9
     for operation in operations:
         _fuzz(operation, base, _credentials(operation.path, token))

@@ -27,6 +27,7 @@ def test_document_describes_every_documented_route() -> None:
         "/api/user/usage-history",
         "/api/admin/histories/charts/user-stats",
         "/v1/billing/usage-history",
+        "/v1/events",
         "/auth/account/usage",
         "/auth/account/credits",
         "/auth/account/ledger",

@@ -29,6 +29,8 @@ _ROUTE_SOURCES: tuple[tuple[str, frozenset[Source]], ...] = (
     ("/auth/", frozenset({Source.BEARER_JWT})),
     # API keys reach the graph too: an institution's key records its members' usage there.
     ("/graphql", frozenset({Source.BEARER_JWT, Source.API_KEY})),
+    # Usage events: an institution's key, or a super user's JWT (CloudEvents ingestion).
+    ("/v1/events", frozenset({Source.BEARER_JWT, Source.API_KEY})),
     ("/v1/", frozenset({Source.API_KEY})),
 )
 

@@ -22,8 +22,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
-    func,
-    insert,
     select,
     tuple_,
     update,
@@ -32,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from usagegraph.datasources.bulk_inserts import insert_returning_ids
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.datasources.usage_rollups import UsageFact, add_usage, forget_usage
 from usagegraph.db.models import (
@@ -230,34 +229,8 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     transaction); their ids, in the order given."""
     if not rows:
         return []
-    if dialect_of(session) == "sqlite":
-        ids = await _insert_in_sqlite(session, rows)
-    else:
-        table = UsageEvent.__table__
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = list((await session.scalars(statement, list(rows))).all())
+    ids = await insert_returning_ids(session, UsageEvent.__table__, rows)
     await add_usage(session, (UsageFact.of_row(row) for row in rows))
-    return ids
-
-
-async def _insert_in_sqlite(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """SQLite does not promise RETURNING's row order, so SQLAlchemy would insert one row per
-    statement. Instead: one executemany, then the ids above the largest id before it.
-
-    That is exact because only one transaction at a time writes to SQLite, and a rowid
-    table numbers each new row one above the largest id: the rows are this insert's own,
-    numbered in the order given. (A transaction whose snapshot went stale before its first
-    write is refused by SQLite, so nobody can slip rows in between.)
-    """
-    table = UsageEvent.__table__
-    before = await session.scalar(select(func.max(table.c.id))) or 0
-    await session.execute(insert(table), list(rows))
-    found = await session.scalars(
-        select(table.c.id).where(table.c.id > before).order_by(table.c.id)
-    )
-    ids = list(found.all())
-    if len(ids) != len(rows):
-        raise RuntimeError(f"inserted {len(rows)} usage events but found {len(ids)} new ids")
     return ids
 
 

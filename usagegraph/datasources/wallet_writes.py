@@ -23,12 +23,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
 from usagegraph import money_range
+from usagegraph.datasources.bulk_inserts import insert_returning_ids
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.db.models import LedgerEntry, Reservation, Wallet, signed_amount
 
@@ -182,8 +183,7 @@ class LedgerBook:
                 }
                 for p in pending
             ]
-            statement = insert(LedgerEntry).returning(LedgerEntry.id, sort_by_parameter_order=True)
-            ids = (await self.session.scalars(statement, rows)).all()
+            ids = await insert_returning_ids(self.session, LedgerEntry, rows)
             for posting, entry_id in zip(pending, ids, strict=True):
                 posting.id = entry_id
         await self.session.flush()

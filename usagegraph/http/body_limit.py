@@ -7,6 +7,9 @@ is ever held in memory, so a 400 MB upload costs a worker at most the limit, and
 below reads an ordinary, complete body. The answer uses the envelope of the route's API
 family, coded `PAYLOAD_TOO_LARGE`.
 
+Routes in `STREAMED_PATHS` read their body themselves, as it arrives, and bound it with the
+same limit (POST /v1/events decodes NDJSON line by line and never holds the whole body).
+
 It sits inside the availability middleware, so a body that trickles in slowly is bounded by
 the request's time budget too.
 """
@@ -19,6 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.http.envelopes import error_response_for
 
+# Routes that stream their body and apply `max_body_bytes` themselves.
+STREAMED_PATHS = frozenset({"/v1/events"})
+
 
 class BodyLimitMiddleware:
     """Pure ASGI; reads the limit from the app's settings at call time."""
@@ -27,7 +33,7 @@ class BodyLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in STREAMED_PATHS:
             await self.app(scope, receive, send)
             return
         limit = scope["app"].state.settings.max_body_bytes

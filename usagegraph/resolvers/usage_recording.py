@@ -318,12 +318,14 @@ class _BatchWriter:
         now: datetime,
         events: Sequence[tuple[int, UsageEventInput]],
         reload_limit: AutoReloadLimit,
+        key_ttl: timedelta,
     ) -> None:
         self.session = session
         self.principal = principal
         self.now = now
         self.events = events
         self.reload_limit = reload_limit
+        self.key_ttl = key_ttl
 
     async def run(self) -> dict[int, UsageOutcome]:
         facts, book = await self._read_locked()
@@ -356,7 +358,7 @@ class _BatchWriter:
         personal = {e.user_id for e in events if e.institution_id is None}
         wallets = await lock_wallets(session, personal)
         refs = {(e.user_id, e.idempotency_key) for e in events if e.idempotency_key}
-        keys = await usage_writes.live_keys(session, refs, self.now - KEY_TTL)
+        keys = await usage_writes.live_keys(session, refs, self.now - self.key_ttl)
         await usage_writes.drop_keys(
             session, [ref for ref, claimed in keys.items() if claimed.event is None]
         )
@@ -510,7 +512,7 @@ class _BatchWriter:
             }
             for ref, item in judgement.claimed.items()
         ]
-        held = await usage_writes.claim_keys(self.session, rows, self.now - KEY_TTL)
+        held = await usage_writes.claim_keys(self.session, rows, self.now - self.key_ttl)
         if len(held) != len(rows):
             raise WriteConflict("an idempotency key was claimed by a concurrent request")
 
@@ -558,9 +560,14 @@ async def record_usage_batch(
     *,
     window: EventTimeWindow = DEFAULT_WINDOW,
     reload_limit: AutoReloadLimit = DEFAULT_RELOAD_LIMIT,
+    key_ttl: timedelta = KEY_TTL,
 ) -> UsageBatchResult:
     """Record up to MAX_BATCH events in one transaction, answering for each one; `window`
-    and `reload_limit` are the deployment's settings."""
+    and `reload_limit` are the deployment's settings, `key_ttl` how long the keys of these
+    events are remembered (the graph's 30 days; CloudEvents keep theirs longer).
+
+    The one write path of usage: the graph's recordUsage and recordUsageBatch and
+    `POST /v1/events` (`resolvers.cloud_events`) all end here."""
     require_usage_recorder(principal)
     if len(events) > MAX_BATCH:
         raise invalid(f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
@@ -575,7 +582,7 @@ async def record_usage_batch(
     if valid:
 
         async def work(session: AsyncSession) -> dict[int, UsageOutcome]:
-            return await _BatchWriter(session, principal, now, valid, reload_limit).run()
+            return await _BatchWriter(session, principal, now, valid, reload_limit, key_ttl).run()
 
         outcomes.update(await run_write(session, work))
     return UsageBatchResult(outcomes=tuple(outcomes[i] for i in range(len(events))))

@@ -176,6 +176,81 @@ COMPONENTS: dict[str, Any] = {
         "CreditBalance": json_schema(CreditBalance),
         "CreditLedger": json_schema(LedgerPage),
         "AccountSummary": json_schema(AccountSummary),
+        "CloudEvent": {
+            "type": "object",
+            "description": "A usage event as a CloudEvent 1.0 (structured mode). Any other "
+            "attribute (extensions included) refuses the event.",
+            "required": ["specversion", "id", "source", "type", "subject", "time", "data"],
+            "additionalProperties": False,
+            "properties": {
+                "specversion": {"const": "1.0"},
+                "id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "description": "With `source`, the idempotency key (kept 35 days).",
+                },
+                "source": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "type": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "description": "For example `usage`; not stored.",
+                },
+                "subject": {
+                    "type": "string",
+                    "pattern": "^[1-9][0-9]{0,17}$",
+                    "description": "The user id.",
+                },
+                "time": {
+                    **DATE_TIME,
+                    "description": "occurredAt, with an offset; inside the acceptance window.",
+                },
+                "datacontenttype": {"const": "application/json"},
+                "dataschema": {"type": "string"},
+                "data": {
+                    "type": "object",
+                    "required": ["instance", "credits"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "instance": {
+                            "type": "string",
+                            "description": "`personal` or an institution id.",
+                        },
+                        "credits": {
+                            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+                            "description": "Read exactly as a decimal (at most 6 places).",
+                        },
+                        "messages": {"type": "integer", "minimum": 0, "default": 1},
+                        "endpoint": _nullable({"type": "string", "maxLength": 200}),
+                        "status": {
+                            "type": "string",
+                            "enum": ["success", "failed"],
+                            "default": "success",
+                        },
+                    },
+                },
+            },
+        },
+        "EventsAnswer": _object(
+            {
+                "inserted": INTEGER,
+                "duplicates": INTEGER,
+                "refused": INTEGER,
+                "refusals": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "index": INTEGER,
+                            "id": _nullable({"type": "string"}),
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                        }
+                    ),
+                },
+                "meta": _object({"request_id": REQUEST_ID}),
+            }
+        ),
         "ClientHistory": _object(
             {"snapshots": {"type": "array", "items": json_schema(BucketSnapshot)}, "count": INTEGER}
         ),
@@ -243,6 +318,48 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json("BillingUsageHistory", "Months, newest first."),
                 **CODED_ERRORS,
+            },
+        }
+    },
+    "/v1/events": {
+        "post": {
+            "summary": "Record usage events sent as CloudEvents: one, a batch, or NDJSON.",
+            "description": "An institution's API key (events of its members, in it) or a super "
+            "user's JWT. Each event is judged on its own (recordUsageBatch's rules); a 200 "
+            "means every accepted event is committed, and the answer counts inserted, "
+            "duplicate and refused events with each refusal's index, id and code. At most "
+            "USAGEGRAPH_MAX_EVENTS_PER_REQUEST events (10,000) and USAGEGRAPH_MAX_BODY_BYTES.",
+            "security": [{"bearerApiKey": []}, {"apiKeyHeader": []}, {"bearerJwt": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/cloudevents+json": {
+                        "schema": {"$ref": "#/components/schemas/CloudEvent"}
+                    },
+                    "application/cloudevents-batch+json": {
+                        "schema": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/CloudEvent"},
+                        }
+                    },
+                    "application/x-ndjson": {
+                        "schema": {
+                            "type": "string",
+                            "description": "One CloudEvent per line.",
+                        }
+                    },
+                },
+            },
+            "responses": {
+                "200": _json("EventsAnswer", "Counts and refusals; accepted events committed."),
+                **CODED_ERRORS,
+                "403": _json("CodedError", "A user's JWT that is not a super user's."),
+                "413": _json(
+                    "CodedError",
+                    "More bytes than USAGEGRAPH_MAX_BODY_BYTES or more events than "
+                    "USAGEGRAPH_MAX_EVENTS_PER_REQUEST.",
+                ),
+                "415": _json("CodedError", "A Content-Type other than the three above."),
             },
         }
     },
@@ -320,7 +437,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "usagegraph REST APIs",
             "version": __version__,
-            "description": "The five documented REST APIs served by usagegraph. "
+            "description": "The five documented REST APIs served by usagegraph, and the "
+            "CloudEvents usage-ingestion API (POST /v1/events). "
             "The GraphQL API at /graphql covers the same data.",
         },
         "paths": PATHS,
