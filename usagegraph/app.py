@@ -22,8 +22,12 @@ from usagegraph.http.body_limit import BodyLimitMiddleware
 from usagegraph.http.cors import cors_middleware
 from usagegraph.http.health import healthz, readyz
 from usagegraph.http.loop_watchdog import LoopWatchdog
+from usagegraph.http.metrics_endpoint import metrics_routes
 from usagegraph.http.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.http.request_id import RequestIdMiddleware
+from usagegraph.http.request_telemetry import RequestTelemetryMiddleware
+from usagegraph.observability import metrics
+from usagegraph.observability.database import watch_database
 from usagegraph.outages import watch_engine
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
@@ -48,6 +52,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             settings.database_url, statement_timeout_seconds=settings.request_timeout_seconds
         )
         watch_engine(engine)
+        watch_database(engine)
         cache = create_cache(settings)
         rate_limiter = create_rate_limiter(settings)
         watchdog = LoopWatchdog(
@@ -66,6 +71,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
                 keep_partitions_ahead(engine, history=settings.event_window.max_age)
             )
             watchdog.start()
+            metrics.READY.set(1)  # the schema was checked: ready until a probe says otherwise
             yield
         finally:
             watchdog.stop()
@@ -76,18 +82,21 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             await cache.close()
             await persisted_queries.close()
             await engine.dispose()
+            metrics.forget_this_process()
 
     graphql = graphql_endpoint(settings)
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *metrics_routes(settings),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             # GraphiQL's scripts and styles; not mounted at all when GraphiQL is off.
             *(graphiql_routes() if settings.graphql.graphiql else []),
             *rest_routes(),
         ],
-        # Outermost first: every answer has a request id; preflights are answered, and every
+        # Outermost first: every answer has a request id, and is counted (metrics) with its
+        # final status; preflights are answered, and every
         # answer (errors included) carries the CORS headers a browser needs to read it, and
         # every 401 its WWW-Authenticate challenge;
         # outages and overruns anywhere below (resolving the caller included) become 503; the
@@ -95,6 +104,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         # the limiter let through.
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(RequestTelemetryMiddleware),
             *cors_middleware(settings.cors_origins),
             Middleware(ChallengeMiddleware),
             Middleware(AvailabilityMiddleware),

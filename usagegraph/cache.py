@@ -20,6 +20,7 @@ from usagegraph.http.redis_guard import (
     RedisGuard,
     RedisUnavailable,
 )
+from usagegraph.observability.metrics import count_cache_lookup
 from usagegraph.settings import Settings
 
 DEFAULT_MAX_ENTRIES = 10_000
@@ -60,6 +61,11 @@ class MemoryCache:
         return len(self._entries)
 
     async def get(self, key: str) -> bytes | None:
+        value = self._lookup(key)
+        count_cache_lookup("memory", hit=value is not None)
+        return value
+
+    def _lookup(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -122,7 +128,9 @@ class RedisCache:
         try:
             value = await self._redis.run("cache read", lambda redis: redis.get(self.prefix + key))
         except RedisUnavailable:
+            count_cache_lookup("redis", hit=False)
             return None
+        count_cache_lookup("redis", hit=value is not None)
         return bytes(value) if value is not None else None
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:

@@ -20,6 +20,7 @@ from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, check_ttl, mint_token
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.models import Institution, User
 from usagegraph.db.schema_version import SchemaBehindError, ensure_schema, upgrade_to_head
+from usagegraph.observability.metrics_directory import multiprocess_directory
 from usagegraph.settings import Settings, SettingsError
 
 app = typer.Typer(
@@ -100,8 +101,9 @@ def serve(
     _run_with_database(settings, check)  # refuse to start on a schema that is behind
     out.print(f"usagegraph serving on http://{host}:{port}/graphql", highlight=False)
     # A factory path, not an app object: every worker process builds its own app (and engine)
-    # from the same environment.
-    uvicorn.run("usagegraph.app:create_app", **uvicorn_options(settings, host, port, workers))
+    # from the same environment, metrics directory included.
+    with multiprocess_directory(workers):
+        uvicorn.run("usagegraph.app:create_app", **uvicorn_options(settings, host, port, workers))
 
 
 def uvicorn_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:

@@ -147,6 +147,11 @@ class Settings:
     # Browser origins allowed to call the APIs with credentials (USAGEGRAPH_CORS_ORIGINS);
     # empty: CORS off.
     cors_origins: tuple[str, ...] = ()
+    # GET /metrics in the Prometheus text format (USAGEGRAPH_METRICS); off: not served at all.
+    metrics_enabled: bool = True
+    # When set, /metrics answers only `Authorization: Bearer <token>` (USAGEGRAPH_METRICS_TOKEN):
+    # the counters say how busy the service is, which is not everyone's business.
+    metrics_token: str | None = None
 
     @property
     def backend(self) -> str:
@@ -197,6 +202,8 @@ class Settings:
             cors_origins=_cors_origins(env),
             event_window=_event_window(env),
             auto_reload=_auto_reload_limit(env),
+            metrics_enabled=_boolean(env, "USAGEGRAPH_METRICS", True),
+            metrics_token=_metrics_token(env),
         )
 
 
@@ -342,6 +349,16 @@ def _cors_origins(env: dict[str, str]) -> tuple[str, ...]:
                 f"{name} must list origins like https://app.example.com, got {origin!r}"
             )
     return origins
+
+
+def _metrics_token(env: dict[str, str]) -> str | None:
+    """USAGEGRAPH_METRICS_TOKEN: unset or blank, /metrics is open (to whoever reaches it)."""
+    token = env.get("USAGEGRAPH_METRICS_TOKEN", "").strip()
+    if not token:
+        return None
+    if len(token) < 16:
+        raise SettingsError("USAGEGRAPH_METRICS_TOKEN must be at least 16 characters")
+    return token
 
 
 def _data_dir(env: dict[str, str]) -> Path:

@@ -26,6 +26,7 @@ from usagegraph.errors import unavailable
 from usagegraph.http.envelopes import error_response_for
 from usagegraph.http.health import PROBE_PATHS
 from usagegraph.http.loop_watchdog import RequestOverrun, watch_request
+from usagegraph.observability.metrics import count_timeout
 from usagegraph.outages import MESSAGES, OutageRecord, Unavailability, classify, recording
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class AvailabilityMiddleware:
             if not done:
                 work.cancel()
                 _let_finish(work)
+                count_timeout()
                 await response.fail(Unavailability.TIMEOUT, None)
                 return
             await _settle(work, response)
@@ -70,6 +72,7 @@ async def _settle(work: asyncio.Task[None], response: _GuardedResponse) -> None:
     if isinstance(exc, ClientDisconnect):  # nobody is left to answer; not a server error
         return
     if isinstance(exc, RequestOverrun):  # interrupted by the loop watchdog: over its budget
+        count_timeout()
         await response.fail(Unavailability.TIMEOUT, None)
         return
     if response.answered:

@@ -10,6 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from usagegraph.observability.metrics import record_readiness
+
 READINESS_TIMEOUT_SECONDS = 2.0
 # Never rate limited, never given a request budget: orchestrators must always get an answer.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
@@ -29,7 +31,9 @@ async def readyz(request: Request) -> JSONResponse:
             await connection.execute(text("SELECT 1"))
     except (TimeoutError, SQLAlchemyError, OSError) as exc:
         log.warning("readiness check failed: %s", type(exc).__name__)
+        record_readiness(False)
         return JSONResponse(
             {"status": "unavailable", "code": "DATABASE_UNAVAILABLE"}, status_code=503
         )
+    record_readiness(True)
     return JSONResponse({"status": "ready"})

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from usagegraph.errors import rate_limited
 from usagegraph.http.envelopes import error_response_for
 from usagegraph.http.health import PROBE_PATHS
+from usagegraph.http.metrics_endpoint import METRICS_PATH
 from usagegraph.http.redis_guard import (
     DEFAULT_REDIS_RETRY_AFTER_SECONDS,
     DEFAULT_REDIS_TIMEOUT_SECONDS,
@@ -33,6 +34,7 @@ from usagegraph.http.redis_guard import (
     RedisGuard,
     RedisUnavailable,
 )
+from usagegraph.observability.metrics import count_rate_limited
 from usagegraph.settings import RateLimit, Settings
 
 DEFAULT_KEY_PREFIX = "usagegraph:ratelimit:"
@@ -197,6 +199,8 @@ def create_rate_limiter(settings: Settings) -> RateLimiter | None:
     return MemoryRateLimiter(settings.rate_limit)
 
 
+# Probes and scrapes always get an answer.
+UNLIMITED_PATHS = PROBE_PATHS | {METRICS_PATH}
 # Where the principal middleware leaves the caller's bucket key (auth/middleware.py).
 CALLER_KEY_STATE = "caller_key"
 
@@ -219,7 +223,7 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limiter: RateLimiter | None = getattr(scope["app"].state, "rate_limiter", None)
-        if scope["type"] != "http" or limiter is None or scope["path"] in PROBE_PATHS:
+        if scope["type"] != "http" or limiter is None or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         decision = await limiter.take(bucket_key(scope))
@@ -227,6 +231,8 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         seconds = decision.retry_after_seconds
+        principal = scope.get("state", {}).get("principal")
+        count_rate_limited(str(getattr(principal, "kind", "anonymous")))
         response = error_response_for(
             scope["path"],
             rate_limited(seconds),

@@ -72,6 +72,7 @@ from usagegraph.errors import (
 )
 from usagegraph.input_ids import INSTITUTION_ID_PATTERN, is_id
 from usagegraph.money import canonical_money
+from usagegraph.observability.metrics import count_usage_outcomes
 from usagegraph.resolvers.event_time_window import (
     EventTimeBounds,
     check_event_time,
@@ -585,7 +586,13 @@ async def record_usage_batch(
             return await _BatchWriter(session, principal, now, valid, reload_limit, key_ttl).run()
 
         outcomes.update(await run_write(session, work))
-    return UsageBatchResult(outcomes=tuple(outcomes[i] for i in range(len(events))))
+    result = UsageBatchResult(outcomes=tuple(outcomes[i] for i in range(len(events))))
+    # Counted once the batch is settled (a retried transaction judged its events again), so
+    # every way in (recordUsage, recordUsageBatch, a bulk endpoint) is counted alike.
+    count_usage_outcomes(
+        (o.status.value, o.code.value if o.code is not None else None) for o in result.outcomes
+    )
+    return result
 
 
 async def record_usage(

@@ -59,6 +59,7 @@ from usagegraph.errors import (
     unauthorized,
 )
 from usagegraph.input_ids import is_id
+from usagegraph.observability.metrics import count_refused_debit
 from usagegraph.resolvers.wallet_account import CreditBalance, credit_balance
 from usagegraph.resolvers.wallet_ledger import CreditLedgerEntry, LedgerType
 from usagegraph.settings import AutoReloadLimit
@@ -387,9 +388,13 @@ async def debit_wallet(
             metadata=metadata,
         )
 
-    return await _movement(
-        session, now, user_id, create=False, apply=apply, reload_limit=reload_limit
-    )
+    try:
+        return await _movement(
+            session, now, user_id, create=False, apply=apply, reload_limit=reload_limit
+        )
+    except UsageGraphError as error:
+        _count_if_insufficient(error, "debit")
+        raise
 
 
 async def adjust_wallet(
@@ -495,7 +500,17 @@ async def reserve_credits(
             wallet=credit_balance(user_id, wallet),
         )
 
-    return await run_write(session, work)
+    try:
+        return await run_write(session, work)
+    except UsageGraphError as error:
+        _count_if_insufficient(error, "reservation")
+        raise
+
+
+def _count_if_insufficient(error: UsageGraphError, operation: str) -> None:
+    """Refused debits are a metric (usage counts its own, per event, in usage_recording)."""
+    if error.code is ErrorCode.INSUFFICIENT_CREDITS:
+        count_refused_debit(operation)
 
 
 async def _held_reservation(

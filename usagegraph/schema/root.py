@@ -27,6 +27,7 @@ from usagegraph.schema.directory import (
 from usagegraph.schema.directory_mutations import DirectoryMutations
 from usagegraph.schema.errors import CodedErrors, CodedSchema
 from usagegraph.schema.limits import limit_extensions
+from usagegraph.schema.operation_metrics import OperationMetrics
 from usagegraph.schema.pagination import (
     AfterArgument,
     FirstArgument,
@@ -152,6 +153,7 @@ def build_schema(limits: GraphQLLimits) -> strawberry.Schema:
     """
     built = copy.copy(_GRAPH)
     built.extensions = (
+        OperationMetrics,  # a class: Strawberry makes one per operation
         *limit_extensions(limits),
         functools.partial(CodedErrors, keep_suggestions=limits.introspection),
     )

@@ -1,0 +1,52 @@
+"""One place that sees every request whole: its metrics.
+
+It sits just inside the request-id middleware, so it knows the id the client gets and the
+final status of every answer (429s, 503s and CORS preflights included). It opens the
+request's record (observability/request_record.py), which code further in fills (SQL
+statements, GraphQL operations), and reads the caller the principal middleware left in the
+request's state once the answer is sent. The route label is the matched template.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from usagegraph.http.route_template import route_template
+from usagegraph.observability import metrics
+from usagegraph.observability.database import observe_pool
+from usagegraph.observability.request_record import open_record
+
+
+class RequestTelemetryMiddleware:
+    """Pure ASGI; a request whose app raised counts as the 500 Starlette answers for it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = scope.setdefault("state", {})
+        record = open_record(state.get("request_id", "unknown"))
+        engine = getattr(scope["app"].state, "engine", None)
+        if engine is not None:
+            observe_pool(engine)  # a backlog of waiters shows as requests arrive
+        status = 500
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            seconds = time.perf_counter() - started
+            method = metrics.method_label(scope["method"])
+            route = route_template(scope)
+            metrics.observe_request(method, route, status, seconds, record.sql_statements)
