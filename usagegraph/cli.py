@@ -45,6 +45,30 @@ err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
+def _print_version(value: bool) -> None:
+    """`--version`: the installed version, for bug reports and deployment checks."""
+    if value:
+        from usagegraph import __version__
+
+        print(f"usagegraph {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """usagegraph: a GraphQL usage-and-billing gateway with REST shims."""
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
