@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -20,6 +21,7 @@ from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, check_ttl, mint_token
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.models import Institution, User
 from usagegraph.db.schema_version import SchemaBehindError, ensure_schema, upgrade_to_head
+from usagegraph.observability.logs import configure_logging, logging_config
 from usagegraph.observability.metrics_directory import multiprocess_directory
 from usagegraph.settings import Settings, SettingsError
 
@@ -37,9 +39,34 @@ app.add_typer(partitions_app, name="partitions")
 rollups_app = typer.Typer(help="Maintain the usage rollups.", no_args_is_help=True)
 app.add_typer(rollups_app, name="rollups")
 
+log = logging.getLogger("usagegraph.serve")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+
+
+def _print_version(value: bool) -> None:
+    """`--version`: the installed version, for bug reports and deployment checks."""
+    if value:
+        from usagegraph import __version__
+
+        print(f"usagegraph {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """usagegraph: a GraphQL usage-and-billing gateway with REST shims."""
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -99,7 +126,9 @@ def serve(
         return None
 
     _run_with_database(settings, check)  # refuse to start on a schema that is behind
-    out.print(f"usagegraph serving on http://{host}:{port}/graphql", highlight=False)
+    configure_logging(settings.log_format, settings.log_level)
+    # A log line, not a print: in JSON mode every line of a server's output is JSON.
+    log.info("usagegraph serving on http://%s:%s/graphql", host, port)
     # A factory path, not an app object: every worker process builds its own app (and engine)
     # from the same environment, metrics directory included.
     with multiprocess_directory(workers):
@@ -115,7 +144,10 @@ def uvicorn_options(settings: Settings, host: str, port: int, workers: int) -> d
         "workers": workers,
         "loop": "uvloop",
         "http": "httptools",
-        "log_level": "info",
+        "log_level": settings.log_level.lower(),
+        # Our configuration (observability/logs.py) in the serve process and every worker;
+        # the access line is ours too (http/request_telemetry.py), with what uvicorn's lacks.
+        "log_config": logging_config(settings.log_format, settings.log_level),
         "access_log": False,
         # Open requests get this long after SIGTERM; the loop watchdog ends a worker that
         # still has not stopped some seconds later (http/loop_watchdog.py).

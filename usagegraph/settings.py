@@ -25,6 +25,8 @@ JWT_SECRET_VAR = "USAGEGRAPH_JWT_SECRET"
 REDIS_URL_VAR = "USAGEGRAPH_REDIS_URL"
 DATA_DIR_VAR = "USAGEGRAPH_DATA_DIR"
 
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_JWT_SECRET_LENGTH = 32
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_EVENTS_PER_REQUEST = 10_000
@@ -152,6 +154,10 @@ class Settings:
     # When set, /metrics answers only `Authorization: Bearer <token>` (USAGEGRAPH_METRICS_TOKEN):
     # the counters say how busy the service is, which is not everyone's business.
     metrics_token: str | None = None
+    # USAGEGRAPH_LOG_FORMAT: `json` or `text`; None: text on a terminal, JSON otherwise.
+    log_format: str | None = None
+    # USAGEGRAPH_LOG_LEVEL: a standard logging level name.
+    log_level: str = "INFO"
 
     @property
     def backend(self) -> str:
@@ -204,6 +210,8 @@ class Settings:
             auto_reload=_auto_reload_limit(env),
             metrics_enabled=_boolean(env, "USAGEGRAPH_METRICS", True),
             metrics_token=_metrics_token(env),
+            log_format=_choice(env, "USAGEGRAPH_LOG_FORMAT", LOG_FORMATS),
+            log_level=_choice(env, "USAGEGRAPH_LOG_LEVEL", LOG_LEVELS) or "INFO",
         )
 
 
@@ -349,6 +357,17 @@ def _cors_origins(env: dict[str, str]) -> tuple[str, ...]:
                 f"{name} must list origins like https://app.example.com, got {origin!r}"
             )
     return origins
+
+
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    """One of `choices` (case-insensitive), or None when unset or blank."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
 
 
 def _metrics_token(env: dict[str, str]) -> str | None:

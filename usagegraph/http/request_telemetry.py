@@ -1,4 +1,4 @@
-"""One place that sees every request whole: its metrics.
+"""One place that sees every request whole: its metrics and its access-log line.
 
 It sits just inside the request-id middleware, so it knows the id the client gets and the
 final status of every answer (429s, 503s and CORS preflights included). It opens the
@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from usagegraph.http.route_template import route_template
 from usagegraph.observability import metrics
 from usagegraph.observability.database import observe_pool
+from usagegraph.observability.logs import log_access
 from usagegraph.observability.request_record import open_record
 
 
@@ -50,3 +51,23 @@ class RequestTelemetryMiddleware:
             method = metrics.method_label(scope["method"])
             route = route_template(scope)
             metrics.observe_request(method, route, status, seconds, record.sql_statements)
+            principal = state.get("principal")
+            log_access(
+                request_id=record.request_id,
+                method=method,
+                route=route,
+                status=status,
+                seconds=seconds,
+                principal_kind=str(getattr(principal, "kind", "anonymous")),
+                principal_id=_principal_id(principal),
+                graphql_operation=",".join(op.name for op in record.operations) or None,
+                sql_statements=record.sql_statements,
+            )
+
+
+def _principal_id(principal: object) -> str | None:
+    """The user id or the institution id the credential resolved to (never the credential)."""
+    user_id = getattr(principal, "user_id", None)
+    if user_id is not None:
+        return str(user_id)
+    return getattr(principal, "institution_id", None)
