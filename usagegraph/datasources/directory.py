@@ -146,13 +146,18 @@ async def member_counts(
 
 async def institution_page(
     session: AsyncSession, principal: Principal, *, first: int, after_id: str | None
-) -> tuple[list[Institution], int]:
-    """The caller's institutions ordered by id, `first + 1` of them, and their total count."""
+) -> list[Institution]:
+    """The caller's institutions ordered by id, `first + 1` of them."""
     statement = select(Institution).where(readable_institutions(principal))
-    total = await session.scalar(
-        select(func.count()).select_from(Institution).where(readable_institutions(principal))
-    )
     if after_id is not None:
         statement = statement.where(Institution.id > after_id)
     rows = await session.scalars(statement.order_by(Institution.id).limit(first + 1))
-    return list(rows), int(total or 0)
+    return list(rows)
+
+
+async def institution_count(session: AsyncSession, principal: Principal) -> int:
+    """How many institutions the caller sees (asked only when a query selects the total)."""
+    total = await session.scalar(
+        select(func.count()).select_from(Institution).where(readable_institutions(principal))
+    )
+    return int(total or 0)
