@@ -24,6 +24,7 @@ from usagegraph.http.health import healthz, readyz
 from usagegraph.http.loop_watchdog import LoopWatchdog
 from usagegraph.http.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.http.request_id import RequestIdMiddleware
+from usagegraph.http.request_resources import RequestResourcesMiddleware
 from usagegraph.outages import watch_engine
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         # the limiter let through.
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(RequestResourcesMiddleware),
             *cors_middleware(settings.cors_origins),
             Middleware(ChallengeMiddleware),
             Middleware(AvailabilityMiddleware),
