@@ -25,6 +25,7 @@ from usagegraph.http.loop_watchdog import LoopWatchdog
 from usagegraph.http.metrics_endpoint import metrics_routes
 from usagegraph.http.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.http.request_id import RequestIdMiddleware
+from usagegraph.http.request_resources import RequestResourcesMiddleware
 from usagegraph.http.request_telemetry import RequestTelemetryMiddleware
 from usagegraph.observability import metrics
 from usagegraph.observability.database import watch_database
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(RequestTelemetryMiddleware),
+            Middleware(RequestResourcesMiddleware),
             *cors_middleware(settings.cors_origins),
             Middleware(ChallengeMiddleware),
             Middleware(AvailabilityMiddleware),

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import ColumnElement, false, func, select, true
+from sqlalchemy import ColumnElement, false, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from usagegraph.auth.access import is_member, is_super
 from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.datasources.pages import newest_first, page_per_parent_statements
+from usagegraph.datasources.transactions import dialect_of
 from usagegraph.db.models import ClientBucket, Snapshot
 
 
@@ -55,34 +56,34 @@ async def snapshots_of_buckets(
 ) -> dict[str, list[Snapshot]]:
     """The newest `limit_per_bucket` snapshots of each readable bucket, dated [start, end].
 
-    One query for any number of buckets (a dataloader batch): a row number per bucket,
-    newest first, cut at the limit. Unreadable or unknown buckets map to an empty list.
+    One query for any number of buckets (a dataloader batch), each bucket's page stopping
+    after its rows of the primary key (`datasources.pages`). Unreadable or unknown buckets
+    map to an empty list.
     """
-    rank = (
-        func.row_number()
-        .over(partition_by=Snapshot.bucket_id, order_by=Snapshot.snapshot_date.desc())
-        .label("rank")
-    )
-    ranked = (
-        select(Snapshot, rank)
-        .join(ClientBucket, ClientBucket.id == Snapshot.bucket_id)
-        .where(readable_buckets(principal), Snapshot.bucket_id.in_(sorted(set(bucket_ids))))
-    )
+    readable = select(ClientBucket.id).where(readable_buckets(principal))
+    conditions = [Snapshot.bucket_id.in_(readable.scalar_subquery())]
     if start is not None:
-        ranked = ranked.where(Snapshot.snapshot_date >= start)
+        conditions.append(Snapshot.snapshot_date >= start)
     if end is not None:
-        ranked = ranked.where(Snapshot.snapshot_date <= end)
-    inner = ranked.subquery()
-    snapshot = aliased(Snapshot, inner)
-    rows = await session.scalars(
-        select(snapshot)
-        .where(inner.c.rank <= limit_per_bucket)
-        .order_by(snapshot.bucket_id, snapshot.snapshot_date.desc())
+        conditions.append(Snapshot.snapshot_date <= end)
+    statements = page_per_parent_statements(
+        dialect_of(session),
+        Snapshot,
+        Snapshot.bucket_id,
+        bucket_ids,
+        conditions,
+        SNAPSHOTS_NEWEST_FIRST,
+        limit_per_bucket,
     )
     found: dict[str, list[Snapshot]] = {bucket_id: [] for bucket_id in bucket_ids}
-    for row in rows:
-        found[row.bucket_id].append(row)
+    for statement in statements:
+        for row in await session.scalars(statement):
+            found[row.bucket_id].append(row)
     return found
+
+
+# Served by the primary key (bucket_id, snapshot_date), read backwards.
+SNAPSHOTS_NEWEST_FIRST = newest_first("snapshot_date")
 
 
 async def buckets_by_id(

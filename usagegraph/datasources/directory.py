@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.datasources.pages import Ordered, page_per_parent_statements
+from usagegraph.datasources.transactions import dialect_of
 from usagegraph.db.models import Institution, Membership, User
 
 
@@ -106,31 +108,27 @@ async def member_pages(
 
     The extra row tells the caller whether a next page exists.
     """
-    rank = (
-        func.row_number()
-        .over(partition_by=Membership.institution_id, order_by=Membership.user_id)
-        .label("rank")
-    )
-    inner = select(Membership.user_id, Membership.institution_id, rank).where(
-        readable_memberships(principal), Membership.institution_id.in_(institution_ids)
-    )
+    conditions = [readable_memberships(principal)]
     if after_user_id is not None:
-        inner = inner.where(Membership.user_id > after_user_id)
-    ranked = inner.subquery()
-    statement = (
-        select(Membership)
-        .join(
-            ranked,
-            (Membership.user_id == ranked.c.user_id)
-            & (Membership.institution_id == ranked.c.institution_id),
-        )
-        .where(ranked.c.rank <= first + 1)
-        .order_by(Membership.institution_id, Membership.user_id)
+        conditions.append(Membership.user_id > after_user_id)
+    statements = page_per_parent_statements(
+        dialect_of(session),
+        Membership,
+        Membership.institution_id,
+        institution_ids,
+        conditions,
+        MEMBERS_BY_USER,
+        first + 1,
     )
     pages: dict[str, list[Membership]] = {i: [] for i in institution_ids}
-    for membership in await session.scalars(statement):
-        pages[membership.institution_id].append(membership)
+    for statement in statements:
+        for membership in await session.scalars(statement):
+            pages[membership.institution_id].append(membership)
     return pages
+
+
+# Served by ix_memberships_institution_user (migration 0006).
+MEMBERS_BY_USER = (Ordered("user_id"),)
 
 
 async def member_counts(
@@ -148,13 +146,18 @@ async def member_counts(
 
 async def institution_page(
     session: AsyncSession, principal: Principal, *, first: int, after_id: str | None
-) -> tuple[list[Institution], int]:
-    """The caller's institutions ordered by id, `first + 1` of them, and their total count."""
+) -> list[Institution]:
+    """The caller's institutions ordered by id, `first + 1` of them."""
     statement = select(Institution).where(readable_institutions(principal))
-    total = await session.scalar(
-        select(func.count()).select_from(Institution).where(readable_institutions(principal))
-    )
     if after_id is not None:
         statement = statement.where(Institution.id > after_id)
     rows = await session.scalars(statement.order_by(Institution.id).limit(first + 1))
-    return list(rows), int(total or 0)
+    return list(rows)
+
+
+async def institution_count(session: AsyncSession, principal: Principal) -> int:
+    """How many institutions the caller sees (asked only when a query selects the total)."""
+    total = await session.scalar(
+        select(func.count()).select_from(Institution).where(readable_institutions(principal))
+    )
+    return int(total or 0)

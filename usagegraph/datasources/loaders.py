@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any, ClassVar, Protocol
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources import buckets, directory, usage, wallet_batches
+from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.datasources.usage import EventFilter
 from usagegraph.datasources.wallet import LedgerPosition
 from usagegraph.db.models import LedgerEntry, Membership, Snapshot, UsageEvent
@@ -115,9 +117,16 @@ def _siblings_of(key: GroupedKey) -> tuple[Any, ...]:
 class Loaders:
     """The DataLoaders of one request."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], principal: Principal) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        principal: Principal,
+        reads: ReadConnection | None = None,
+    ) -> None:
         self.sessions = sessions
         self.principal = principal
+        # Batches share the request's autocommit read connection when there is one.
+        self.reads = reads
         self.user = self._by_key(directory.users_by_id)
         self.institution = self._by_key(directory.institutions_by_id)
         self.membership = self._by_key(directory.memberships_by_key)
@@ -146,6 +155,12 @@ class Loaders:
         )
         self.ledger_count: DataLoader[LedgerCountKey, int] = self._grouped(self._ledger_counts)
 
+    def _session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """Where a batch reads: the shared read connection, or a session of its own."""
+        if self.reads is not None:
+            return self.reads.session()
+        return self.sessions()
+
     def _by_key(
         self,
         fetch: Callable[[AsyncSession, Principal, Sequence[Any]], Awaitable[dict[Any, Any]]],
@@ -154,7 +169,7 @@ class Loaders:
         """A loader for a fetch that maps keys to values (missing keys load as None)."""
 
         async def batch(keys: list[Any]) -> list[Any]:
-            async with self.sessions() as session:
+            async with self._session() as session:
                 found = await fetch(session, self.principal, keys)
             return [found.get(key, default() if default else None) for key in keys]
 
@@ -183,7 +198,7 @@ class Loaders:
     async def _usage_event_pages(
         self, key: UsageEventPageKey, user_ids: list[int]
     ) -> dict[int, list[UsageEvent]]:
-        async with self.sessions() as session:
+        async with self._session() as session:
             return await usage.usage_event_pages(
                 session,
                 self.principal,
@@ -196,7 +211,7 @@ class Loaders:
     async def _usage_event_counts(
         self, key: UsageEventCountKey, user_ids: list[int]
     ) -> dict[int, int]:
-        async with self.sessions() as session:
+        async with self._session() as session:
             return await usage.usage_event_counts(
                 session, self.principal, user_ids, key.event_filter
             )
@@ -204,7 +219,7 @@ class Loaders:
     async def _snapshot_pages(
         self, key: SnapshotPageKey, bucket_ids: list[str]
     ) -> dict[str, list[Snapshot]]:
-        async with self.sessions() as session:
+        async with self._session() as session:
             return await buckets.snapshots_of_buckets(
                 session,
                 self.principal,
@@ -217,7 +232,7 @@ class Loaders:
     async def _ledger_pages(
         self, key: LedgerPageKey, user_ids: list[int]
     ) -> dict[int, list[LedgerEntry]]:
-        async with self.sessions() as session:
+        async with self._session() as session:
             return await wallet_batches.ledger_pages(
                 session,
                 self.principal,
@@ -230,7 +245,7 @@ class Loaders:
             )
 
     async def _ledger_counts(self, key: LedgerCountKey, user_ids: list[int]) -> dict[int, int]:
-        async with self.sessions() as session:
+        async with self._session() as session:
             return await wallet_batches.ledger_counts(
                 session,
                 self.principal,
@@ -243,7 +258,7 @@ class Loaders:
     async def _member_pages(
         self, key: MemberPageKey, institution_ids: list[str]
     ) -> dict[str, list[Membership]]:
-        async with self.sessions() as session:
+        async with self._session() as session:
             return await directory.member_pages(
                 session,
                 self.principal,

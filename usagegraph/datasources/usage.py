@@ -11,6 +11,7 @@ events. Resolvers fold slots into calendar buckets in Python, which keeps any ti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.datasources.pages import newest_first, page_per_parent_statements
+from usagegraph.datasources.transactions import dialect_of
 from usagegraph.datasources.usage_rollups import slot_start_of
 from usagegraph.db.models import (
     PERSONAL_INSTANCE,
@@ -62,6 +65,9 @@ _ROLLUP_OF_SLOT = {
     QUARTER_HOUR_SECONDS: UsageRollupQuarterHour,
 }
 LOOKUP_CHUNK = 1000
+# A user's events, newest first; ties on the time broken by id (served by the index of
+# migration 0006).
+EVENTS_NEWEST_FIRST = newest_first("occurred_at", "id")
 
 # Usage rows: the events model or a rollup model; both have `user_id` and `institution_id`.
 UsageSource = Any
@@ -360,8 +366,9 @@ async def usage_event_pages(
     first: int,
     before: tuple[datetime, int] | None,
 ) -> dict[int, list[UsageEvent]]:
-    """Up to `first + 1` newest readable events of each user (older than `before`)."""
-    conditions = [*event_filter.conditions(principal), UsageEvent.user_id.in_(user_ids)]
+    """Up to `first + 1` newest readable events of each user (older than `before`): each
+    user's page stops after its rows of the (user, time, id) index, whatever their history."""
+    conditions = event_filter.conditions(principal)
     if before is not None:
         occurred_at, event_id = before
         conditions.append(
@@ -370,24 +377,19 @@ async def usage_event_pages(
                 and_(UsageEvent.occurred_at == occurred_at, UsageEvent.id < event_id),
             )
         )
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=UsageEvent.user_id,
-            order_by=(UsageEvent.occurred_at.desc(), UsageEvent.id.desc()),
-        )
-        .label("rank")
-    )
-    ranked = select(UsageEvent.id, rank).where(*conditions).subquery()
-    statement = (
-        select(UsageEvent)
-        .join(ranked, UsageEvent.id == ranked.c.id)
-        .where(ranked.c.rank <= first + 1)
-        .order_by(UsageEvent.user_id, UsageEvent.occurred_at.desc(), UsageEvent.id.desc())
+    statements = page_per_parent_statements(
+        dialect_of(session),
+        UsageEvent,
+        UsageEvent.user_id,
+        user_ids,
+        conditions,
+        EVENTS_NEWEST_FIRST,
+        first + 1,
     )
     pages: dict[int, list[UsageEvent]] = {user_id: [] for user_id in user_ids}
-    for event in await session.scalars(statement):
-        pages[event.user_id].append(event)
+    for statement in statements:
+        for event in await session.scalars(statement):
+            pages[event.user_id].append(event)
     return pages
 
 
@@ -397,14 +399,74 @@ async def usage_event_counts(
     user_ids: Sequence[int],
     event_filter: EventFilter,
 ) -> dict[int, int]:
-    rows = await session.execute(
+    """How many readable events of each user match the filter, read from the rollups.
+
+    Without a time window the all-time `usage_totals` answer (one row per user and instance);
+    with one, the UTC day rollups count the whole days inside it and only the partial days at
+    its edges are counted from events. So a count costs O(users x days), not O(events).
+    """
+    counts = dict.fromkeys(user_ids, 0)
+    if not user_ids:
+        return counts
+    terms = _event_count_terms(sorted(set(user_ids)), principal, event_filter)
+    statement = terms[0] if len(terms) == 1 else union_all(*terms)
+    for user_id, count in await session.execute(statement):
+        counts[user_id] += int(count or 0)
+    return counts
+
+
+def _event_count_terms(
+    user_ids: list[int], principal: Principal, event_filter: EventFilter
+) -> list[Select[Any]]:
+    """The (user_id, count) selects whose sums are the counts: rollups, then edge events."""
+    start, end = event_filter.start, event_filter.end
+    if start is None and end is None:
+        return [_rollup_count(UsageTotal, user_ids, principal, event_filter.instance)]
+    # The whole UTC days inside [start, end): from the first midnight at or after start to the
+    # last midnight at or before end.
+    first_day = None if start is None else math.ceil(start.timestamp() / DAY_SECONDS) * DAY_SECONDS
+    last_day = None if end is None else math.floor(end.timestamp() / DAY_SECONDS) * DAY_SECONDS
+    if first_day is not None and last_day is not None and first_day >= last_day:
+        return [_event_count(user_ids, principal, event_filter)]  # no whole day inside
+    days = _rollup_count(UsageRollupDay, user_ids, principal, event_filter.instance)
+    if first_day is not None:
+        days = days.where(UsageRollupDay.slot_start >= first_day)
+    if last_day is not None:
+        days = days.where(UsageRollupDay.slot_start < last_day)
+    terms: list[Select[Any]] = [days]
+    if start is not None and first_day is not None and start.timestamp() < first_day:
+        edge = EventFilter(event_filter.instance, start, datetime.fromtimestamp(first_day, UTC))
+        terms.append(_event_count(user_ids, principal, edge))
+    if end is not None and last_day is not None and last_day < end.timestamp():
+        edge = EventFilter(event_filter.instance, datetime.fromtimestamp(last_day, UTC), end)
+        terms.append(_event_count(user_ids, principal, edge))
+    return terms
+
+
+def _rollup_count(
+    rollup: type[UsageTotal] | type[UsageRollupDay],
+    user_ids: list[int],
+    principal: Principal,
+    instance: str | None,
+) -> Select[Any]:
+    statement = (
+        select(rollup.user_id, func.sum(rollup.events))
+        .where(readable_usage(principal, rollup), rollup.user_id.in_(user_ids))
+        .group_by(rollup.user_id)
+    )
+    if instance is not None:
+        statement = statement.where(rollup.instance == instance)
+    return statement
+
+
+def _event_count(
+    user_ids: list[int], principal: Principal, event_filter: EventFilter
+) -> Select[Any]:
+    return (
         select(UsageEvent.user_id, func.count())
         .where(*event_filter.conditions(principal), UsageEvent.user_id.in_(user_ids))
         .group_by(UsageEvent.user_id)
     )
-    counts = dict.fromkeys(user_ids, 0)
-    counts.update({user_id: count for user_id, count in rows})
-    return counts
 
 
 async def usage_events_by_id(

@@ -9,10 +9,11 @@ the graph's User, Institution and Membership types show.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from usagegraph.auth.access import is_institution_admin, is_member
 from usagegraph.datasources import directory
@@ -160,26 +161,30 @@ async def memberships_of_user(context: RequestContext, user_id: int) -> list[Dir
 
 async def member_page(
     context: RequestContext, institution_id: str, *, size: int, after_user_id: int | None
-) -> tuple[list[DirectoryMembership], int]:
+) -> tuple[list[DirectoryMembership], Callable[[], Awaitable[int]]]:
     """An institution's members after `after_user_id` by user id, `size + 1` of them, and how
-    many it has. Only its admins (and super) list them."""
+    to count them (awaited only when asked for). Only its admins (and super) list them."""
     if not is_institution_admin(context.principal, institution_id):
         raise forbidden("only the institution's admins may list its members")
     loaders = context.loaders
     rows = await loaders.member_page.load(
         MemberPageKey(institution_id=institution_id, first=size, after_user_id=after_user_id)
     )
-    total = await loaders.member_count.load(institution_id)
-    return [_membership(row) for row in rows], total
+    return [_membership(row) for row in rows], partial(loaders.member_count.load, institution_id)
 
 
 async def institutions_page(
     context: RequestContext, *, size: int, after_id: str | None
-) -> tuple[list[DirectoryInstitution], int]:
+) -> tuple[list[DirectoryInstitution], Callable[[], Awaitable[int]]]:
     """The caller's institutions after `after_id` by id, `size + 1` of them (the extra one
-    tells there is a next page), and how many the caller sees in all."""
+    tells there is a next page), and how to count all the caller sees (only if asked)."""
     async with context.sessions() as session:
-        rows, total = await directory.institution_page(
+        rows = await directory.institution_page(
             session, context.principal, first=size, after_id=after_id
         )
-    return [_institution(row) for row in rows], total
+
+    async def count() -> int:
+        async with context.sessions() as session:
+            return await directory.institution_count(session, context.principal)
+
+    return [_institution(row) for row in rows], count

@@ -19,6 +19,8 @@ from starlette.requests import HTTPConnection
 from usagegraph.auth.principal import Principal
 from usagegraph.cache import Cache
 from usagegraph.datasources.loaders import Loaders
+from usagegraph.datasources.read_connection import ReadConnection
+from usagegraph.http.request_resources import RESOURCES_KEY
 from usagegraph.settings import Settings
 
 _STATE_KEY = "context"
@@ -44,12 +46,19 @@ def context_of(connection: HTTPConnection) -> RequestContext:
     if context is None:
         app_state: Any = connection.app.state
         principal = request_state.principal
+        reads = ReadConnection(app_state.engine)
+        # Released at the end of the request by http.request_resources.
+        resources = getattr(request_state, RESOURCES_KEY, None)
+        if resources is None:
+            resources = []
+            setattr(request_state, RESOURCES_KEY, resources)
+        resources.append(reads)
         context = RequestContext(
             principal=principal,
             sessions=app_state.sessions,
             request_id=request_state.request_id,
             now=app_state.clock(),
-            loaders=Loaders(app_state.sessions, principal),
+            loaders=Loaders(app_state.sessions, principal, reads),
             cache=getattr(app_state, "cache", None),
             settings=app_state.settings,
         )

@@ -8,10 +8,11 @@ query, and counted only from the same filter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from usagegraph.datasources.loaders import UsageEventCountKey, UsageEventPageKey
 from usagegraph.datasources.usage import EventFilter
@@ -66,8 +67,9 @@ async def usage_event_page(
     end: datetime | None,
     size: int,
     before: tuple[datetime, int] | tuple[None, None],
-) -> tuple[list[RecordedUsageEvent], int]:
-    """`size + 1` events of the user older than `before` (time, id), and how many match."""
+) -> tuple[list[RecordedUsageEvent], Callable[[], Awaitable[int]]]:
+    """`size + 1` events of the user older than `before` (time, id), and how to count those
+    that match (awaited only when the query asks for the total)."""
     event_filter = EventFilter(instance=instance, start=start, end=end)
     before_at, before_id = before
     position = (before_at, before_id) if before_at is not None and before_id is not None else None
@@ -75,7 +77,5 @@ async def usage_event_page(
     rows = await loaders.usage_event_page.load(
         UsageEventPageKey(user_id=user_id, event_filter=event_filter, first=size, before=position)
     )
-    total = await loaders.usage_event_count.load(
-        UsageEventCountKey(user_id=user_id, event_filter=event_filter)
-    )
-    return [recorded_event(row) for row in rows], total
+    count_key = UsageEventCountKey(user_id=user_id, event_filter=event_filter)
+    return [recorded_event(row) for row in rows], partial(loaders.usage_event_count.load, count_key)

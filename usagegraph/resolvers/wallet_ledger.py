@@ -7,11 +7,12 @@ readable-account rule, so a caller sees their own entries only (super: anyone's)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from usagegraph.datasources.loaders import LedgerCountKey, LedgerPageKey
@@ -162,8 +163,9 @@ async def ledger_keyset_page(
     *,
     size: int,
     before: tuple[datetime, int] | tuple[None, None],
-) -> tuple[list[CreditLedgerEntry], int]:
-    """`size + 1` entries of the user older than `before` (time, id), and how many match:
+) -> tuple[list[CreditLedgerEntry], Callable[[], Awaitable[int]]]:
+    """`size + 1` entries of the user older than `before` (time, id), and how to count those
+    that match (awaited only when the query asks for the total):
     their own account, or super. One batch for every user of the query."""
     require_account(context.principal, user_id)
     validate_filter(ledger_filter)
@@ -187,8 +189,7 @@ async def ledger_keyset_page(
     )
     loaders = context.loaders
     rows = await loaders.ledger_page.load(page_key)
-    total = await loaders.ledger_count.load(count_key)
-    return [ledger_entry(row) for row in rows], total
+    return [ledger_entry(row) for row in rows], partial(loaders.ledger_count.load, count_key)
 
 
 async def ledger_entries_by_id(

@@ -1,8 +1,12 @@
-"""The connection type every growing list uses: Relay edges plus a total count."""
+"""The connection type every growing list uses: Relay edges plus a total count.
+
+The total is counted only when the query selects `totalCount`: a connection carries how to
+count, not the count, so a page that is not asked for its total costs no count statement.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
@@ -17,7 +21,11 @@ RowT = TypeVar("RowT")
 
 @strawberry.type(description="A page of a list, in Relay's connection shape.")
 class CountedConnection(relay.Connection[NodeT], Generic[NodeT]):
-    total_count: int = strawberry.field(description="How many items the whole list holds.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many items the whole list holds.")
+    async def total_count(self) -> int:
+        return await self.count()
 
 
 class LazyCursorEdge(relay.Edge[NodeT]):
@@ -43,14 +51,15 @@ def build_connection(
     *,
     size: int,
     after: str | None,
-    total: int,
+    count: Callable[[], Awaitable[int]],
     cursor_of: Callable[[RowT], str],
     node_of: Callable[[RowT], NodeT],
 ) -> CountedConnection[NodeT]:
-    """A connection from rows fetched with one extra row (which only signals a next page)."""
+    """A connection from rows fetched with one extra row (which only signals a next page);
+    `count` is awaited only if the query selects `totalCount`."""
     shown = rows[:size]
     return connection(
         edges=[LazyCursorEdge(node_of(row), partial(cursor_of, row)) for row in shown],
         page_info=page_info(rows, size, cursor_of, after=after),
-        total_count=total,
+        count=count,
     )

@@ -195,7 +195,7 @@ class Institution(relay.Node, shape_fields_of(directory.DirectoryInstitution, pr
         after: AfterArgument = None,
     ) -> MembershipConnection:
         size = page_size(first)
-        members, total = await directory.member_page(
+        members, count = await directory.member_page(
             info.context, self.id, size=size, after_user_id=id_cursor(after)
         )
         return build_connection(
@@ -203,7 +203,7 @@ class Institution(relay.Node, shape_fields_of(directory.DirectoryInstitution, pr
             members,
             size=size,
             after=after,
-            total=total,
+            count=count,
             cursor_of=lambda member: encode_cursor(member.user_id),
             node_of=lambda member: Membership.of(member, self),
         )

@@ -103,7 +103,7 @@ class Query:
     ) -> InstitutionConnection:
         size = page_size(first)
         after_id = institution_cursor(after)
-        institutions, total = await directory.institutions_page(
+        institutions, count = await directory.institutions_page(
             info.context, size=size, after_id=after_id
         )
         return build_connection(
@@ -111,7 +111,7 @@ class Query:
             institutions,
             size=size,
             after=after,
-            total=total,
+            count=count,
             cursor_of=lambda institution: encode_cursor(institution.id),
             node_of=Institution.of,
         )

@@ -56,7 +56,7 @@ async def resolve_usage_events(
 ) -> UsageEventConnection:
     """The user's events the caller may read (their own; admins: in their institutions)."""
     size = page_size(first)
-    events, total = await usage_events.usage_event_page(
+    events, count = await usage_events.usage_event_page(
         info.context,
         user_id,
         instance=instance,
@@ -70,7 +70,7 @@ async def resolve_usage_events(
         events,
         size=size,
         after=after,
-        total=total,
+        count=count,
         cursor_of=lambda event: encode_cursor(event.occurred_at.isoformat(), event.id),
         node_of=UsageEvent.of,
     )

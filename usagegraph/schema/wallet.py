@@ -84,7 +84,7 @@ async def resolve_ledger(
 ) -> LedgerEntryConnection:
     """A page of the user's ledger, keyset-paginated in SQL and batched across users."""
     size = page_size(first)
-    entries, total = await wallet_ledger.ledger_keyset_page(
+    entries, count = await wallet_ledger.ledger_keyset_page(
         info.context, user_id, ledger_filter, size=size, before=moment_id_cursor(after)
     )
     return build_connection(
@@ -92,7 +92,7 @@ async def resolve_ledger(
         entries,
         size=size,
         after=after,
-        total=total,
+        count=count,
         cursor_of=lambda entry: encode_cursor(entry.created_at.isoformat(), entry.id),
         node_of=LedgerEntry.from_result,
     )

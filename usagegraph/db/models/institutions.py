@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, false
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from usagegraph.db.models.base import Base, utcnow
@@ -53,11 +53,15 @@ class Membership(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     institution_id: Mapped[str] = mapped_column(
-        ForeignKey("institutions.id", ondelete="CASCADE"), primary_key=True, index=True
+        ForeignKey("institutions.id", ondelete="CASCADE"), primary_key=True
     )
     role: Mapped[str] = mapped_column(String(16), default="user")
     # Overrides the institution's default_cap when set.
     cap_limit: Mapped[Decimal | None] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role_known"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'admin')", name="role_known"),
+        # An institution's members by user id: the order of its members page (migration 0006).
+        Index("ix_memberships_institution_user", "institution_id", "user_id"),
+    )

@@ -52,7 +52,8 @@ class UsageEvent(Base):
 
     __table_args__ = (
         Index("ix_usage_events_institution_time", "institution_id", "occurred_at"),
-        Index("ix_usage_events_user_time", "user_id", "occurred_at"),
+        # A user's events newest first, ties by id: the order of their page (migration 0006).
+        Index("ix_usage_events_user_time_id", "user_id", "occurred_at", "id"),
         CheckConstraint("status IN ('success', 'failed')", name="status_known"),
         CheckConstraint("messages >= 0", name="messages_non_negative"),
     )

@@ -1,0 +1,54 @@
+"""A nested read costs the same statements for 5 members as for 100, and its loader batches
+open no transactions: they share the request's autocommit read connection (issue 14)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from tests.fixtures.statements import count_statements
+from tests.schema.graph import graphql
+from tests.schema.test_wallet import ACME, _institution_with_members
+
+NESTED = """query($id: String!) { institution(id: $id) { members(first: 100) { edges { node {
+  user { email usageEvents(first: 5) { edges { node { credits } } }
+         ledger(first: 5) { edges { node { amount } } } } } } } } }"""
+
+
+async def _costs(app: Starlette, client: httpx.AsyncClient, caller: int) -> tuple[int, int]:
+    """(statements, transaction-control events that reach the database) of one read."""
+    control: list[str] = []
+    sync_engine = app.state.engine.sync_engine
+
+    def record(connection: Any, *_args: Any) -> None:
+        # In AUTOCOMMIT, SQLAlchemy's begin/rollback are bookkeeping: nothing is sent.
+        if not connection._is_autocommit_isolation():
+            control.append("transaction")
+
+    for name in ("begin", "rollback", "commit"):
+        event.listen(sync_engine, name, record)
+    try:
+        with count_statements(app.state.engine) as statements:
+            body = await graphql(client, NESTED, user_id=caller, variables={"id": ACME})
+    finally:
+        for name in ("begin", "rollback", "commit"):
+            event.remove(sync_engine, name, record)
+    assert "errors" not in body, body
+    return len(statements), len(control)
+
+
+@pytest.mark.parametrize("members", [5, 100])
+async def test_a_nested_read_costs_the_same_whatever_the_members(
+    engine: AsyncEngine, app: Starlette, client: httpx.AsyncClient, members: int
+) -> None:
+    caller = await _institution_with_members(engine, members)
+    statements, control = await _costs(app, client, caller)
+    # principal, institution, members page, users, usage events, ledger, + the caller's row
+    assert statements == 7
+    # Only the caller's resolution (before any loader) runs in a transaction of its own.
+    assert control <= 2

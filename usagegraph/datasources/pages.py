@@ -1,0 +1,143 @@
+"""The SQL shapes of a page per parent: what one batch of a connection costs.
+
+A connection nested under a list (each member's `usageEvents(first: 5)`, each user's ledger,
+each institution's members, each bucket's snapshots) is read for every parent of the batch in
+one statement. The rule of the design is that the cost follows what is returned, not how much
+history is stored, so each parent's page must stop after `limit` rows of an index that
+matches its order. A window function (`row_number() OVER (PARTITION BY parent ...)`) does
+not: it ranks every matching row of every parent before the cut, which on a user with 50,000
+events reads 50,000 rows to return six.
+
+- PostgreSQL: the parents are unnested from one array parameter and each is joined LATERAL
+  to `SELECT ... WHERE parent = p ORDER BY ... LIMIT n`, an index scan that stops after n
+  rows (on the partitioned `usage_events`, a merge of each month's index scans, each stopping
+  as early).
+- SQLite (no LATERAL): a `UNION ALL` of per-parent `ORDER BY ... LIMIT n` selects, each an
+  index scan with the same stop; the parents are cut into chunks below SQLite's limit on
+  compound selects, so a batch of up to `SQLITE_PARENTS_PER_STATEMENT` parents is one
+  statement.
+
+The caller passes the scoping conditions (`readable_*` of its datasource) with the filters:
+this module only shapes the page, it never decides who reads what. The compiled-read path
+reuses these builders so both paths cost the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, true, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+
+ModelT = TypeVar("ModelT")
+
+# SQLite refuses compound selects of more than 500 terms (SQLITE_MAX_COMPOUND_SELECT).
+SQLITE_PARENTS_PER_STATEMENT = 250
+
+
+@dataclass(frozen=True, slots=True)
+class Ordered:
+    """One key of a page's order, by attribute name, so it can be restated on the aliased
+    rows of the page."""
+
+    name: str
+    descending: bool = False
+
+    def on(self, entity: Any) -> ColumnElement[Any]:
+        column: ColumnElement[Any] = getattr(entity, self.name)
+        return column.desc() if self.descending else column.asc()
+
+
+def newest_first(*names: str) -> tuple[Ordered, ...]:
+    return tuple(Ordered(name, descending=True) for name in names)
+
+
+def page_per_parent_statements(
+    dialect: str,
+    model: type[ModelT],
+    parent: InstrumentedAttribute[Any],
+    parents: Sequence[Any],
+    conditions: Sequence[ColumnElement[bool]],
+    order: Sequence[Ordered],
+    limit: int,
+) -> list[Select[tuple[ModelT]]]:
+    """The statements reading, for each parent, its first `limit` rows of `model` that meet
+    `conditions` in `order`; rows come back ordered by parent, then in `order`.
+
+    `order` must be served by an index led by `parent` (see migration 0006), or the database
+    sorts each parent's rows before the cut.
+    """
+    wanted = sorted(set(parents))
+    if not wanted:
+        return []
+    if dialect == "postgresql":
+        return [_lateral(model, parent, wanted, conditions, order, limit)]
+    return [
+        _union_of_limited(
+            model,
+            parent,
+            wanted[start : start + SQLITE_PARENTS_PER_STATEMENT],
+            conditions,
+            order,
+            limit,
+        )
+        for start in range(0, len(wanted), SQLITE_PARENTS_PER_STATEMENT)
+    ]
+
+
+def _lateral(
+    model: type[ModelT],
+    parent: InstrumentedAttribute[Any],
+    parents: list[Any],
+    conditions: Sequence[ColumnElement[bool]],
+    order: Sequence[Ordered],
+    limit: int,
+) -> Select[tuple[ModelT]]:
+    """PostgreSQL: `unnest(:parents) CROSS JOIN LATERAL (... LIMIT n)`; one parameter
+    whatever the number of parents, so the statement's text (and its cached plan) is one."""
+    array = bindparam("page_parents", parents, type_=ARRAY(parent.type))
+    wanted = select(func.unnest(array).label("parent")).subquery("wanted")
+    page = (
+        select(model)
+        .where(parent == wanted.c.parent, *conditions)
+        .order_by(*(key.on(model) for key in order))
+        .limit(limit)
+        .lateral("page")
+    )
+    row = aliased(model, page)
+    return (
+        select(row)
+        .select_from(wanted)
+        .join(page, true())
+        .order_by(wanted.c.parent, *(key.on(row) for key in order))
+    )
+
+
+def _union_of_limited(
+    model: type[ModelT],
+    parent: InstrumentedAttribute[Any],
+    parents: list[Any],
+    conditions: Sequence[ColumnElement[bool]],
+    order: Sequence[Ordered],
+    limit: int,
+) -> Select[tuple[ModelT]]:
+    """SQLite: `SELECT * FROM (... LIMIT n) UNION ALL ...`, one limited select per parent.
+
+    Each term is wrapped in a subquery because SQLite allows ORDER BY and LIMIT only on the
+    whole compound. The outer ORDER BY sorts at most parents x limit rows.
+    """
+    terms = [
+        select(model)
+        .where(parent == value, *conditions)
+        .order_by(*(key.on(model) for key in order))
+        .limit(limit)
+        .subquery()
+        .select()
+        for value in parents
+    ]
+    compound = (terms[0] if len(terms) == 1 else union_all(*terms)).subquery("page")
+    row = aliased(model, compound)
+    return select(row).order_by(getattr(row, parent.key), *(key.on(row) for key in order))

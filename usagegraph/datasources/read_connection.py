@@ -1,0 +1,43 @@
+"""One autocommit connection per request for the loaders' read-only batches.
+
+Each loader batch used to open a session, and so a transaction: a nested read of 9 statements
+came with 16 BEGIN/ROLLBACK pairs, a round trip each. Batches only read, one statement each,
+and every statement is scoped by its caller's `readable_*` rule, so they need no transaction:
+they share one connection in AUTOCOMMIT mode, opened on first use and released at the end of
+the request (`http.request_resources`). Batches of sibling fields run concurrently and one
+connection must not be, so they take turns (a lock). Writes never come here: a mutation keeps
+its own session and transaction (`datasources.transactions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+
+class ReadConnection:
+    """The request's read connection, opened lazily, used by one batch at a time."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+        self._turn = asyncio.Lock()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session on the shared connection, for one batch (no BEGIN, no ROLLBACK)."""
+        async with self._turn:
+            if self._connection is None:
+                connection = await self._engine.connect()
+                self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with AsyncSession(bind=self._connection, expire_on_commit=False) as session:
+                yield session
+
+    async def close(self) -> None:
+        """Give the connection back to the pool (the end of the request)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
