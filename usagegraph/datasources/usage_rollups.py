@@ -22,10 +22,9 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    FromClause,
     Integer,
     Table,
-    TypeDecorator,
-    bindparam,
     cast,
     delete,
     extract,
@@ -38,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from usagegraph.datasources.bulk_inserts import unnested_rows
 from usagegraph.db.models import PERSONAL_INSTANCE, ROLLUPS, UsageEvent
 
 Executor = AsyncSession | AsyncConnection
@@ -175,20 +175,12 @@ def _adding_rows(dialect: str, table: Table) -> Any:
 
 
 def _adding_arrays(table: Table) -> Any:
-    """PostgreSQL: the table's upsert fed one array per column, unnested by the server.
-
-    Binding a few arrays costs the driver a fraction of binding a thousand rows one value
-    at a time (a batch of 1,000 events touches up to 5,000 rollup rows). The parameters are
-    named `<table>__<column>`, so every table's upsert fits in one statement.
-    """
+    """PostgreSQL: the table's upsert fed one array per column, unnested by the server
+    (a batch of 1,000 events touches up to 5,000 rollup rows). The parameters are named
+    `<table>__<column>`, so every table's upsert fits in one statement."""
     names = _column_names(table)
-    arrays = [
-        bindparam(_array_name(table, name), type_=postgresql.ARRAY(_plain_type(table.c[name].type)))
-        for name in names
-    ]
-    unnested = func.unnest(*arrays).table_valued(*names).render_derived(name="given")
-    statement = postgresql.insert(table).from_select(names, select(*unnested.c))
-    return _adding_measures(statement, table)
+    given = unnested_rows(table, names, prefix=_array_name(table, ""))
+    return _adding_measures(postgresql.insert(table).from_select(names, given), table)
 
 
 @cache
@@ -204,11 +196,6 @@ def _adding_to_every_table() -> Any:
 
 def _array_name(table: Table, column: str) -> str:
     return f"{table.name}__{column}"
-
-
-def _plain_type(column_type: Any) -> Any:
-    """The driver-level type (Money is NUMERIC on PostgreSQL; its values are already exact)."""
-    return column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
 
 
 async def apply_delta(executor: Executor, delta: RollupDelta) -> None:
@@ -254,25 +241,14 @@ async def forget_usage(executor: Executor, facts: Sequence[UsageFact]) -> None:
         await executor.execute(delete(table).where(table.c.user_id.in_(users), table.c.events == 0))
 
 
-def _summed(keys: list[ColumnElement[Any]]) -> list[Any]:
-    """The keys, then the measures in MEASURES order, summed over the events."""
-    events = UsageEvent.__table__.c
-    return [
-        *keys,
-        func.sum(events.credits),
-        func.sum(events.messages),
-        func.count(),
-        func.sum(cast(events.status == "failed", Integer)),
-    ]
+def summing_upserts(dialect: str, source: FromClause, where: Any = None) -> list[Any]:
+    """Per rollup table, the upsert that adds the sums of the events in `source` (the usage
+    events table, or rows shaped like it), grouped by the table's key and sorted by its
+    primary key (the lock order every writer keeps).
 
-
-async def add_usage_from_events(executor: Executor, where: ColumnElement[bool]) -> None:
-    """Count the events matching `where` in the rollups, summed by the database.
-
-    For bulk loads: the rows were just copied in, and SQL sums them without a round trip.
+    The database sums: the rows need not come back to Python to be counted.
     """
-    dialect = _dialect(executor)
-    events = UsageEvent.__table__.c
+    events = source.c
     expressions: dict[str, Any] = {
         "user_id": events.user_id,
         "instance": func.coalesce(events.institution_id, literal(PERSONAL_INSTANCE)),
@@ -281,15 +257,35 @@ async def add_usage_from_events(executor: Executor, where: ColumnElement[bool]) 
         "endpoint": func.coalesce(events.endpoint, literal("")),
         "forgotten": events.forgotten,
     }
+    measures = [
+        func.sum(events.credits),
+        func.sum(events.messages),
+        func.count(),
+        func.sum(cast(events.status == "failed", Integer)),
+    ]
+    upserts = []
     for table in _TABLES:
         seconds = _SLOT_SECONDS[table]
         if seconds is not None:
             expressions["slot_start"] = slot_start_of(dialect, seconds, events.occurred_at)
         columns = _key_columns(table)
         keys = [expressions[name] for name in columns]
-        summed = select(*_summed(keys)).where(where).group_by(*keys)
+        order = [expressions[column.name] for column in table.primary_key.columns]
+        summed = select(*keys, *measures).group_by(*keys).order_by(*order)
+        if where is not None:
+            summed = summed.where(where)
         statement = _insert(dialect, table).from_select([*columns, *MEASURES], summed)
-        await executor.execute(_adding_measures(statement, table))
+        upserts.append(_adding_measures(statement, table))
+    return upserts
+
+
+async def add_usage_from_events(executor: Executor, where: ColumnElement[bool]) -> None:
+    """Count the events matching `where` in the rollups, summed by the database.
+
+    For bulk loads: the rows were just copied in, and SQL sums them without a round trip.
+    """
+    for upsert in summing_upserts(_dialect(executor), UsageEvent.__table__, where):
+        await executor.execute(upsert)
 
 
 async def rebuild_rollups(executor: Executor) -> None:

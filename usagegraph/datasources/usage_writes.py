@@ -22,6 +22,8 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    insert,
+    literal,
     select,
     tuple_,
     update,
@@ -30,9 +32,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from usagegraph.datasources.bulk_inserts import insert_returning_ids
+from usagegraph.datasources.bulk_inserts import (
+    allocate_ids,
+    columns_of,
+    columns_with_defaults,
+    insert_returning_ids,
+    unnested_rows,
+)
 from usagegraph.datasources.transactions import dialect_of
-from usagegraph.datasources.usage_rollups import UsageFact, add_usage, forget_usage
+from usagegraph.datasources.usage_rollups import (
+    UsageFact,
+    add_usage,
+    forget_usage,
+    summing_upserts,
+)
 from usagegraph.db.models import (
     Institution,
     Membership,
@@ -160,14 +173,18 @@ async def live_keys(
     if not refs:
         return {}
     dialect = dialect_of(session)
-    rows = await session.execute(
-        _live_keys_statement(dialect),
-        {
+    if dialect == "postgresql":
+        pairs = sorted(refs)
+        values: dict[str, Any] = {
+            "user_id": [user for user, _ in pairs],
+            "key": [key for _, key in pairs],
+        }
+    else:
+        values = {
             "keys": sorted({key for _, key in refs}),
             "users": sorted({user for user, _ in refs}),
-            "since": since,
-        },
-    )
+        }
+    rows = await session.execute(_live_keys_statement(dialect), {**values, "since": since})
     found = {
         (user_id, key): (event_id, digest)
         for user_id, key, event_id, digest in rows
@@ -185,9 +202,21 @@ async def live_keys(
 
 @cache
 def _live_keys_statement(dialect: str) -> Any:
-    """Key rows of these keys and users claimed since `since`, built once (see above)."""
+    """Key rows claimed since `since`, built once (see above).
+
+    PostgreSQL gets the (user, key) pairs as two arrays joined to the primary key: one index
+    probe per key, where `key = ANY(...) AND user_id = ANY(...)` read every key of the
+    batch's users (40 ms for a batch of 1,000 once the table held a few thousand keys).
+    SQLite gets the keys and the users, matched as pairs by the caller.
+    """
     keys = UsageIdempotencyKey
-    return select(keys.user_id, keys.key, keys.usage_event_id, keys.payload_digest).where(
+    statement = select(keys.user_id, keys.key, keys.usage_event_id, keys.payload_digest)
+    if dialect == "postgresql":
+        wanted = unnested_rows(keys.__table__, ("user_id", "key")).subquery("wanted")
+        return statement.join(
+            wanted, (keys.user_id == wanted.c.user_id) & (keys.key == wanted.c.key)
+        ).where(keys.created_at >= bindparam("since"))
+    return statement.where(
         _among(dialect, keys.key, "keys", String),
         _among(dialect, keys.user_id, "users", BigInteger),
         keys.created_at >= bindparam("since"),
@@ -225,13 +254,40 @@ async def lifetime_credits(
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert usage events in one multi-row statement and count them in the rollups (same
-    transaction); their ids, in the order given."""
+    """Insert usage events and count them in the rollups (same transaction); their ids, in
+    the order given.
+
+    PostgreSQL: two statements whatever the batch size. The ids are drawn from the sequence
+    first; then one statement unnests the rows (one array per column), inserts them and adds
+    their sums, grouped by the database, to every rollup table. SQLite: a multi-row insert,
+    then the rollup rows summed here.
+    """
     if not rows:
         return []
-    ids = await insert_returning_ids(session, UsageEvent.__table__, rows)
-    await add_usage(session, (UsageFact.of_row(row) for row in rows))
+    table = UsageEvent.__table__
+    if dialect_of(session) != "postgresql":
+        ids = await insert_returning_ids(session, table, rows)
+        await add_usage(session, (UsageFact.of_row(row) for row in rows))
+        return ids
+    ids = await allocate_ids(session, table, len(rows))
+    values = {"id": ids, **columns_with_defaults(table, rows)}
+    await session.execute(_inserting_counted(tuple(values)), values)
     return ids
+
+
+@cache
+def _inserting_counted(columns: tuple[str, ...]) -> Any:
+    """PostgreSQL: the rows given as arrays, inserted and summed into the rollups, as
+    data-modifying CTEs of one statement (each runs exactly once)."""
+    table = UsageEvent.__table__
+    given = unnested_rows(table, columns).cte("given")
+    rows = select(*given.c)
+    inserted = insert(table).from_select(columns, rows, include_defaults=False).cte("inserted")
+    upserts = [
+        upsert.cte(f"add_{index}")
+        for index, upsert in enumerate(summing_upserts("postgresql", given))
+    ]
+    return select(literal(1)).add_cte(inserted, *upserts)
 
 
 async def claim_keys(
@@ -247,19 +303,30 @@ async def claim_keys(
     """
     if not rows:
         return set()
-    statement = _claiming(dialect_of(session))
-    result = await session.execute(
-        statement, [{**row, "stale_before": stale_before} for row in rows]
-    )
+    dialect = dialect_of(session)
+    if dialect == "postgresql":
+        values = {**columns_of(rows, _KEY_COLUMNS), "stale_before": stale_before}
+        result = await session.execute(_claiming(dialect), values)
+    else:
+        result = await session.execute(
+            _claiming(dialect), [{**row, "stale_before": stale_before} for row in rows]
+        )
     return {(row.user_id, row.key) for row in result}
+
+
+_KEY_COLUMNS = ("user_id", "key", "usage_event_id", "created_at", "payload_digest")
 
 
 @cache
 def _claiming(dialect_name: str) -> Any:
-    """The key-claiming upsert, built once (every usage write runs it)."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    """The key-claiming upsert, built once (every usage write runs it): on PostgreSQL fed
+    one array per column (the keys of a batch are distinct, so no row is touched twice)."""
     table = UsageIdempotencyKey.__table__
-    statement = dialect.insert(table)
+    if dialect_name == "postgresql":
+        statement = postgresql.insert(table)
+        statement = statement.from_select(_KEY_COLUMNS, unnested_rows(table, _KEY_COLUMNS))
+    else:
+        statement = sqlite.insert(table)
     return statement.on_conflict_do_update(
         index_elements=[table.c.user_id, table.c.key],
         set_={
