@@ -1,13 +1,8 @@
-"""`usagegraph send` as a user runs it: a real server, real databases, files on disk.
-
-The events are timed on the real clock (the server's), an hour back, inside its window.
-"""
+"""`usagegraph send` as a user runs it: a real server, real databases, files on disk."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -16,28 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cli.running import cli_env, free_port, run_cli, serving
 from tests.databases import TestDatabase
-from tests.fixtures.events_data import EventsWorld, seed_events_world
-from tests.fixtures.usage_recording_data import ACME
+from tests.fixtures.events_data import seed_events_world, wall_clock_events
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import UsageEvent
 from usagegraph.events_client import SendError, read_chunks
-
-
-def wall_clock_events(world: EventsWorld, count: int, prefix: str = "s") -> list[dict[str, Any]]:
-    """Distinct institution events of Acme's members, spread over the last hour."""
-    now = datetime.now(UTC)
-    return [
-        {
-            "specversion": "1.0",
-            "id": f"{prefix}-{i}",
-            "source": "//cli.test/send",
-            "type": "usage",
-            "subject": str(world.ada if i % 2 else world.bob),
-            "time": (now - timedelta(seconds=3600 - i)).isoformat(),
-            "data": {"instance": ACME, "credits": f"{i}.5", "endpoint": f"/e{i % 3}"},
-        }
-        for i in range(count)
-    ]
 
 
 async def _stored(engine: AsyncEngine) -> int:
