@@ -1,14 +1,16 @@
 """A real `usagegraph serve --workers 2`, `kill -9`'d twice mid-load, loses and doubles nothing.
 
-`usagegraph send` pushes a few thousand CloudEvents in small chunks while the test kills the
-server's whole process group (the uvicorn supervisor and both workers) with SIGKILL, once a
-quarter and again once two thirds of the events are stored, and each time restarts it on the
-same database and port. The client retries every chunk it got no 200 for, with the same ids:
-a chunk whose transaction was cut short must have left nothing behind, and one committed just
-before the kill (its answer lost) must come back as duplicates (the window for that is small,
-so a run usually shows only the first case; the counts hold either way). Afterwards every
-event is stored exactly once, its idempotency key too, and the rollups equal a recomputation
-from the events.
+`usagegraph send` pushes a few thousand CloudEvents in small chunks (Acme's usage and, every
+fifth, personal usage that debits a wallet; so a super user's JWT, which may record both),
+while the test kills the server's whole process group (the uvicorn supervisor and both
+workers) with SIGKILL, once a quarter and again once two thirds of the events are stored,
+and each time restarts it on the same database and port. The client retries every chunk it
+got no 200 for, with the same ids: a chunk whose transaction was cut short must have left
+nothing behind, and one committed just before the kill (its answer lost) must come back as
+duplicates (the window for that is small, so a run usually shows only the first case; the
+counts hold either way). Afterwards every event is stored exactly once, its idempotency key
+too, each personal event is debited once on an unbroken ledger chain, and the rollups equal
+a recomputation from the events.
 
 Both databases: SQLite (WAL) serves two workers as well, one writer at a time. On a loaded
 2-core machine everything waits for conditions (rows stored, every process gone, the server
@@ -38,16 +40,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cli.running import cli_env, free_port
 from tests.databases import TestDatabase
-from tests.fixtures.events_data import seed_events_world, wall_clock_events
+from tests.fixtures.events_data import EventsWorld, seed_events_world, wall_clock_events
+from tests.fixtures.usage_recording_data import assert_chain, ledger, principal, run
 from usagegraph.datasources.usage_rollups import rebuild_rollups
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import ROLLUPS, UsageEvent, UsageIdempotencyKey, UsageTotal
+from usagegraph.resolvers import wallet_operations
 
 EVENTS = 4000
 CHUNK = 50  # 80 requests: the kills land while requests are coming and going
 KILL_AT = (EVENTS // 4, EVENTS * 2 // 3)  # stored rows that trigger each kill
 STARTUP_SECONDS = 90.0
 SEND_SECONDS = 300.0
+TOP_UP = Decimal(10_000_000)
 
 
 def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -148,6 +153,17 @@ async def _wait_for_rows(engine: AsyncEngine, rows: int, sender: subprocess.Pope
         await asyncio.sleep(0.02)
 
 
+async def _top_up(engine: AsyncEngine, world: EventsWorld, amount: Decimal) -> None:
+    """Credits for ada's personal usage, dated now (the server's debits follow it)."""
+    root = await principal(engine, world.root)
+    await run(
+        engine,
+        lambda session: wallet_operations.credit_wallet(
+            session, root, datetime.now(UTC), user_id=world.ada, amount=amount
+        ),
+    )
+
+
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -167,9 +183,14 @@ async def test_a_server_killed_twice_mid_load_stores_each_event_exactly_once(
 ) -> None:
     world = await seed_events_world(engine)
     events = wall_clock_events(world, EVENTS, prefix="crash")
+    for event in events[::5]:
+        event["subject"], event["data"]["instance"] = str(world.ada), "personal"
+    personal = [Decimal(e["data"]["credits"]) for e in events[::5]]
+    await _top_up(engine, world, TOP_UP)
     path = tmp_path / "events.ndjson"
     path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
-    env = cli_env(tmp_path, database.url_string, USAGEGRAPH_API_KEY=world.key)
+    jwt = world.super_jwt["Authorization"].removeprefix("Bearer ")
+    env = cli_env(tmp_path, database.url_string, USAGEGRAPH_API_KEY=jwt)
     port = free_port()
     log = tmp_path / "serve.log"
     processes: list[subprocess.Popen[bytes]] = []
@@ -205,6 +226,11 @@ async def test_a_server_killed_twice_mid_load_stores_each_event_exactly_once(
     )
     assert rows == expected  # every event, none twice
     assert await _count(engine, UsageIdempotencyKey) == EVENTS
+
+    entries = await ledger(engine, world.ada)
+    debits = [entry for entry in entries if entry.type == "debit"]
+    assert sorted(entry.amount for entry in debits) == sorted(personal)
+    assert assert_chain(entries) == TOP_UP - sum(personal)
 
     incremental = await _rollups(engine)
     async with engine.begin() as connection:
