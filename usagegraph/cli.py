@@ -305,7 +305,7 @@ def send(
             )
             progress.update(task, completed=total or 1)
         except SendError as error:
-            summary = getattr(error, "summary", None)
+            summary = error.summary
             failure = str(error)
     if summary is not None:
         _report_sent(summary)

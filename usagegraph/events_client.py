@@ -47,7 +47,13 @@ _READ_BYTES = 1 << 16
 
 
 class SendError(Exception):
-    """The run stopped: a chunk was refused as a whole, or never got an answer."""
+    """The run stopped: a chunk was refused as a whole, or never got an answer.
+
+    `summary` holds the answers before the stop (set by `send_file`), so the caller can say
+    what was recorded.
+    """
+
+    summary: Summary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +339,7 @@ def send_file(
             _add_answer(summary, chunk, answer)
             on_chunk(chunk, summary)
     except SendError as error:
-        error.summary = summary  # type: ignore[attr-defined]
+        error.summary = summary
         raise
     finally:
         connection.close()
