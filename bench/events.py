@@ -2,7 +2,7 @@
 
     ./scripts/bench events [--members N] [--batches N] [--batch-size N]
                            [--batch-concurrency N] [--single N] [--single-concurrency N]
-                           [--graphql-batches N]
+                           [--graphql-batches N] [--rss-seconds N]
 
 On a throwaway PostgreSQL database next to `postgres` (USAGEGRAPH_TEST_POSTGRES_URL): an
 institution with `--members` members and an API key, then a real `usagegraph serve
@@ -20,8 +20,16 @@ client's own JSON work is not timed), every event with its own id:
   number of connections. The ratio is batched events/s over floor events/s.
 
 It also samples the workers' RSS before and after the batched load, checks the stored
-count, and always stops the server and drops the database. The client runs on the same
-machine as the server and PostgreSQL: on a small machine the three share the cores.
+count, and always stops the server and drops the database.
+
+With `--rss-seconds N` (off by default, so the default run stays short) it ends with a
+memory check: batched requests of `--batch-size` fresh events from `--batch-concurrency`
+connections for N seconds, each worker's RSS read from /proc every second, and per worker
+the RSS at the start, the highest, at the end and the slope (least squares, MiB/minute) over
+the whole load and over its second half (after pools and caches have warmed up).
+
+The client runs on the same machine as the server and PostgreSQL: on a small machine the
+three share the cores.
 """
 
 from __future__ import annotations
@@ -260,6 +268,116 @@ def _worker_rss_mib(server: RunningServer) -> list[float]:
     return sorted(sizes)
 
 
+def _worker_pids(server: RunningServer) -> list[int]:
+    """uvicorn's worker processes: children of its supervisor started by multiprocessing's
+    spawn (its resource tracker, also a child, is not a worker)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != server.process_group:  # field 4: parent pid
+                continue
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if b"spawn_main" in command:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+def _rss_of(pid: int) -> float | None:
+    """Resident memory of one process in MiB, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _slope_per_minute(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB) samples, in MiB per minute."""
+    if len(samples) < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in samples) / len(samples)
+    mean_m = sum(m for _, m in samples) / len(samples)
+    spread = sum((t - mean_t) ** 2 for t, _ in samples)
+    if spread == 0:
+        return 0.0
+    return 60 * sum((t - mean_t) * (m - mean_m) for t, m in samples) / spread
+
+
+async def _rss_under_load(
+    server: RunningServer, events: Events, headers: dict[str, str], args: argparse.Namespace
+) -> tuple[Row, list[str]]:
+    """Batched load for `--rss-seconds`, each worker's RSS sampled every second."""
+    pids = _worker_pids(server)
+    traces: dict[int, list[tuple[float, float]]] = {pid: [] for pid in pids}
+    size = args.batch_size
+    sent = 0
+    failures = 0
+    started = time.perf_counter()
+    end = started + args.rss_seconds
+
+    def sample() -> None:
+        moment = time.perf_counter() - started
+        for pid in pids:
+            rss = _rss_of(pid)
+            if rss is not None:
+                traces[pid].append((moment, rss))
+
+    limits = httpx.Limits(
+        max_connections=args.batch_concurrency, max_keepalive_connections=args.batch_concurrency
+    )
+    async with httpx.AsyncClient(
+        base_url=server.base_url, headers=headers, limits=limits, timeout=120
+    ) as client:
+
+        async def worker() -> None:
+            nonlocal sent, failures
+            while time.perf_counter() < end:
+                body = orjson.dumps([events.cloud() for _ in range(size)])
+                response = await client.post("/v1/events", content=body)
+                if response.status_code == 200 and response.json().get("inserted") == size:
+                    sent += size
+                else:
+                    failures += 1
+
+        async def sampler() -> None:
+            while time.perf_counter() < end:
+                sample()
+                await asyncio.sleep(1)
+            sample()
+
+        await asyncio.gather(sampler(), *(worker() for _ in range(args.batch_concurrency)))
+    seconds = time.perf_counter() - started
+    row = Row(
+        f"/v1/events batched for {args.rss_seconds} s (RSS sampled)",
+        sent,
+        seconds,
+        failures,
+        f"{size}/request, {args.batch_concurrency} connections",
+    )
+    lines = [
+        f"worker RSS over a {args.rss_seconds} s batched load, sampled every second (MiB):",
+        "| worker pid | samples | start | max | end | slope MiB/min | slope, 2nd half |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for pid, samples in traces.items():
+        if not samples:
+            lines.append(f"| {pid} | 0 | gone | | | | |")
+            continue
+        sizes = [m for _, m in samples]
+        half = [s for s in samples if s[0] >= seconds / 2]
+        lines.append(
+            f"| {pid} | {len(samples)} | {sizes[0]:.1f} | {max(sizes):.1f} | {sizes[-1]:.1f} | "
+            f"{_slope_per_minute(samples):+.2f} | {_slope_per_minute(half):+.2f} |"
+        )
+    return row, lines
+
+
 async def _stored(url: URL) -> int:
     engine = create_engine(url)
     try:
@@ -274,6 +392,8 @@ async def main(args: argparse.Namespace) -> None:
     await _admin(f'CREATE DATABASE "{name}"')
     url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
     rows: list[Row] = []
+    rss_row: Row | None = None
+    rss_lines: list[str] = []
     try:
         setup = await _seed(url, args.members)
         events = Events(setup.members)
@@ -351,6 +471,10 @@ async def main(args: argparse.Namespace) -> None:
                     f"{size}/request, {args.batch_concurrency} connections",
                 )
             )
+            if args.rss_seconds > 0:
+                rss_row, rss_lines = await _rss_under_load(
+                    server, events, {**key, **BATCH_TYPE}, args
+                )
         chunks = [[events.row() for _ in range(size)] for _ in range(args.batches)]
         seconds = await _floor(url, chunks, args.batch_concurrency)
         rows.append(
@@ -363,14 +487,18 @@ async def main(args: argparse.Namespace) -> None:
             )
         )
         stored = await _stored(url)
-        expected = 800 + sum(r.events for r in rows[:3])
+        expected = 800 + sum(r.events for r in rows[:3]) + (rss_row.events if rss_row else 0)
         print("PostgreSQL, `usagegraph serve --workers 2`, API key, institution usage")
         print("| path | events | seconds | events/s | failed | shape |")
         print("|---|---:|---:|---:|---:|---|")
         for row in rows:
             print(row.line())
+        if rss_row is not None:
+            print(rss_row.line())
         print(f"ratio batched / floor: {rows[0].rate / rows[-1].rate:.2f}")
         print(f"worker RSS MiB before/after the batched load: {rss_before} -> {rss_after}")
+        for line in rss_lines:
+            print(line)
         print(f"stored usage events: {stored:,} (expected {expected:,})")
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -385,6 +513,12 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--single", type=int, default=4000)
     parser.add_argument("--single-concurrency", type=int, default=32)
     parser.add_argument("--graphql-batches", type=int, default=20)
+    parser.add_argument(
+        "--rss-seconds",
+        type=int,
+        default=0,
+        help="also load the server this long sampling its workers' RSS every second (0: off)",
+    )
     return parser.parse_args(argv)
 
 

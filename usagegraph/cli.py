@@ -1,4 +1,5 @@
-"""The `usagegraph` command: serve, migrate, import, demo, token, apikey, rollups, partitions."""
+"""The `usagegraph` command: serve, migrate, import, send, demo, token, apikey, rollups,
+partitions."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, check_ttl, mint_token
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.models import Institution, User
 from usagegraph.db.schema_version import SchemaBehindError, ensure_schema, upgrade_to_head
+from usagegraph.events_client import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_CHUNK_EVENTS,
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_URL,
+    FIRST_PAUSE_SECONDS,
+    MAX_PAUSE_SECONDS,
+    Summary,
+)
 from usagegraph.observability.logs import configure_logging, logging_config
 from usagegraph.observability.metrics_directory import multiprocess_directory
 from usagegraph.settings import Settings, SettingsError
@@ -203,6 +213,128 @@ def import_command(
             "already recorded",
             highlight=False,
         )
+
+
+@app.command()
+def send(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="CloudEvents: NDJSON (one per line) or a JSON array (a CloudEvents batch).",
+        ),
+    ],
+    url: Annotated[
+        str,
+        typer.Option(envvar="USAGEGRAPH_URL", help="The server's base address."),
+    ] = DEFAULT_URL,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="USAGEGRAPH_API_KEY",
+            help="The institution's API key (a super user's JWT works too).",
+            show_default=False,
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option(min=1, help="Most events per request (the server's limit is 10,000).")
+    ] = DEFAULT_CHUNK_EVENTS,
+    attempts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Attempts per chunk on connection errors, timeouts, 429 and 5xx, with pauses "
+            f"doubling from {FIRST_PAUSE_SECONDS} s up to {MAX_PAUSE_SECONDS:.0f} s.",
+        ),
+    ] = DEFAULT_ATTEMPTS,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for each answer.")
+    ] = DEFAULT_TIMEOUT_SECONDS,
+) -> None:
+    """Send usage events from a file to a server's POST /v1/events, in chunks.
+
+    The file is streamed, never read whole. A chunk left without an
+    answer (connection refused or reset, timeout, 429, 5xx) is sent again
+    with the same ids: events it had recorded come back as duplicates, so
+    running the command again after a failure is safe too. Any other 4xx
+    stops the run with the server's message.
+
+    Prints the sum of the server's answers (inserted, duplicates,
+    refused); exits with 1 if any event was refused or a chunk failed.
+
+    Example:  usagegraph send events.ndjson --url http://usage.example:8000
+
+    Environment: USAGEGRAPH_API_KEY (for --api-key), USAGEGRAPH_URL (--url).
+    """
+    from usagegraph.events_client import SendError, send_file
+
+    if not api_key:
+        _fail("no API key: pass --api-key or set USAGEGRAPH_API_KEY", code=2)
+    total = file.stat().st_size
+    progress = Progress(
+        TextColumn("sending"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[events]:,} events"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    summary: Summary | None = None
+    failure: str | None = None
+    with progress:
+        task = progress.add_task("sending", total=total or 1, events=0)
+        try:
+            summary = send_file(
+                file,
+                url,
+                api_key,
+                chunk_events=chunk_size,
+                attempts=attempts,
+                timeout=timeout,
+                on_chunk=lambda chunk, done: progress.update(
+                    task, completed=chunk.read_bytes, events=done.events
+                ),
+                on_retry=lambda retry: progress.console.print(
+                    f"retrying {retry.chunk.span()} in {retry.pause:.1f} s "
+                    f"(attempt {retry.attempt} of {attempts} failed: {retry.reason})",
+                    highlight=False,
+                    markup=False,
+                ),
+            )
+            progress.update(task, completed=total or 1)
+        except SendError as error:
+            summary = error.summary
+            failure = str(error)
+    if summary is not None:
+        _report_sent(summary)
+    if failure is not None:
+        _fail(
+            f"{failure}. The events before it are recorded; running the same command again "
+            "is safe (their ids make them duplicates)."
+        )
+    if summary is not None and summary.refused:
+        raise typer.Exit(1)
+
+
+_SHOWN_REFUSALS = 20
+
+
+def _report_sent(summary: Summary) -> None:
+    """The sum of the answers on stdout, the refusals (the first few) on stderr."""
+    for refusal in summary.refusals[:_SHOWN_REFUSALS]:
+        err.print(f"refused: {refusal.describe()}", highlight=False, markup=False)
+    hidden = len(summary.refusals) - _SHOWN_REFUSALS
+    if hidden > 0:
+        err.print(f"... and {hidden} more refused", highlight=False)
+    retried = f", {summary.retries} retried request(s)" if summary.retries else ""
+    out.print(
+        f"sent {summary.events} events in {summary.requests} request(s){retried}: "
+        f"{summary.inserted} inserted, {summary.duplicates} duplicate(s), "
+        f"{summary.refused} refused",
+        highlight=False,
+    )
 
 
 @app.command()
