@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -23,6 +24,7 @@ from usagegraph.db.models import Institution, User
 from usagegraph.db.schema_version import SchemaBehindError, ensure_schema, upgrade_to_head
 from usagegraph.observability.logs import configure_logging, logging_config
 from usagegraph.observability.metrics_directory import multiprocess_directory
+from usagegraph.observability.tracing import TracingConfigError, check_tracing_environment
 from usagegraph.settings import Settings, SettingsError
 
 app = typer.Typer(
@@ -121,6 +123,10 @@ def serve(
     import uvicorn
 
     settings = _settings()
+    try:
+        check_tracing_environment(os.environ)  # OTEL_*: observability/tracing.py
+    except TracingConfigError as exc:
+        _fail(str(exc), code=2)
 
     async def check(_engine: AsyncEngine) -> None:
         return None
