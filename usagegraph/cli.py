@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -126,7 +127,7 @@ def serve(
     try:
         check_tracing_environment(os.environ)  # OTEL_*: observability/tracing.py
     except TracingConfigError as exc:
-        _fail(str(exc), code=2)
+        _fail(escape(str(exc)), code=2)
 
     async def check(_engine: AsyncEngine) -> None:
         return None

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.cli.running import cli_env
+from tests.cli.running import cli_env, run_cli
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET
 from tests.databases import TestDatabase
 from tests.fixtures.factories import add_user
@@ -158,17 +158,7 @@ TRACING_MODULES = (
 )
 
 
-def test_an_app_without_otel_configuration_loads_no_tracing_code(
-    database: TestDatabase, tmp_path: Path
-) -> None:
-    """No OTEL_* variables: the app is built, started and serves a request with no tracing
-    middleware, extension or module loaded, though the extra is installed here."""
-    env = {
-        name: value
-        for name, value in cli_env(tmp_path, database.url_string).items()
-        if not name.startswith("OTEL_")
-    }
-    script = f"""
+APP_PROCESS = f"""
 import asyncio, sys
 import httpx
 from usagegraph.app import create_app
@@ -180,14 +170,21 @@ async def main():
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             response = await http.post("/graphql", json={{"query": "{{ viewer {{ kind }} }}"}})
     assert response.status_code == 200, response.text
-    assert app.state.tracing is None
-    print(sorted(m.cls.__name__ for m in app.user_middleware))
-    print(sorted(name for name in sys.modules if name.startswith({TRACING_MODULES!r})))
+    print("request id:", response.headers["x-request-id"])
+    print("tracing:", app.state.tracing is not None)
+    print("middleware:", sorted(m.cls.__name__ for m in app.user_middleware))
+    print("loaded:", sorted(name for name in sys.modules if name.startswith({TRACING_MODULES!r})))
 
 asyncio.run(main())
 """
+
+
+def run_app_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter that builds the app from `env` (OTEL_* included), starts it and
+    sends one GraphQL request, then prints what it loaded; spans exported to the console
+    follow when the process exits."""
     run = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", APP_PROCESS],
         env=env,
         capture_output=True,
         text=True,
@@ -195,9 +192,49 @@ asyncio.run(main())
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    middleware, loaded = run.stdout.strip().splitlines()
-    assert "OpenTelemetryMiddleware" not in middleware
-    assert loaded == "[]"
+    return run
+
+
+def env_without_otel(tmp_path: Path, database: TestDatabase, **otel: str) -> dict[str, str]:
+    env = cli_env(tmp_path, database.url_string)
+    return {name: value for name, value in env.items() if not name.startswith("OTEL_")} | otel
+
+
+def test_an_app_without_otel_configuration_loads_no_tracing_code(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """No OTEL_* variables: the app is built, started and serves a request with no tracing
+    middleware, extension or module loaded, though the extra is installed here."""
+    output = run_app_process(env_without_otel(tmp_path, database)).stdout
+    assert "tracing: False" in output
+    assert "OpenTelemetryMiddleware" not in output
+    assert "loaded: []" in output
+
+
+def test_otel_variables_alone_turn_tracing_on_with_the_exporter_they_name(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """OTEL_TRACES_EXPORTER=console and a service name, nothing else: the spans of the
+    request, with its id and the service's name, are written out when the process ends."""
+    env = env_without_otel(
+        tmp_path, database, OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="usagegraph-test"
+    )
+    output = run_app_process(env).stdout
+    request_id = output.split("request id: ", 1)[1].split()[0]
+    assert "tracing: True" in output
+    assert "OpenTelemetryMiddleware" in output
+    assert '"name": "POST /graphql"' in output
+    assert '"name": "GraphQL Query"' in output
+    assert f'"{REQUEST_ID_ATTRIBUTE}": "{request_id}"' in output
+    assert '"service.name": "usagegraph-test"' in output
+
+
+def test_serve_refuses_an_otel_exporter_that_is_not_installed(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, None, OTEL_TRACES_EXPORTER="zipkin_json")
+    result = run_cli(env, "serve", "--port", "1")
+    assert result.returncode == 2
+    assert "OTEL_TRACES_EXPORTER" in result.stderr
+    assert "zipkin_json" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -159,15 +159,17 @@ def _exporter_class(name: str) -> type[SpanExporter]:
     """An exporter by its entry point in the SDK's `opentelemetry_traces_exporter` group."""
     from importlib.metadata import entry_points
 
-    found = entry_points(group="opentelemetry_traces_exporter", name=name)
+    installed = entry_points(group="opentelemetry_traces_exporter")
+    found = installed.select(name=name)
     if not found:
         hint = (
-            "pip install opentelemetry-exporter-otlp-proto-grpc"
+            "; OTLP over gRPC needs `pip install opentelemetry-exporter-otlp-proto-grpc`"
             if name == "otlp_proto_grpc"
-            else EXTRA_HINT
+            else ""
         )
         raise TracingConfigError(
-            f"OTEL_TRACES_EXPORTER: no trace exporter {name!r} is installed ({hint})"
+            f"OTEL_TRACES_EXPORTER: no trace exporter {name!r} is installed (installed: "
+            f"{', '.join(sorted(installed.names)) or 'none'}){hint}"
         )
     exporter_class: type[SpanExporter] = next(iter(found)).load()
     return exporter_class
