@@ -4,6 +4,7 @@ without tracing configured never loads OpenTelemetry."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -282,5 +283,5 @@ def test_otlp_is_sent_over_http_protobuf_unless_the_protocol_says_grpc(
 
 
 def test_an_unknown_otlp_protocol_is_refused_naming_the_variable() -> None:
-    with pytest.raises(TracingConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+    with pytest.raises(TracingConfigError, match=re.escape("PROTOCOL='smtp' is not one of")):
         exporter_names({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "smtp"})

@@ -101,7 +101,7 @@ def exporter_names(environ: Mapping[str, str]) -> list[str]:
         if name == "otlp":
             if protocol not in _OTLP_BY_PROTOCOL:
                 raise TracingConfigError(
-                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not one of "
+                    f"OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL={protocol!r} is not one of "
                     f"{', '.join(_OTLP_BY_PROTOCOL)}"
                 )
             name = _OTLP_BY_PROTOCOL[protocol]
@@ -123,12 +123,16 @@ def tracing_from_env() -> Tracing | None:
 def _process_tracing() -> Tracing | None:
     """Made once per process: the SDK allows one global tracer provider."""
     try:
+        # The instrumentations too: the API alone may be there (another package's need).
+        import opentelemetry.instrumentation.sqlalchemy
+        import opentelemetry.instrumentation.starlette  # noqa: F401
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    except ImportError:
+    except ImportError as exc:
         log.warning(
-            "OTEL_* asks for traces but OpenTelemetry is not installed (%s); serving untraced",
+            "OTEL_* asks for traces but %s is not installed (%s); serving untraced",
+            exc.name,
             EXTRA_HINT,
         )
         return None
