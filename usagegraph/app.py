@@ -29,6 +29,7 @@ from usagegraph.http.request_resources import RequestResourcesMiddleware
 from usagegraph.http.request_telemetry import RequestTelemetryMiddleware
 from usagegraph.observability import metrics
 from usagegraph.observability.database import watch_database
+from usagegraph.observability.tracing import Tracing, tracing_from_env
 from usagegraph.outages import watch_engine
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
@@ -40,9 +41,18 @@ from usagegraph.settings import Settings
 SHUTDOWN_MARGIN_SECONDS = 10.0
 
 
-def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> Starlette:
-    """Build the app; the database is opened (and its schema checked) by the lifespan."""
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock = system_clock,
+    tracing: Tracing | None = None,
+) -> Starlette:
+    """Build the app; the database is opened (and its schema checked) by the lifespan.
+
+    Traced when `tracing` is given or the `OTEL_*` variables ask for it (with the `otel`
+    extra installed: observability/tracing.py); otherwise no tracing code runs at all.
+    """
     settings = settings or Settings.from_env()
+    tracing = tracing or tracing_from_env()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -54,6 +64,8 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         )
         watch_engine(engine)
         watch_database(engine)
+        if tracing is not None:
+            tracing.instrument_engine(engine)
         cache = create_cache(settings)
         rate_limiter = create_rate_limiter(settings)
         watchdog = LoopWatchdog(
@@ -83,9 +95,11 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             await cache.close()
             await persisted_queries.close()
             await engine.dispose()
+            if tracing is not None:
+                tracing.release_engine()
             metrics.forget_this_process()
 
-    graphql = graphql_endpoint(settings)
+    graphql = graphql_endpoint(settings, tracing)
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
@@ -118,6 +132,9 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
     )
     app.state.settings = settings
     app.state.clock = clock
+    app.state.tracing = tracing
+    if tracing is not None:
+        tracing.instrument_app(app)  # outermost: the HTTP span holds everything above
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -33,6 +35,7 @@ from usagegraph.events_client import (
 )
 from usagegraph.observability.logs import configure_logging, logging_config
 from usagegraph.observability.metrics_directory import multiprocess_directory
+from usagegraph.observability.tracing import TracingConfigError, check_tracing_environment
 from usagegraph.settings import Settings, SettingsError
 
 app = typer.Typer(
@@ -131,6 +134,10 @@ def serve(
     import uvicorn
 
     settings = _settings()
+    try:
+        check_tracing_environment(os.environ)  # OTEL_*: observability/tracing.py
+    except TracingConfigError as exc:
+        _fail(escape(str(exc)), code=2)
 
     async def check(_engine: AsyncEngine) -> None:
         return None

@@ -4,7 +4,9 @@ It sits just inside the request-id middleware, so it knows the id the client get
 final status of every answer (429s, 503s and CORS preflights included). It opens the
 request's record (observability/request_record.py), which code further in fills (SQL
 statements, GraphQL operations), and reads the caller the principal middleware left in the
-request's state once the answer is sent. The route label is the matched template.
+request's state once the answer is sent. The route label is the matched template. When the
+app is traced, the request id goes on the HTTP server span, which is current here
+(observability/tracing.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ class RequestTelemetryMiddleware:
         started = time.perf_counter()
         state = scope.setdefault("state", {})
         record = open_record(state.get("request_id", "unknown"))
-        engine = getattr(scope["app"].state, "engine", None)
+        app_state = scope["app"].state
+        tracing = getattr(app_state, "tracing", None)
+        if tracing is not None:
+            tracing.annotate_request(record.request_id)
+        engine = getattr(app_state, "engine", None)
         if engine is not None:
             observe_pool(engine)  # a backlog of waiters shows as requests arrive
         status = 500

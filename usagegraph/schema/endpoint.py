@@ -29,6 +29,7 @@ from usagegraph.auth.challenge import authentication_error
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.http.json import JSON, dumps
 from usagegraph.input_text import NotJson, NotUtf8, json_value, query_string_is_utf8
+from usagegraph.observability.tracing import Tracing
 from usagegraph.resolvers.request_context import context_of
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
@@ -222,11 +223,14 @@ def refused(status: int, reason: str) -> Response:
     )
 
 
-def graphql_endpoint(settings: Settings | None = None) -> GraphQLEndpoint:
-    """The endpoint for these settings' GraphQL limits (the defaults without settings)."""
+def graphql_endpoint(
+    settings: Settings | None = None, tracing: Tracing | None = None
+) -> GraphQLEndpoint:
+    """The endpoint for these settings' GraphQL limits (the defaults without settings), its
+    operations and resolvers traced when `tracing` is given."""
     limits = settings.graphql if settings is not None else GraphQLLimits()
     endpoint = GraphQLEndpoint(
-        build_schema(limits),
+        build_schema(limits, tracing.graphql_extensions() if tracing is not None else ()),
         graphql_ide="graphiql" if limits.graphiql else None,
     )
     # Schema-spelling hints ("Did you mean ...?") only where the schema is public anyway.

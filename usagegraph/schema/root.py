@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Annotated
 
 import strawberry
 from strawberry import relay
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
 from usagegraph.input_ids import is_id
@@ -145,14 +147,18 @@ _GRAPH = CodedSchema(
 )
 
 
-def build_schema(limits: GraphQLLimits) -> strawberry.Schema:
-    """The graph with the limits of one deployment (each app builds its own from settings).
+def build_schema(
+    limits: GraphQLLimits, tracing: Sequence[type[SchemaExtension]] = ()
+) -> strawberry.Schema:
+    """The graph with the limits of one deployment (each app builds its own from settings),
+    and the tracing extensions when traces are on (observability/tracing.py).
 
     Strawberry reads `extensions` and `config.batching_config` at request time, so a shallow
     copy with its own values of both is a schema of its own; the converted types are shared.
     """
     built = copy.copy(_GRAPH)
     built.extensions = (
+        *tracing,  # first: the operation's span covers everything the others do
         OperationMetrics,  # a class: Strawberry makes one per operation
         *limit_extensions(limits),
         functools.partial(CodedErrors, keep_suggestions=limits.introspection),
