@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -43,6 +45,8 @@ log = logging.getLogger("usagegraph.serve")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+# Connections the kernel queues for the workers (uvicorn's default too).
+LISTEN_BACKLOG = 2048
 
 
 def _print_version(value: bool) -> None:
@@ -119,6 +123,7 @@ def serve(
 ) -> None:
     """Serve /graphql, the REST shims and the health probes with uvicorn (uvloop, httptools)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     settings = _settings()
 
@@ -127,12 +132,75 @@ def serve(
 
     _run_with_database(settings, check)  # refuse to start on a schema that is behind
     configure_logging(settings.log_format, settings.log_level)
-    # A log line, not a print: in JSON mode every line of a server's output is JSON.
-    log.info("usagegraph serving on http://%s:%s/graphql", host, port)
+    # Bound and listening before anything says "serving": a port another process holds is a
+    # one-line error here, not a traceback in a worker after the announcement.
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        _fail(cannot_listen_message(host, port, exc))
+    # A log line, not a print: in JSON mode every line of a server's output is JSON. The
+    # port is the bound one, so `--port 0` (any free port) says which it got.
+    log.info("usagegraph serving on %s/graphql", _base_url(host, sock.getsockname()[1]))
     # A factory path, not an app object: every worker process builds its own app (and engine)
     # from the same environment, metrics directory included.
-    with multiprocess_directory(workers):
-        uvicorn.run("usagegraph.app:create_app", **uvicorn_options(settings, host, port, workers))
+    with sock, multiprocess_directory(workers):
+        config = uvicorn.Config(
+            "usagegraph.app:create_app", **uvicorn_options(settings, host, port, workers)
+        )
+        if workers > 1:
+            # uvicorn's own supervisor, handed our socket: the workers inherit it and accept
+            # on it; the supervisor restarts a worker that dies.
+            Multiprocess(config, sockets=[sock]).run()
+            return
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+        if not server.started:
+            raise typer.Exit(3)  # the app failed to start (uvicorn has logged why)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port and listening, inheritable by worker processes.
+
+    Connections made from now on wait in its backlog until a worker accepts them, so once
+    this returns the port is really ours and clients are not refused. SO_REUSEADDR (as
+    uvicorn sets it) allows a quick restart over old TIME_WAIT connections; on Linux it never
+    lets two listeners share a port.
+    """
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def cannot_listen_message(host: str, port: int, exc: OSError) -> str:
+    """One line saying why `serve` cannot have host:port, and what to do about it."""
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is already in use; stop whatever holds it "
+            "or pick another --port"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"cannot listen on {where}: permission denied (ports below 1024 need privileges); "
+            "pick another --port"
+        )
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: {host!r} is not an address of this machine; check --host"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def _base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def uvicorn_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
