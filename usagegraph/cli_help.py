@@ -28,6 +28,12 @@ class _NamedArgument(TyperArgument):
 
 
 def _name_values(params: list[_click.Parameter]) -> list[_click.Parameter]:
+    """Give every parameter a name to show where typer would print its type.
+
+    Typer builds its parameter objects itself and offers no hook for their class, so an
+    argument's class is switched to `_NamedArgument` here (a subclass adding only that
+    method). Done on each help request; setting the same values again changes nothing.
+    """
     for param in params:
         if isinstance(param, TyperArgument):
             if param.metavar is None and param.name:
