@@ -4,8 +4,10 @@ partitions."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import DEFAULT_TTL_SECONDS, check_ttl, mint_token
+from usagegraph.cli_help import PlainHelpCommand, PlainHelpGroup, epilog
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.models import Institution, User
 from usagegraph.db.schema_version import SchemaBehindError, ensure_schema, upgrade_to_head
@@ -36,26 +39,78 @@ from usagegraph.events_client import (
 from usagegraph.observability.logs import configure_logging, logging_config
 from usagegraph.observability.metrics_directory import multiprocess_directory
 from usagegraph.observability.tracing import TracingConfigError, check_tracing_environment
-from usagegraph.settings import Settings, SettingsError
+from usagegraph.settings import (
+    DATA_DIR_VAR,
+    DATABASE_URL_VAR,
+    JWT_SECRET_VAR,
+    VARIABLES,
+    Settings,
+    SettingsError,
+)
+
+# What each command's help lists under "Environment": the variables that change what it
+# does. Every command but the exports also validates all the others (Settings.from_env).
+DATABASE = (DATABASE_URL_VAR, DATA_DIR_VAR)
+EVENT_AGE = "USAGEGRAPH_EVENT_MAX_AGE_DAYS"
+TOKEN_VARIABLES = (
+    JWT_SECRET_VAR,
+    "USAGEGRAPH_JWT_KEYS",
+    "USAGEGRAPH_JWT_SIGNING_KID",
+    "USAGEGRAPH_JWT_ISSUER",
+    "USAGEGRAPH_JWT_AUDIENCE",
+    "USAGEGRAPH_JWT_MAX_TTL_SECONDS",
+)
+CHECKED = (
+    f"Without {DATABASE_URL_VAR}: the embedded SQLite file in {DATA_DIR_VAR} "
+    "(~/.local/share/usagegraph by default). Every other USAGEGRAPH_* variable is checked "
+    "too; the README's Configuration table says what each means."
+)
+# The client commands read these instead: where the server is and the credential to send.
+CLIENT_VARIABLES = ("USAGEGRAPH_URL", "USAGEGRAPH_API_KEY")
 
 app = typer.Typer(
+    cls=PlainHelpGroup,
     help="usagegraph: a GraphQL usage-and-billing gateway with REST shims.",
+    epilog=epilog(
+        ["usagegraph serve --workers 4", "usagegraph token --user 1"],
+        (*DATABASE, JWT_SECRET_VAR),
+        "Each command's --help lists the variables it reads; the README's Configuration "
+        "table lists them all.",
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
-apikey_app = typer.Typer(help="Manage institution API keys.", no_args_is_help=True)
+apikey_app = typer.Typer(
+    cls=PlainHelpGroup,
+    help="Manage institution API keys.",
+    epilog=epilog(["usagegraph apikey create --institution 65f1c0ffee0000000000000a"], DATABASE),
+    no_args_is_help=True,
+)
 app.add_typer(apikey_app, name="apikey")
 partitions_app = typer.Typer(
-    help="Monthly partitions of the usage events (PostgreSQL).", no_args_is_help=True
+    cls=PlainHelpGroup,
+    help="Monthly partitions of the usage events (PostgreSQL).",
+    epilog=epilog(
+        ["usagegraph partitions list", "usagegraph partitions detach 2025-01"],
+        (*DATABASE, EVENT_AGE),
+    ),
+    no_args_is_help=True,
 )
 app.add_typer(partitions_app, name="partitions")
-rollups_app = typer.Typer(help="Maintain the usage rollups.", no_args_is_help=True)
+rollups_app = typer.Typer(
+    cls=PlainHelpGroup,
+    help="Maintain the usage rollups.",
+    epilog=epilog(["usagegraph rollups rebuild"], DATABASE),
+    no_args_is_help=True,
+)
 app.add_typer(rollups_app, name="rollups")
 
 log = logging.getLogger("usagegraph.serve")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+# Connections the kernel queues for the workers (uvicorn's default too).
+LISTEN_BACKLOG = 2048
 
 
 def _print_version(value: bool) -> None:
@@ -117,14 +172,26 @@ def _run_with_database(
         _fail(f"cannot use the database at {where}: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
-@app.command()
+@app.command(
+    cls=PlainHelpCommand,
+    epilog=epilog(
+        [
+            "usagegraph serve --port 8000",
+            "usagegraph serve --host 0.0.0.0 --port 8080 --workers 4",
+            "usagegraph serve --port 0        (any free port; the log says which)",
+        ],
+        (*VARIABLES, "PROMETHEUS_MULTIPROC_DIR"),
+        "The README's Configuration table says what each means.",
+    ),
+)
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
     workers: Annotated[
         int,
         typer.Option(
             min=1,
+            metavar="N",
             help="Worker processes sharing the port (each has its own connection pool, and "
             "its own in-process cache and rate limiter unless USAGEGRAPH_REDIS_URL is set).",
         ),
@@ -132,6 +199,7 @@ def serve(
 ) -> None:
     """Serve /graphql, the REST shims and the health probes with uvicorn (uvloop, httptools)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     settings = _settings()
     try:
@@ -144,12 +212,75 @@ def serve(
 
     _run_with_database(settings, check)  # refuse to start on a schema that is behind
     configure_logging(settings.log_format, settings.log_level)
-    # A log line, not a print: in JSON mode every line of a server's output is JSON.
-    log.info("usagegraph serving on http://%s:%s/graphql", host, port)
+    # Bound and listening before anything says "serving": a port another process holds is a
+    # one-line error here, not a traceback in a worker after the announcement.
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        _fail(cannot_listen_message(host, port, exc))
+    # A log line, not a print: in JSON mode every line of a server's output is JSON. The
+    # port is the bound one, so `--port 0` (any free port) says which it got.
+    log.info("usagegraph serving on %s/graphql", _base_url(host, sock.getsockname()[1]))
     # A factory path, not an app object: every worker process builds its own app (and engine)
     # from the same environment, metrics directory included.
-    with multiprocess_directory(workers):
-        uvicorn.run("usagegraph.app:create_app", **uvicorn_options(settings, host, port, workers))
+    with sock, multiprocess_directory(workers):
+        config = uvicorn.Config(
+            "usagegraph.app:create_app", **uvicorn_options(settings, host, port, workers)
+        )
+        if workers > 1:
+            # uvicorn's own supervisor, handed our socket: the workers inherit it and accept
+            # on it; the supervisor restarts a worker that dies.
+            Multiprocess(config, sockets=[sock]).run()
+            return
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+        if not server.started:
+            raise typer.Exit(3)  # the app failed to start (uvicorn has logged why)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port and listening, inheritable by worker processes.
+
+    Connections made from now on wait in its backlog until a worker accepts them, so once
+    this returns the port is really ours and clients are not refused. SO_REUSEADDR (as
+    uvicorn sets it) allows a quick restart over old TIME_WAIT connections; on Linux it never
+    lets two listeners share a port.
+    """
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def cannot_listen_message(host: str, port: int, exc: OSError) -> str:
+    """One line saying why `serve` cannot have host:port, and what to do about it."""
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is already in use; stop whatever holds it "
+            "or pick another --port"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"cannot listen on {where}: permission denied (ports below 1024 need privileges); "
+            "pick another --port"
+        )
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: {host!r} is not an address of this machine; check --host"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def _base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def uvicorn_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
@@ -172,7 +303,17 @@ def uvicorn_options(settings: Settings, host: str, port: int, workers: int) -> d
     }
 
 
-@app.command()
+@app.command(
+    cls=PlainHelpCommand,
+    epilog=epilog(
+        [
+            "export USAGEGRAPH_DATABASE_URL=postgresql://app@db.internal/usagegraph",
+            "usagegraph migrate",
+        ],
+        (*DATABASE, EVENT_AGE),
+        CHECKED,
+    ),
+)
 def migrate() -> None:
     """Bring the configured database's schema up to date."""
     settings = _settings()
@@ -188,7 +329,15 @@ def migrate() -> None:
     out.print(f"database schema is at revision {head} (up to date)", highlight=False)
 
 
-@app.command("import")
+@app.command(
+    "import",
+    cls=PlainHelpCommand,
+    epilog=epilog(
+        ["usagegraph import tests/data/every_kind.ndjson"],
+        (*DATABASE, EVENT_AGE, "USAGEGRAPH_EVENT_MAX_FUTURE_SECONDS"),
+        CHECKED,
+    ),
+)
 def import_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An NDJSON file.")],
 ) -> None:
@@ -222,41 +371,54 @@ def import_command(
         )
 
 
-@app.command()
+@app.command(
+    cls=PlainHelpCommand,
+    epilog=epilog(
+        ["usagegraph send events.ndjson --url http://usage.example:8000"],
+        CLIENT_VARIABLES,
+        "USAGEGRAPH_API_KEY stands for --api-key, USAGEGRAPH_URL for --url.",
+    ),
+)
 def send(
     file: Annotated[
         Path,
         typer.Argument(
             exists=True,
             dir_okay=False,
+            metavar="FILE",
             help="CloudEvents: NDJSON (one per line) or a JSON array (a CloudEvents batch).",
         ),
     ],
     url: Annotated[
         str,
-        typer.Option(envvar="USAGEGRAPH_URL", help="The server's base address."),
+        typer.Option(envvar="USAGEGRAPH_URL", metavar="URL", help="The server's base address."),
     ] = DEFAULT_URL,
     api_key: Annotated[
         str | None,
         typer.Option(
             envvar="USAGEGRAPH_API_KEY",
+            metavar="KEY",
             help="The institution's API key (a super user's JWT works too).",
             show_default=False,
         ),
     ] = None,
     chunk_size: Annotated[
-        int, typer.Option(min=1, help="Most events per request (the server's limit is 10,000).")
+        int,
+        typer.Option(
+            min=1, metavar="N", help="Most events per request (the server's limit is 10,000)."
+        ),
     ] = DEFAULT_CHUNK_EVENTS,
     attempts: Annotated[
         int,
         typer.Option(
             min=1,
+            metavar="N",
             help="Attempts per chunk on connection errors, timeouts, 429 and 5xx, with pauses "
             f"doubling from {FIRST_PAUSE_SECONDS} s up to {MAX_PAUSE_SECONDS:.0f} s.",
         ),
     ] = DEFAULT_ATTEMPTS,
     timeout: Annotated[
-        float, typer.Option(min=1, help="Seconds to wait for each answer.")
+        float, typer.Option(min=1, metavar="SECONDS", help="Seconds to wait for each answer.")
     ] = DEFAULT_TIMEOUT_SECONDS,
 ) -> None:
     """Send usage events from a file to a server's POST /v1/events, in chunks.
@@ -269,10 +431,6 @@ def send(
 
     Prints the sum of the server's answers (inserted, duplicates,
     refused); exits with 1 if any event was refused or a chunk failed.
-
-    Example:  usagegraph send events.ndjson --url http://usage.example:8000
-
-    Environment: USAGEGRAPH_API_KEY (for --api-key), USAGEGRAPH_URL (--url).
     """
     from usagegraph.events_client import SendError, send_file
 
@@ -344,12 +502,18 @@ def _report_sent(summary: Summary) -> None:
     )
 
 
-@app.command()
+@app.command(
+    cls=PlainHelpCommand,
+    epilog=epilog(["usagegraph token --user 7 --ttl 600"], (*DATABASE, *TOKEN_VARIABLES), CHECKED),
+)
 def token(
-    user: Annotated[int, typer.Option("--user", help="The user id the token identifies.")],
+    user: Annotated[
+        int, typer.Option("--user", metavar="ID", help="The user id the token identifies.")
+    ],
     ttl: Annotated[
         int,
         typer.Option(
+            metavar="SECONDS",
             help="Seconds until it expires (at most USAGEGRAPH_JWT_MAX_TTL_SECONDS, a day by "
             "default).",
             min=1,
@@ -376,9 +540,19 @@ def token(
     print(mint_token(user, settings.jwt_secret, ttl, settings.tokens))
 
 
-@apikey_app.command("create")
+@apikey_app.command(
+    "create",
+    cls=PlainHelpCommand,
+    epilog=epilog(
+        ["usagegraph apikey create --institution 65f1c0ffee0000000000000a --name ci"],
+        DATABASE,
+        CHECKED,
+    ),
+)
 def apikey_create(
-    institution: Annotated[str, typer.Option(help="The institution the key acts for.")],
+    institution: Annotated[
+        str, typer.Option(metavar="ID", help="The institution the key acts for.")
+    ],
     name: Annotated[str | None, typer.Option(help="A label to tell keys apart.")] = None,
 ) -> None:
     """Create an API key and print it. It is shown only this once."""
@@ -397,7 +571,11 @@ def apikey_create(
     print(key)
 
 
-@partitions_app.command("list")
+@partitions_app.command(
+    "list",
+    cls=PlainHelpCommand,
+    epilog=epilog(["usagegraph partitions list"], DATABASE, CHECKED),
+)
 def partitions_list() -> None:
     """List the attached partitions of usage_events with their estimated row counts."""
     from usagegraph.db.partitions import is_partitioned, list_partitions
@@ -418,7 +596,11 @@ def partitions_list() -> None:
         print(f"{name}\t~{rows} rows")
 
 
-@partitions_app.command("maintain")
+@partitions_app.command(
+    "maintain",
+    cls=PlainHelpCommand,
+    epilog=epilog(["usagegraph partitions maintain"], (*DATABASE, EVENT_AGE), CHECKED),
+)
 def partitions_maintain() -> None:
     """Create this month's and the next months' partitions now, and move events of the
     months inside the event-time window (USAGEGRAPH_EVENT_MAX_AGE_DAYS) caught by the
@@ -434,7 +616,11 @@ def partitions_maintain() -> None:
     out.print(f"created: {', '.join(created) or 'nothing (all in place)'}", highlight=False)
 
 
-@partitions_app.command("detach")
+@partitions_app.command(
+    "detach",
+    cls=PlainHelpCommand,
+    epilog=epilog(["usagegraph partitions detach 2025-01"], DATABASE, CHECKED),
+)
 def partitions_detach(
     month: Annotated[str, typer.Argument(help="The month to detach, as YYYY-MM.")],
 ) -> None:
@@ -459,7 +645,11 @@ def partitions_detach(
     out.print(f"detached {name}: archive it (pg_dump -t {name}) and drop it when done")
 
 
-@rollups_app.command("rebuild")
+@rollups_app.command(
+    "rebuild",
+    cls=PlainHelpCommand,
+    epilog=epilog(["usagegraph rollups rebuild"], DATABASE, CHECKED),
+)
 def rollups_rebuild() -> None:
     """Recompute every usage rollup from the usage events, in one transaction.
 
@@ -478,12 +668,23 @@ def rollups_rebuild() -> None:
     out.print("usage rollups rebuilt from the usage events", highlight=False)
 
 
-@app.command()
+@app.command(
+    cls=PlainHelpCommand,
+    epilog=epilog(
+        ["usagegraph demo --if-empty", "usagegraph demo --users 50 --events 10000 --seed 7"],
+        DATABASE,
+        CHECKED,
+    ),
+)
 def demo(
-    users: Annotated[int, typer.Option(min=1, help="Users to create.")] = 200,
-    institutions: Annotated[int, typer.Option(min=1, help="Institutions to create.")] = 5,
-    events: Annotated[int, typer.Option(min=0, help="Usage events to create.")] = 100_000,
-    days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 180,
+    users: Annotated[int, typer.Option(min=1, metavar="N", help="Users to create.")] = 200,
+    institutions: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Institutions to create.")
+    ] = 5,
+    events: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Usage events to create.")
+    ] = 100_000,
+    days: Annotated[int, typer.Option(min=1, metavar="N", help="Days of history.")] = 180,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Do nothing when the database already has users.")
@@ -527,10 +728,15 @@ def demo(
     )
 
 
-@app.command("export-schema")
+@app.command(
+    "export-schema",
+    cls=PlainHelpCommand,
+    epilog=epilog(["usagegraph export-schema --output schema.graphql"], ()),
+)
 def export_schema(
     output: Annotated[
-        Path | None, typer.Option(help="Write the SDL here instead of to standard output.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Write the SDL here instead of to standard output."),
     ] = None,
 ) -> None:
     """Print the GraphQL schema (SDL); the repo keeps it in schema.graphql."""
@@ -552,10 +758,15 @@ async def _populated(engine: AsyncEngine) -> tuple[bool, int | None]:
     return populated, super_user_id
 
 
-@app.command("export-openapi")
+@app.command(
+    "export-openapi",
+    cls=PlainHelpCommand,
+    epilog=epilog(["usagegraph export-openapi --output openapi.json"], ()),
+)
 def export_openapi(
     output: Annotated[
-        Path | None, typer.Option(help="Write the document here instead of to standard output.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Write the document here instead of to standard output."),
     ] = None,
 ) -> None:
     """Print the OpenAPI document of the REST APIs; the repo keeps it in openapi.json."""

@@ -104,6 +104,7 @@ def served_run(database: TestDatabase, tmp_path: Path) -> Iterator[ServedRun]:
     try:
         _wait_until_ready(process, run)
         _load(run)
+        _wait_for_access_lines(run)
         yield run
     finally:
         process.terminate()
@@ -124,6 +125,18 @@ def _wait_until_ready(process: subprocess.Popen, run: ServedRun, timeout: float 
         if time.monotonic() > deadline:
             raise RuntimeError(f"serve did not start in time:\n{run.log_text()}")
         time.sleep(0.2)
+
+
+def _wait_for_access_lines(run: ServedRun, timeout: float = 30) -> None:
+    """Until the log holds a line for every answered request: a worker writes its access
+    line after the answer has gone out, so on a busy machine the client can be faster.
+    Past the deadline the tests read what there is, and say which line is missing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = run.log_text()
+        if all(request_id in text for request_id in run.request_ids):
+            return
+        time.sleep(0.1)
 
 
 def _load(run: ServedRun) -> None:
