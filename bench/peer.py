@@ -56,6 +56,7 @@ from bench.scenarios import (
     verify,
 )
 from bench.server import JWT_SECRET, RunningServer, free_port, serving
+from bench.sql import statements_per_request
 from bench.suite import ROOT, TOKEN_TTL_SECONDS, drain, postgres_version, warn_if_busy
 from bench.wrk import Check, HttpRequest, WrkResult, WrkRunner, find_wrk, lua_script
 from usagegraph.auth.tokens import mint_token
@@ -301,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             mint_token(actors.super_user, JWT_SECRET, TOKEN_TTL_SECONDS)
         )
         theirs = peer_scenario()
+        # In-process, before any server starts: what one usagegraph answer costs in statements.
+        captured = asyncio.run(statements_per_request(dataset, [ours], work_dir)).get(ours.key)
+        sql = [c.statement for c in captured or []]
+        print(f"usagegraph: {len(sql)} SQL statements per request (in-process count)")
         logs = args.json.parent
         logs.mkdir(parents=True, exist_ok=True)
         label = report.events_label(args.events)
@@ -339,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "reused": dataset.reused,
                 "build_seconds": dataset.build_seconds,
             },
+            "usagegraph_sql_statements": len(sql),
+            "usagegraph_sql": sql,
             "queries": {USAGEGRAPH: ours.requests[0].body, POSTGRAPHILE: theirs.requests[0].body},
             "answers": {
                 side: {"detail": c.detail, "bytes": c.response_bytes} for side, c in checks.items()
