@@ -56,7 +56,7 @@ from bench.scenarios import (
     verify,
 )
 from bench.server import JWT_SECRET, RunningServer, free_port, serving
-from bench.sql import statements_per_request
+from bench.sql import sql_floor, statements_per_request
 from bench.suite import ROOT, TOKEN_TTL_SECONDS, drain, postgres_version, warn_if_busy
 from bench.wrk import Check, HttpRequest, WrkResult, WrkRunner, find_wrk, lua_script
 from usagegraph.auth.tokens import mint_token
@@ -127,6 +127,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     add("--threads", type=int, default=2, help="wrk threads, at most one per connection")
     add("--workers", type=int, default=2, help="usagegraph serve --workers (default 2)")
+    add("--floor-repeats", type=int, default=50, help="runs of the SQL floor statement")
     add("--database", help="database of the data set (default usagegraph_peer_<events>)")
     add("--peer", type=Path, default=DEFAULT_PEER, help=f"the peer script (default {DEFAULT_PEER})")
     add("--rebuild", action="store_true", help="regenerate the data set even if reusable")
@@ -306,6 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         captured = asyncio.run(statements_per_request(dataset, [ours], work_dir)).get(ours.key)
         sql = [c.statement for c in captured or []]
         print(f"usagegraph: {len(sql)} SQL statements per request (in-process count)")
+        # The event page's own SQL timed alone: tells the database's share of a p50 from the
+        # service's, at 1M and at 10M alike.
+        floor = asyncio.run(sql_floor(dataset, captured or [], args.floor_repeats))
+        if floor is not None:
+            print(
+                f"usagegraph: its usage-event page statement alone (asyncpg, {floor.repeats} "
+                f"runs): p50 {floor.p50_ms:.2f} ms, p90 {floor.p90_ms:.2f} ms, {floor.rows} rows"
+            )
         logs = args.json.parent
         logs.mkdir(parents=True, exist_ok=True)
         label = report.events_label(args.events)
@@ -346,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "usagegraph_sql_statements": len(sql),
             "usagegraph_sql": sql,
+            "usagegraph_sql_floor": floor.as_json() if floor is not None else None,
             "queries": {USAGEGRAPH: ours.requests[0].body, POSTGRAPHILE: theirs.requests[0].body},
             "answers": {
                 side: {"detail": c.detail, "bytes": c.response_bytes} for side, c in checks.items()
