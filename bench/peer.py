@@ -193,6 +193,12 @@ class Measurement:
     drain_seconds: float
 
     @property
+    def truncated(self) -> bool:
+        """Fewer answers than connections: some connection never got one within the run, so
+        the percentiles leave out exactly the slowest requests and flatter the server."""
+        return self.result.requests < self.connections
+
+    @property
     def p50(self) -> float | None:
         """None when no request finished within the run (wrk has no latency then)."""
         return self.result.latency_ms["p50"] if self.result.requests else None
@@ -204,6 +210,7 @@ class Measurement:
             "connections": self.connections,
             "load_average_before": [round(x, 2) for x in self.load_before],
             "drain_seconds": round(self.drain_seconds, 1),
+            "p50_of_survivors_only": self.truncated,
             **self.result.as_json(),
         }
 
@@ -229,6 +236,7 @@ def _line(m: Measurement) -> str:
     return (
         f"{m.round:>5} {m.connections:>5}  {m.side:<13}{latency} {r.requests_per_second:8.1f} "
         f"{r.requests:>6} {r.failures:>5}  {m.load_before[0]:5.2f}"
+        + ("  * p50 of survivors" if m.truncated else "")
     )
 
 
