@@ -171,10 +171,20 @@ async def _build(name: str, shape: DemoShape, revision: str, data_dir: Path) -> 
 
 
 async def ensure_dataset(
-    shape: DemoShape, data_dir: Path, *, rebuild: bool, max_age: timedelta
+    shape: DemoShape,
+    data_dir: Path,
+    *,
+    rebuild: bool,
+    max_age: timedelta,
+    name: str | None = None,
 ) -> Dataset:
-    """The data set of this shape: reused when its marker fits, else (re)generated."""
-    name = database_name(shape.events)
+    """The data set of this shape: reused when its marker fits, else (re)generated.
+
+    `name` overrides `usagegraph_bench_<events>`: a bench that must not share its database
+    with concurrent runs of other checkouts (whose schema revision may differ, so they would
+    drop and rebuild it under its feet) keeps its own.
+    """
+    name = name or database_name(shape.events)
     revision = schema_revision()
     expected = _expected_marker(shape, revision)
     marker = await _marker(name)

@@ -81,6 +81,9 @@ class Scenario:
     ingest: IngestLoad | None = None
     targets: tuple[Target, ...] = ()
     describe: Describe | None = None  # what the first answer holds, e.g. "5000 rows"
+    # Why an answer (status 200, no errors) is still not the one to load, or None: a
+    # scenario compared with another server must be sure both return the same amount.
+    expect: Callable[[Any], str | None] | None = None
     count_sql: bool = True  # count its statements in-process (reads only)
     scale: bool = False  # also run on the --compare-events data set
 
@@ -141,6 +144,38 @@ def _graphql_buckets(body: Any) -> str:
     return f"{len(body['data']['viewer']['user']['usageHistory']['buckets'])} buckets"
 
 
+def _edges(connection: Any) -> list[Any]:
+    """The nodes of a Relay connection (an empty list for a null one)."""
+    return [edge["node"] for edge in (connection or {}).get("edges") or []]
+
+
+def _usage_events_shape(body: Any) -> tuple[int, int, int]:
+    """(institutions, members, events) of an INSTITUTIONS_MEMBERS_EVENTS answer."""
+    institutions = _edges(body["data"]["institutions"])
+    members = [m for i in institutions for m in _edges(i["members"])]
+    events = [e for m in members if m["user"] for e in _edges(m["user"]["usageEvents"])]
+    return len(institutions), len(members), len(events)
+
+
+def _describe_usage_events(body: Any) -> str:
+    institutions, members, events = _usage_events_shape(body)
+    return f"{institutions} institutions, {members} members, {events} events"
+
+
+def expect_events(count: Callable[[Any], tuple[int, int, int]]) -> Callable[[Any], str | None]:
+    """A check that an answer holds INSTITUTIONS x MEMBERS x EVENTS_PER_MEMBER events: what
+    makes two servers' numbers for the same question comparable at all."""
+    wanted = (INSTITUTIONS, INSTITUTIONS * MEMBERS, INSTITUTIONS * MEMBERS * EVENTS_PER_MEMBER)
+
+    def check(body: Any) -> str | None:
+        got = count(body)
+        if got == wanted:
+            return None
+        return f"(institutions, members, events) = {got}, want {wanted}"
+
+    return check
+
+
 def _nested_members(body: Any) -> str:
     edges = body["data"]["institution"]["members"]["edges"]
     ledger = sum(len(e["node"]["user"]["ledger"]["edges"]) for e in edges if e["node"]["user"])
@@ -167,6 +202,24 @@ NESTED_MEMBERS = """query Members($id: String!) {
     }
   }
 }"""
+
+# Issue 14's question: a page of institutions, a page of members of each, and each member's
+# newest events. 500 events come back whatever the history holds, so its cost must not grow
+# with the history either; bench/peer.py asks PostGraphile the same question.
+INSTITUTIONS, MEMBERS, EVENTS_PER_MEMBER = 5, 20, 5
+INSTITUTIONS_MEMBERS_EVENTS = f"""query InstitutionsMembersEvents {{
+  institutions(first: {INSTITUTIONS}) {{ edges {{ node {{
+    members(first: {MEMBERS}) {{ edges {{ node {{
+      role
+      user {{
+        email
+        usageEvents(first: {EVENTS_PER_MEMBER}) {{
+          edges {{ node {{ occurredAt credits messages }} }}
+        }}
+      }}
+    }} }} }}
+  }} }} }}
+}}"""
 
 USAGE_HISTORY = """query History($instance: String!, $zone: String!) {
   viewer { user { usageHistory(instanceId: $instance, timeZone: $zone) {
@@ -313,6 +366,20 @@ def _nested(actors: Actors, creds: Credentials) -> Scenario:
     )
 
 
+def institutions_members_events(super_token: str) -> Scenario:
+    """5 institutions x 20 members x usageEvents(first: 5), as super (who sees them all)."""
+    return Scenario(
+        key="graphql.institutions_members_events",
+        title=f"GraphQL: {INSTITUTIONS} institutions x {MEMBERS} members x "
+        f"usageEvents(first: {EVENTS_PER_MEMBER})",
+        requests=(_graphql(super_token, INSTITUTIONS_MEMBERS_EVENTS, {}),),
+        check=Check.GRAPHQL,
+        describe=_describe_usage_events,
+        expect=expect_events(_usage_events_shape),
+        scale=True,
+    )
+
+
 def _usage_history_graphql(actors: Actors, creds: Credentials, zone: str) -> Scenario:
     utc = zone == "UTC"
     return Scenario(
@@ -341,6 +408,7 @@ def read_scenarios(actors: Actors, creds: Credentials, days: int) -> list[Scenar
         *_account(actors, creds, today, days),
         _clients(actors, creds),
         _nested(actors, creds),
+        institutions_members_events(creds.super_token),
         _usage_history_graphql(actors, creds, "UTC"),
         _usage_history_graphql(actors, creds, USAGE_HISTORY_ZONE),
     ]
@@ -441,6 +509,8 @@ def _problem(scenario: Scenario, request: HttpRequest, response: httpx.Response)
             return f"{where} -> GraphQL errors: {json.dumps(body['errors'])[:500]}"
         if scenario.ingest is not None and (issue := _ingest_problem(scenario.ingest, body)):
             return f"{where} -> {issue}: {response.text[:300]}"
+        if scenario.expect is not None and (issue := scenario.expect(body)):
+            return f"{where} -> not the expected answer: {issue}"
     return None
 
 

@@ -158,7 +158,7 @@ def _script_for(runner: WrkRunner, scenario: Scenario, tag: str) -> Path:
     return runner.script(f"{scenario.key}-{tag}-{time.monotonic_ns()}", text)
 
 
-def _drain(server: RunningServer, dataset: Dataset) -> float:
+def drain(server: RunningServer, dataset: Dataset) -> float:
     """Wait until the server and its database are idle; the seconds it took.
 
     wrk stops mid-request at the end of a run, and the server finishes what it had accepted:
@@ -189,7 +189,7 @@ def _load(run: Run, server: RunningServer, runner: WrkRunner, item: Measured) ->
             connections=min(4, max(args.connection_levels)),
             seconds=args.warmup,
         )
-        _drain(server, dataset)
+        drain(server, dataset)
     for connections in args.connection_levels:
         result = runner.run(
             _script_for(runner, item.scenario, str(connections)),
@@ -199,7 +199,7 @@ def _load(run: Run, server: RunningServer, runner: WrkRunner, item: Measured) ->
         )
         item.runs.append(result)
         print(report.rows(item)[-1 if len(item.runs) > 1 else 0], flush=True)
-        item.drain_seconds.append(round(_drain(server, dataset), 1))
+        item.drain_seconds.append(round(drain(server, dataset), 1))
 
 
 def measure(
@@ -424,7 +424,7 @@ def _cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def _warn_if_busy() -> float | None:
+def warn_if_busy() -> float | None:
     """How busy the CPUs were over the last second, before the bench does anything; a warning
     when something else is running (its numbers would be noisy). None off Linux."""
     try:
@@ -443,7 +443,7 @@ def _warn_if_busy() -> float | None:
     return round(busy, 3)
 
 
-def _postgres_version() -> str:
+def postgres_version() -> str:
     """The server's version; a clear exit when there is no PostgreSQL to benchmark on."""
     try:
         return asyncio.run(server_version())
@@ -459,9 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     started = time.monotonic()
     wrk = find_wrk()
-    busy_at_start = _warn_if_busy()
+    busy_at_start = warn_if_busy()
     # Before anything runs: the commit is the code under test, even if it moves meanwhile.
-    machine = report.machine_info(ROOT, _postgres_version(), wrk, busy_at_start)
+    machine = report.machine_info(ROOT, postgres_version(), wrk, busy_at_start)
     with tempfile.TemporaryDirectory(prefix="usagegraph-bench-") as tmp:
         run = Run(args, wrk, Path(tmp))
         main_set, compare = _datasets(run)
