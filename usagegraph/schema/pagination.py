@@ -120,10 +120,33 @@ def page_info(
     rows: Sequence[T], size: int, cursor_of: Callable[[T], str], *, after: str | None
 ) -> relay.PageInfo:
     """Page info for `rows` fetched with one extra row beyond `size`."""
-    shown = rows[:size]
-    return relay.PageInfo(
-        has_next_page=len(rows) > size,
-        has_previous_page=after is not None,
-        start_cursor=cursor_of(shown[0]) if shown else None,
-        end_cursor=cursor_of(shown[-1]) if shown else None,
+    return LazyPageInfo(
+        rows[:size], has_next_page=len(rows) > size, after=after, cursor_of=cursor_of
     )
+
+
+class LazyPageInfo(relay.PageInfo):
+    """Relay page info whose start and end cursors are encoded only if the query selects
+    them: a nested read of 100 connections that asks for none would otherwise encode 200.
+    To Strawberry this is a `PageInfo`; only where the cursors come from differs."""
+
+    def __init__(
+        self,
+        shown: Sequence[Any],
+        *,
+        has_next_page: bool,
+        after: str | None,
+        cursor_of: Callable[[Any], str],
+    ) -> None:
+        self.has_next_page = has_next_page
+        self.has_previous_page = after is not None
+        self._shown = shown
+        self._cursor_of = cursor_of
+
+    @property  # type: ignore[override]
+    def start_cursor(self) -> str | None:
+        return self._cursor_of(self._shown[0]) if self._shown else None
+
+    @property  # type: ignore[override]
+    def end_cursor(self) -> str | None:
+        return self._cursor_of(self._shown[-1]) if self._shown else None
