@@ -39,6 +39,15 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess
     )
 
 
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Ask a server to stop (SIGTERM), and kill it if it has not exited in `timeout` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -78,11 +87,7 @@ def server_process(
             _wait_until_healthy(process, log, base, timeout)
             yield base, process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
 
 
 def _wait_until_healthy(process: subprocess.Popen, log: IO[str], base: str, timeout: float) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.running import cli_env, run_cli
+from tests.cli.running import cli_env, run_cli, stop
 
 SERVING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)/graphql")
 WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
@@ -69,11 +69,7 @@ def test_serving_on_is_said_only_once_the_port_accepts_connections(
         answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=60)
         assert answer.status_code == 200
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def _wait_for_serving_line(process: subprocess.Popen, log: Path, timeout: float = 60) -> int:

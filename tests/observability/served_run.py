@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.cli.running import cli_env, free_port, run_cli
+from tests.cli.running import cli_env, free_port, run_cli, stop
 from tests.conftest import TEST_JWT_SECRET
 from tests.databases import TestDatabase
 from usagegraph.auth.tokens import mint_token
@@ -107,11 +107,7 @@ def served_run(database: TestDatabase, tmp_path: Path) -> Iterator[ServedRun]:
         _wait_for_access_lines(run)
         yield run
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def _wait_until_ready(process: subprocess.Popen, run: ServedRun, timeout: float = 60) -> None:
