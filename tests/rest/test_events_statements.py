@@ -1,6 +1,7 @@
 """POST /v1/events costs a fixed number of SQL statements per request, however many events:
 the write is set-based (one insert of the events, one of the ledger entries, one claim of the
-keys, the rollups summed per row before one upsert), not a statement per event."""
+keys, the rollups upserted once per table or, on PostgreSQL, summed in the events' insert),
+not a statement per event."""
 
 from __future__ import annotations
 
