@@ -60,8 +60,13 @@ async def snapshots_of_buckets(
     after its rows of the primary key (`datasources.pages`). Unreadable or unknown buckets
     map to an empty list.
     """
-    readable = select(ClientBucket.id).where(readable_buckets(principal))
-    conditions = [Snapshot.bucket_id.in_(readable.scalar_subquery())]
+    # Correlated to each row the page reads (a primary-key probe of its bucket), not the set
+    # of every readable bucket: that set, restated in each parent's page, was read whole once
+    # per parent (on a super's request, every bucket there is).
+    readable = select(ClientBucket.id).where(
+        ClientBucket.id == Snapshot.bucket_id, readable_buckets(principal)
+    )
+    conditions = [readable.exists()]
     if start is not None:
         conditions.append(Snapshot.snapshot_date >= start)
     if end is not None:
@@ -101,7 +106,9 @@ async def buckets_of_institutions(
     rows = await session.scalars(
         select(ClientBucket)
         .where(readable_buckets(principal), ClientBucket.institution_id.in_(institution_ids))
-        .order_by(ClientBucket.id)
+        # The order of ix_client_buckets_institution_bucket (migration 0007), so the rows come
+        # straight off the index with no sort; within an institution it is by id, as before.
+        .order_by(ClientBucket.institution_id, ClientBucket.id)
     )
     found: dict[str, list[ClientBucket]] = {
         institution_id: [] for institution_id in institution_ids
