@@ -66,6 +66,7 @@ ADMIN_ID = 10**9  # not among the rows: an admin reads them as their institution
 NOW = FIXED_NOW.strftime("%Y-%m-%d %H:%M:%S")
 TODAY = FIXED_NOW.strftime("%Y-%m-%d")
 LONG_AGO = "2000-01-01 00:00:00"
+FIRST_INSTITUTION = f"{1:024x}"  # the id `_institutions` gives its first institution
 
 
 # --- fixtures: parents, then one big history and small ones, each one INSERT ... SELECT ---
@@ -194,6 +195,71 @@ async def _seed_memberships(connection: AsyncConnection) -> tuple[list[str], lis
         },
     )
     return institutions, users
+
+
+async def _seed_usage_events_of_an_instance(connection: AsyncConnection) -> list[Any]:
+    """Every user has events in one institution; the first also has 50,000 newer personal
+    events, which a page of that institution's events must not read through."""
+    dialect = connection.dialect.name
+    users = await _users(connection, PARENTS)
+    (institution,) = await _institutions(connection, 1)
+    event = {
+        "credits": "1",
+        "messages": "1",
+        "status": "'success'",
+        "forgotten": "FALSE",
+        "over_cap": "FALSE",
+        "created_at": seconds_before(dialect, NOW, "0"),
+    }
+    await insert_series(
+        connection,
+        "usage_events",
+        BIG_HISTORY,
+        {**event, "user_id": str(users[0]), "occurred_at": seconds_before(dialect, NOW, "5 * n")},
+    )
+    await insert_series(
+        connection,
+        "usage_events",
+        SMALL * PARENTS,
+        {
+            **event,
+            "institution_id": f"'{institution}'",
+            "user_id": f"{users[0]} + (n - 1) / {SMALL}",
+            "occurred_at": seconds_before(dialect, NOW, f"{5 * BIG_HISTORY} + 60 * n"),
+        },
+    )
+    return users
+
+
+async def _seed_ledger_of_a_type(connection: AsyncConnection) -> list[Any]:
+    """Every user has three debits; the first also has 50,000 newer credits, which a page of
+    debits must not read through."""
+    dialect = connection.dialect.name
+    users = await _users(connection, PARENTS)
+    entry = {"amount": "1", "balance_after": "n", "metadata": "'{}'"}
+    await insert_series(
+        connection,
+        "ledger_entries",
+        BIG_HISTORY,
+        {
+            **entry,
+            "type": "'credit'",
+            "user_id": str(users[0]),
+            "created_at": seconds_before(dialect, NOW, "5 * n"),
+        },
+    )
+    await insert_series(
+        connection,
+        "ledger_entries",
+        SMALL * PARENTS,
+        {
+            **entry,
+            "type": "'debit'",
+            "user_id": f"{users[0]} + (n - 1) / {SMALL}",
+            "created_at": seconds_before(dialect, NOW, f"{5 * BIG_HISTORY} + 60 * n"),
+        },
+    )
+    return users
 
 
 async def _seed_members(connection: AsyncConnection) -> list[Any]:
@@ -346,6 +412,27 @@ async def _read_ledger(context: RequestContext, user: Any) -> Sequence[Any]:
     return rows
 
 
+async def _read_usage_events_of_an_instance(context: RequestContext, user: Any) -> Sequence[Any]:
+    rows, _count = await usage_events.usage_event_page(
+        context,
+        user,
+        instance=FIRST_INSTITUTION,
+        start=None,
+        end=None,
+        size=FIRST,
+        before=(None, None),
+    )
+    return rows
+
+
+async def _read_debits(context: RequestContext, user: Any) -> Sequence[Any]:
+    debits = wallet_ledger.LedgerFilter(entry_type=wallet_ledger.LedgerType.DEBIT)
+    rows, _count = await wallet_ledger.ledger_keyset_page(
+        context, user, debits, size=FIRST, before=(None, None)
+    )
+    return rows
+
+
 async def _read_members(context: RequestContext, institution: Any) -> Sequence[Any]:
     rows, _count = await directory.member_page(context, institution, size=FIRST, after_user_id=None)
     return rows
@@ -418,6 +505,25 @@ LISTS = [
         returned=PAGED,
         most_rows_read=PARENTS * (FIRST + 1) * 2,
         sqlite_access="SEARCH ledger_entries USING INDEX ix_ledger_entries_user_time",
+        admins_read=False,
+    ),
+    PerParentList(
+        "User.usageEvents(instanceId)",
+        "usage_events",
+        _seed_usage_events_of_an_instance,
+        _read_usage_events_of_an_instance,
+        returned=SMALL * PARENTS,
+        most_rows_read=PARENTS * (FIRST + 1) * 4,
+        sqlite_access="SEARCH usage_events USING INDEX ix_usage_events_user_instance_time_id",
+    ),
+    PerParentList(
+        "User.ledger(type)",
+        "ledger_entries",
+        _seed_ledger_of_a_type,
+        _read_debits,
+        returned=SMALL * PARENTS,
+        most_rows_read=PARENTS * (FIRST + 1) * 2,
+        sqlite_access="SEARCH ledger_entries USING INDEX ix_ledger_entries_user_type_time",
         admins_read=False,
     ),
     PerParentList(

@@ -66,7 +66,8 @@ _ROLLUP_OF_SLOT = {
 }
 LOOKUP_CHUNK = 1000
 # A user's events, newest first; ties on the time broken by id (served by the index of
-# migration 0006).
+# migration 0006; a page of one instance by (user_id, institution_id, occurred_at, id),
+# migration 0008).
 EVENTS_NEWEST_FIRST = newest_first("occurred_at", "id")
 
 # Usage rows: the events model or a rollup model; both have `user_id` and `institution_id`.
