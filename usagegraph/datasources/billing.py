@@ -1,9 +1,10 @@
 """Billing reads: an institution's billing facts and its messages per calendar month.
 
 Every query starts from what the caller may read (`readable_billing` over institutions,
-`readable_usage` over usage events), then narrows to one institution, so a resolver that
-forgets a check still cannot return another tenant's months. Each read is one indexed
-query whose cost follows the requested page, never the institution's whole history.
+`readable_usage` over usage events), then narrows to the institutions asked, so a resolver
+that forgets a check still cannot return another tenant's months. Each read serves a loader
+batch (every institution of a query's list in one statement) and is one indexed query whose
+cost follows the requested page of each institution, never its whole history.
 """
 
 from __future__ import annotations
@@ -47,65 +48,72 @@ class BillingFacts:
     first_usage_at: datetime | None
 
 
-async def billing_facts(
-    session: AsyncSession, principal: Principal, institution_id: str
-) -> BillingFacts | None:
-    """The institution's creation, plan limit and first usage; None when not readable.
+async def billing_facts_of(
+    session: AsyncSession, principal: Principal, institution_ids: Sequence[str]
+) -> dict[str, BillingFacts]:
+    """The creation, plan limit and first usage of each readable institution (a loader batch:
+    one statement for any number of institutions); unreadable or unknown ones are left out.
 
-    One query: the first usage is a correlated MIN over the (institution_id, occurred_at)
-    index, which both databases answer from the index's first entry.
+    The first usage is a correlated MIN over the (institution_id, occurred_at) index, which
+    both databases answer from the index's first entry of each institution.
     """
     first_usage = (
         select(func.min(UsageEvent.occurred_at))
         .where(UsageEvent.institution_id == Institution.id, readable_usage(principal))
         .scalar_subquery()
     )
-    row = (
-        await session.execute(
-            select(Institution.created_at, Institution.plan_limit, first_usage.label("first"))
-            .where(readable_billing(principal))
-            .where(Institution.id == institution_id)
+    rows = await session.execute(
+        select(
+            Institution.id,
+            Institution.created_at,
+            Institution.plan_limit,
+            first_usage.label("first"),
         )
-    ).one_or_none()
-    if row is None:
-        return None
-    return BillingFacts(
-        created_at=row.created_at, plan_limit=row.plan_limit, first_usage_at=row.first
+        .where(readable_billing(principal))
+        .where(Institution.id.in_(institution_ids))
     )
+    return {
+        row.id: BillingFacts(
+            created_at=row.created_at, plan_limit=row.plan_limit, first_usage_at=row.first
+        )
+        for row in rows
+    }
 
 
-async def messages_by_month(
+async def messages_by_month_of(
     session: AsyncSession,
     principal: Principal,
-    institution_id: str,
+    institution_ids: Sequence[str],
     boundaries: Sequence[datetime],
-) -> list[int]:
-    """Messages of the institution in each slice [boundaries[i], boundaries[i + 1]), in order.
+) -> dict[str, list[int]]:
+    """Messages of each institution in each slice [boundaries[i], boundaries[i + 1]), in order
+    (a loader batch: the institutions whose pages cover the same months, in one statement).
 
     `boundaries` are ascending (n + 1 instants for n months). Forgotten and failed usage
-    count: a billing period is money. One range scan over the page's months only; each day
-    is given its slice by a CASE on the slice ends. Read from the UTC day rollups: month
-    boundaries are UTC midnights, so whole days tile every slice exactly.
+    count: a billing period is money. One range scan per institution over the page's months
+    only (the (institution_id, slot_start) index); each day is given its slice by a CASE on
+    the slice ends. Read from the UTC day rollups: month boundaries are UTC midnights, so
+    whole days tile every slice exactly.
     """
     if len(boundaries) < 2:
-        return []
+        return {institution_id: [] for institution_id in institution_ids}
     ends = [int(end.timestamp()) for end in boundaries[1:]]
     day = UsageRollupDay
     slice_index = case(*((day.slot_start < end, index) for index, end in enumerate(ends))).label(
         "slice"
     )
     rows = await session.execute(
-        select(slice_index, func.sum(day.messages).label("messages"))
+        select(day.institution_id, slice_index, func.sum(day.messages).label("messages"))
         .where(
             readable_usage(principal, day),
-            day.institution_id == institution_id,
+            day.institution_id.in_(institution_ids),
             day.slot_start >= int(boundaries[0].timestamp()),
             day.slot_start < ends[-1],
         )
         # By the output name: the CASE's parameters are then bound once, on any driver.
-        .group_by(literal_column(slice_index.name))
+        .group_by(day.institution_id, literal_column(slice_index.name))
     )
-    counts = [0] * len(ends)
+    counts = {institution_id: [0] * len(ends) for institution_id in institution_ids}
     for row in rows:
-        counts[int(row.slice)] = int(row.messages or 0)
+        counts[row.institution_id][int(row.slice)] = int(row.messages or 0)
     return counts

@@ -21,7 +21,7 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
-from usagegraph.datasources import buckets, directory, usage, wallet_batches
+from usagegraph.datasources import billing, buckets, directory, usage, wallet_batches
 from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.datasources.usage import EventFilter
 from usagegraph.datasources.wallet import LedgerPosition
@@ -104,6 +104,15 @@ class SnapshotPageKey:
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class BillingMonthsKey:
+    """Messages of an institution in each month between consecutive `boundaries`."""
+
+    PARENT: ClassVar[str] = "institution_id"
+    institution_id: str
+    boundaries: tuple[datetime, ...]
+
+
 def _parent_of(key: GroupedKey) -> Hashable:
     parent: Hashable = getattr(key, key.PARENT)
     return parent
@@ -154,6 +163,10 @@ class Loaders:
             self._ledger_pages
         )
         self.ledger_count: DataLoader[LedgerCountKey, int] = self._grouped(self._ledger_counts)
+        self.billing_facts = self._by_key(billing.billing_facts_of)
+        self.billing_months: DataLoader[BillingMonthsKey, list[int]] = self._grouped(
+            self._billing_months
+        )
 
     def _session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """Where a batch reads: the shared read connection, or a session of its own."""
@@ -265,4 +278,12 @@ class Loaders:
                 institution_ids,
                 first=key.first,
                 after_user_id=key.after_user_id,
+            )
+
+    async def _billing_months(
+        self, key: BillingMonthsKey, institution_ids: list[str]
+    ) -> dict[str, list[int]]:
+        async with self._session() as session:
+            return await billing.messages_by_month_of(
+                session, self.principal, institution_ids, key.boundaries
             )

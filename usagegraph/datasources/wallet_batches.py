@@ -82,7 +82,8 @@ async def ledger_pages(
     return pages
 
 
-# Served by ix_ledger_entries_user_time (user_id, created_at, id), read backwards.
+# Served by ix_ledger_entries_user_time (user_id, created_at, id), read backwards; a page of
+# one type by ix_ledger_entries_user_type_time (user_id, type, created_at, id) (migration 0008).
 LEDGER_NEWEST_FIRST = newest_first("created_at", "id")
 
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from usagegraph.auth.principal import Principal
-from usagegraph.datasources.billing import billing_facts, messages_by_month
+from usagegraph.datasources.loaders import BillingMonthsKey
 from usagegraph.errors import invalid, not_found
 from usagegraph.input_ids import MAX_ID as MAX_BIGINT
 from usagegraph.resolvers.calendar import Granularity, period_start, shift_period
@@ -120,29 +117,20 @@ async def billing_periods(
     the same not-found answer as for an unknown institution.
     """
     limit, offset = page_bounds(limit, offset)
-    async with context.sessions() as session:
-        return await _billing_periods(
-            session, context.principal, context.now, institution_id, limit, offset
-        )
-
-
-async def _billing_periods(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
-    institution_id: str,
-    limit: int,
-    offset: int,
-) -> BillingPeriodPage:
-    facts = await billing_facts(session, principal, institution_id)
+    loaders = context.loaders
+    # Through the request's loaders: the billing periods of every institution of a list are
+    # read in two statements (their facts, then their months), not two per institution.
+    facts = await loaders.billing_facts.load(institution_id)
     if facts is None:
         raise not_found("Institution not found")
-    total = month_count(first_moment(facts.created_at, facts.first_usage_at), now)
+    total = month_count(first_moment(facts.created_at, facts.first_usage_at), context.now)
     count = max(0, min(limit, total - offset))
     if count == 0:
         return BillingPeriodPage(periods=(), total=total, limit=limit, offset=offset)
-    boundaries = month_boundaries(now, offset, count)
-    messages = await messages_by_month(session, principal, institution_id, boundaries)
+    boundaries = month_boundaries(context.now, offset, count)
+    messages = await loaders.billing_months.load(
+        BillingMonthsKey(institution_id=institution_id, boundaries=tuple(boundaries))
+    )
     ascending = [
         _period(boundaries[i], boundaries[i + 1], messages[i], facts.plan_limit)
         for i in range(count)

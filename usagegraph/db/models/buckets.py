@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, String
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
@@ -19,10 +19,13 @@ class ClientBucket(Base):
     __tablename__ = "client_buckets"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    institution_id: Mapped[str] = mapped_column(
-        ForeignKey("institutions.id", ondelete="CASCADE"), index=True
-    )
+    institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        # An institution's buckets by id: the order its bucket list is read in (migration 0007).
+        Index("ix_client_buckets_institution_bucket", "institution_id", "id"),
+    )
 
 
 class Snapshot(Base):

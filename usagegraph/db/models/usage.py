@@ -54,6 +54,15 @@ class UsageEvent(Base):
         Index("ix_usage_events_institution_time", "institution_id", "occurred_at"),
         # A user's events newest first, ties by id: the order of their page (migration 0006).
         Index("ix_usage_events_user_time_id", "user_id", "occurred_at", "id"),
+        # The same order inside one instance, for a page filtered by instanceId (migration 0008):
+        # without it the page reads through the user's events in every other instance.
+        Index(
+            "ix_usage_events_user_instance_time_id",
+            "user_id",
+            "institution_id",
+            "occurred_at",
+            "id",
+        ),
         CheckConstraint("status IN ('success', 'failed')", name="status_known"),
         CheckConstraint("messages >= 0", name="messages_non_negative"),
     )

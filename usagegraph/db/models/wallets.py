@@ -57,6 +57,8 @@ class LedgerEntry(Base):
 
     __table_args__ = (
         Index("ix_ledger_entries_user_time", "user_id", "created_at", "id"),
+        # The same order inside one type, for a page filtered by type (migration 0008).
+        Index("ix_ledger_entries_user_type_time", "user_id", "type", "created_at", "id"),
         CheckConstraint("type IN ('credit', 'debit', 'adjustment')", name="type_known"),
     )
 
