@@ -111,13 +111,9 @@ def _small_parent(first: Any, per: int = SMALL) -> str:
     return f"{first} + 1 + (n - 1) / {per}"
 
 
-async def _seed_usage_events(connection: AsyncConnection) -> list[Any]:
-    dialect = connection.dialect.name
-    users = await _users(connection, PARENTS)
-    # In an institution, so an admin of it reads them as well as super does.
-    (institution,) = await _institutions(connection, 1)
-    event = {
-        "institution_id": f"'{institution}'",
+def _event_columns(dialect: str) -> dict[str, str]:
+    """The columns every seeded usage event shares (a personal event unless overridden)."""
+    return {
         "credits": "1",
         "messages": "1",
         "status": "'success'",
@@ -125,6 +121,14 @@ async def _seed_usage_events(connection: AsyncConnection) -> list[Any]:
         "over_cap": "FALSE",
         "created_at": seconds_before(dialect, NOW, "0"),
     }
+
+
+async def _seed_usage_events(connection: AsyncConnection) -> list[Any]:
+    dialect = connection.dialect.name
+    users = await _users(connection, PARENTS)
+    # In an institution, so an admin of it reads them as well as super does.
+    (institution,) = await _institutions(connection, 1)
+    event = {**_event_columns(dialect), "institution_id": f"'{institution}'"}
     await insert_series(
         connection,
         "usage_events",
@@ -203,14 +207,7 @@ async def _seed_usage_events_of_an_instance(connection: AsyncConnection) -> list
     dialect = connection.dialect.name
     users = await _users(connection, PARENTS)
     (institution,) = await _institutions(connection, 1)
-    event = {
-        "credits": "1",
-        "messages": "1",
-        "status": "'success'",
-        "forgotten": "FALSE",
-        "over_cap": "FALSE",
-        "created_at": seconds_before(dialect, NOW, "0"),
-    }
+    event = _event_columns(dialect)
     await insert_series(
         connection,
         "usage_events",
