@@ -87,9 +87,26 @@ def readable_usage(principal: Principal, source: UsageSource = UsageEvent) -> Co
         return source.institution_id == principal.institution_id
     if principal.kind is not CallerKind.USER or principal.user_id is None:
         return false()
-    administered = administered_institutions(principal)
     own = source.user_id == principal.user_id
-    return or_(own, source.institution_id.in_(administered)) if administered else own
+    others = readable_usage_of_others(principal, source)
+    return own if others is None else or_(own, others)
+
+
+def readable_usage_of_others(
+    principal: Principal, source: UsageSource = UsageEvent
+) -> ColumnElement[bool] | None:
+    """For a user caller, other users' usage they may read: that of the institutions they
+    administer; None if they administer none.
+
+    An equality when there is one institution: beside a user id it keeps the order of a
+    (user, instance, ...) index, where `IN (x)` may not.
+    """
+    administered = administered_institutions(principal)
+    if not administered:
+        return None
+    if len(administered) == 1:
+        return source.institution_id == administered[0]
+    return source.institution_id.in_(administered)
 
 
 def of_user(user_id: int) -> UsageFilter:
@@ -405,9 +422,9 @@ def _scopes_of_pages(
     """`readable_usage` as it reads on the pages of these users: the users grouped by the
     clause their rows need.
 
-    A user caller reads their own events whole, and another user's only in the institutions
-    they administer. On another user's page `readable_usage` (own OR administered) is
-    therefore just "in an administered institution": said so, the page is a search of the
+    A user caller reads their own events whole, and another user's only as
+    `readable_usage_of_others` allows. On another user's page `readable_usage` (own OR
+    others') is therefore just that second clause: said so, the page is a search of the
     (user, instance, time, id) index, where the OR left it walking the user's events in every
     instance, readable or not (50,000 personal events read for three of an institution's).
     The caller's own page keeps the whole clause; users with nothing readable are not asked.
@@ -417,14 +434,9 @@ def _scopes_of_pages(
     own = [user_id for user_id in user_ids if user_id == principal.user_id]
     others = [user_id for user_id in user_ids if user_id != principal.user_id]
     scopes = [(own, readable_usage(principal))] if own else []
-    administered = administered_institutions(principal)
-    if others and administered:
-        in_administered = (
-            UsageEvent.institution_id == administered[0]
-            if len(administered) == 1  # an equality keeps the index's order; IN (x) may not
-            else UsageEvent.institution_id.in_(administered)
-        )
-        scopes.append((others, in_administered))
+    of_others = readable_usage_of_others(principal)
+    if others and of_others is not None:
+        scopes.append((others, of_others))
     return scopes
 
 
