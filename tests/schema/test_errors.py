@@ -20,6 +20,7 @@ from tests.fixtures.factories import add_institution, add_user
 from tests.schema.graph import error_codes, graphql
 from usagegraph.auth.tokens import mint_token
 from usagegraph.datasources import directory
+from usagegraph.resolvers import compiled_reads
 from usagegraph.schema import limits
 
 ACME = "65f1c0ffee0000000000000a"
@@ -73,6 +74,7 @@ async def test_an_exception_in_a_loader_is_masked_with_the_request_id_and_logged
 ) -> None:
     users = await _world(engine)
     monkeypatch.setattr(directory, "users_by_id", _database_failure)
+    monkeypatch.setattr(compiled_reads, "read_json", _database_failure)  # PostgreSQL's path
     token = mint_token(users["root"], TEST_JWT_SECRET)
     query = "query($id: Int!) { viewer { kind } user(id: $id) { email } }"
     with caplog.at_level(logging.ERROR):
@@ -109,6 +111,7 @@ async def test_each_operation_of_a_batch_is_masked_alike(
 ) -> None:
     users = await _world(engine)
     monkeypatch.setattr(directory, "users_by_id", _database_failure)
+    monkeypatch.setattr(compiled_reads, "read_json", _database_failure)  # PostgreSQL's path
     token = mint_token(users["root"], TEST_JWT_SECRET)
     operation = {"query": "query($id: Int!) { user(id: $id) { email } }"}
     batch = [{**operation, "variables": {"id": users[name]}} for name in ("ada", "ceo")]

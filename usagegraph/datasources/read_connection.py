@@ -26,6 +26,11 @@ class ReadConnection:
         self._connection: AsyncConnection | None = None
         self._turn = asyncio.Lock()
 
+    @property
+    def dialect_name(self) -> str:
+        """`postgresql` or `sqlite`: what the compiled read path may run on."""
+        return self._engine.dialect.name
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session on the shared connection, for one batch (no BEGIN, no ROLLBACK)."""
