@@ -283,3 +283,22 @@ async def test_a_client_error_beside_fields_reading_the_database_is_not_an_outag
       interval } } } }"""
     body = await graphql(client, query, user_id=users["ada"])
     assert error_codes(body) == ["INVALID_REQUEST"]
+
+
+async def test_a_failed_non_null_field_beside_a_shared_load_answers_its_error_every_time(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """Two root fields load the same institution's buckets (one shared loader answer); the
+    first also asks for members, FORBIDDEN to a plain member, so graphql-core cancels the
+    other. The shared answer must survive the cancelled asker, and the request's read
+    connection must not go back to the pool under a statement still running: both once
+    ended this request (every other time) in a 500."""
+    users = await _world(engine)
+    query = f"""{{
+      r0: institution(id: "{ACME}") {{ members {{ totalCount }} buckets {{ bucketId }} }}
+      r1: institution(id: "{ACME}") {{ buckets {{ bucketId }} }} }}"""
+    for _ in range(4):
+        body = await graphql(client, query, user_id=users["ada"])
+        assert body["data"] is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
+        assert body["errors"][0]["path"] == ["r0", "members"]

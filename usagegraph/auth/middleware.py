@@ -8,6 +8,7 @@ from usagegraph.auth.credentials import misdirected_header, presented_credential
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.auth.resolve import resolve_principal
 from usagegraph.http.rate_limit import CALLER_KEY_STATE
+from usagegraph.http.request_resources import request_reads
 
 
 def caller_key(principal: Principal | None, scope: Scope) -> str:
@@ -47,8 +48,10 @@ class PrincipalMiddleware:
             if misdirected is not None:
                 principal = Principal.misdirected(misdirected)
             else:
+                reads = request_reads(scope.setdefault("state", {}), state)
+                sessions = reads.session if reads is not None else state.sessions
                 principal = await resolve_principal(
-                    state.sessions, settings.jwt_secret, credential, settings.tokens
+                    sessions, settings.jwt_secret, credential, settings.tokens
                 )
             state_of_request = scope.setdefault("state", {})
             state_of_request["principal"] = principal

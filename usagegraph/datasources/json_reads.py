@@ -15,6 +15,7 @@ the tables `_FIELDS` below; `docs/decisions.md` lists them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -496,10 +497,43 @@ _FIELDS: dict[str, dict[str, Render]] = {
 # --- the root fields ----------------------------------------------------------------------
 
 
-def root_statement(principal: Principal, root: Selection) -> tuple[str, list[Any]]:
+def root_statement(principal: Principal, root: Selection) -> tuple[str, tuple[Any, ...]]:
     """The statement (text, parameters) answering one root field; its one value is the
     field's JSON, or NULL when the root object is not there (the resolver path then answers,
-    with its error where it has one)."""
+    with its error where it has one).
+
+    Kept per (caller, selection): the text depends on both (the caller's `readable_*`
+    clauses, the selected fields and arguments), and a client repeats its few queries.
+    """
+    key = (_caller_key(principal), root)
+    built = _STATEMENTS.get(key)
+    if built is None:
+        built = _root_statement(principal, root)
+        _STATEMENTS[key] = built
+        if len(_STATEMENTS) > MAX_STATEMENTS:
+            _STATEMENTS.popitem(last=False)
+    else:
+        _STATEMENTS.move_to_end(key)
+    return built
+
+
+MAX_STATEMENTS = 1024
+_STATEMENTS: OrderedDict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = OrderedDict()
+
+
+def _caller_key(principal: Principal) -> tuple[Any, ...]:
+    """Everything of a caller the `readable_*` clauses read."""
+    return (
+        principal.kind,
+        principal.user_id,
+        principal.role,
+        principal.permissions,
+        tuple(sorted(principal.memberships.items())),
+        principal.institution_id,
+    )
+
+
+def _root_statement(principal: Principal, root: Selection) -> tuple[str, tuple[Any, ...]]:
     statement = JsonStatement(principal)
     if root.name == "institution":
         row = statement.alias()
@@ -524,7 +558,7 @@ def root_statement(principal: Principal, root: Selection) -> tuple[str, list[Any
         value = statement.connection(_institutions(statement, root), root)
     else:
         raise NotCompilable(f"Query.{root.name}")
-    return f"SELECT {value}", statement.parameters
+    return f"SELECT {value}", tuple(statement.parameters)
 
 
 async def read_json(session: AsyncSession, text: str, parameters: Sequence[Any]) -> str | None:

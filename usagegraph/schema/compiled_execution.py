@@ -40,6 +40,7 @@ from graphql.execution.values import get_argument_values, get_directive_values
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from usagegraph.errors import UsageGraphError
+from usagegraph.observability.metrics import count_compiled_read
 from usagegraph.resolvers.compiled_reads import (
     COMPILED_ROOTS,
     NotCompilable,
@@ -239,7 +240,9 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if path.prev is None and self._may_compile(parent_type, field_details_list):
             nodes = [details.node for details in field_details_list]
             selection = PLANS.selection(self, parent_type, nodes)
-            if selection is not None:
+            if selection is None:
+                count_compiled_read(compiled=False)
+            else:
                 return self._compiled(
                     selection, parent_type, source, field_details_list, path, position_context
                 )
@@ -270,6 +273,7 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             field = parent_type.fields[field_details_list[0].node.name.value]
             self.handle_field_error(raw_error, field.type, field_details_list, path)
             return None
+        count_compiled_read(compiled=text is not None)
         if text is not None:
             return orjson.Fragment(text)
         result = super().execute_field(
