@@ -50,9 +50,13 @@ class PrincipalMiddleware:
             else:
                 reads = request_reads(scope.setdefault("state", {}), state)
                 sessions = reads.session if reads is not None else state.sessions
-                principal = await resolve_principal(
-                    sessions, settings.jwt_secret, credential, settings.tokens
-                )
+                try:
+                    principal = await resolve_principal(
+                        sessions, settings.jwt_secret, credential, settings.tokens
+                    )
+                finally:
+                    if reads is not None:
+                        await reads.release()
             state_of_request = scope.setdefault("state", {})
             state_of_request["principal"] = principal
             state_of_request[CALLER_KEY_STATE] = caller_key(principal, scope)

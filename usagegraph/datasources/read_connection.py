@@ -49,6 +49,18 @@ class ReadConnection:
             async with AsyncSession(bind=self._connection, expire_on_commit=False) as session:
                 yield session
 
+    async def release(self) -> None:
+        """Give the connection back to the pool for now; the next batch takes one again.
+
+        After the caller is resolved: a request that goes on to write holds its own session,
+        and must not hold this connection meanwhile (twenty such requests would hold forty
+        connections, more than the pool has, each waiting for a second one).
+        """
+        async with self._turn:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
     async def close(self) -> None:
         """Give the connection back to the pool (the end of the request), once the batch
         using it is done: a batch whose fields were cancelled still runs to its end, and a

@@ -20,6 +20,8 @@ class ReadSessions(Protocol):
 
     def session(self) -> AbstractAsyncContextManager[Any]: ...
 
+    async def release(self) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -27,8 +29,8 @@ def request_reads(request_state: dict[str, Any], app_state: Any) -> ReadSessions
     """The request's one read connection, opened by the app's `open_reads` on first use and
     closed at the request's end; None for an app without one.
 
-    The caller's principal is read on it first, then the loaders and compiled reads use it:
-    one pool checkout (and one pre-ping) per request, and no BEGIN/ROLLBACK around reads.
+    The caller's principal is read on it first (then it is released: a write holds its own
+    session), then the loaders and compiled reads use it; no BEGIN/ROLLBACK around reads.
     """
     reads = request_state.get(READS_KEY)
     if reads is None:
