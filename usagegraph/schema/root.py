@@ -29,6 +29,7 @@ from usagegraph.schema.directory import (
 from usagegraph.schema.directory_mutations import DirectoryMutations
 from usagegraph.schema.errors import CodedErrors, CodedSchema
 from usagegraph.schema.limits import limit_extensions
+from usagegraph.schema.live import Subscription
 from usagegraph.schema.operation_metrics import OperationMetrics
 from usagegraph.schema.pagination import (
     AfterArgument,
@@ -141,6 +142,7 @@ class Mutation(
 _GRAPH = CodedSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=[Membership, LedgerEntry, Snapshot, UsageEvent],
     extensions=[CodedErrors],
     config=StrawberryConfig(scalar_map=SCALAR_MAP, disable_field_suggestions=True),
