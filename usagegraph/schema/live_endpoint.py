@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
     SubscribeMessage,
 )
+from strawberry.types.execution import PreExecutionError
 
 from usagegraph.auth.credentials import presented_credential
 from usagegraph.auth.middleware import caller_key
@@ -50,6 +51,7 @@ from usagegraph.errors import ErrorCode
 from usagegraph.http.json import dumps
 from usagegraph.http.request_id import new_request_id
 from usagegraph.resolvers.live_context import LiveContext
+from usagegraph.schema.errors import coded_errors
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,25 @@ class LiveProtocol(BaseGraphQLTransportWSHandler[LiveContext, None]):
                 )
                 return
         await super().handle_subscribe(message)
+
+    async def _send_result_stream(self, operation: Any, result_source: Any) -> None:
+        """Every error coded as over HTTP (schema/errors.py); Strawberry's CodedErrors
+        extension sees only the stream as a whole."""
+
+        async def coded() -> AsyncIterator[Any]:
+            async for result in result_source:
+                errors = getattr(result, "errors", None)
+                early = isinstance(result, PreExecutionError)
+                if errors and not (early and self._get_pre_execution_close_reason(errors[0])):
+                    result.errors = coded_errors(
+                        errors,
+                        self.context.request_id,
+                        before_execution=early,
+                        keep_suggestions=self.view.keep_suggestions,
+                    )
+                yield result
+
+        await super()._send_result_stream(operation, coded())
 
     async def shutdown(self) -> None:
         if self._watch is not None:
