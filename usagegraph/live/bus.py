@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -145,13 +146,19 @@ class _RemoteBus(LiveBus):
 
 
 class RedisBus(_RemoteBus):
-    """Redis pub/sub: PUBLISH per note, one PSUBSCRIBE per worker."""
+    """Redis pub/sub: PUBLISH per note, one PSUBSCRIBE per worker.
+
+    Channel names carry a digest of the database URL: deployments sharing one Redis (staging
+    and production, say) but not a database never hear each other's notes. Redis pub/sub
+    ignores the database number of the URL, so that cannot separate them.
+    """
 
     kind = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, database_url: URL) -> None:
         super().__init__()
         self._url = url
+        self.prefix = redis_prefix(database_url)
 
     async def _send(self) -> None:
         redis = Redis.from_url(self._url)
@@ -160,7 +167,7 @@ class RedisBus(_RemoteBus):
                 channel, payload = await self._outbox.get()
                 body = orjson.dumps({"c": channel, "p": payload})
                 try:
-                    await redis.publish(REDIS_PREFIX + channel, body)
+                    await redis.publish(self.prefix + channel, body)
                 except Exception:
                     await self._outbox.put((channel, payload))  # sent after reconnecting
                     raise
@@ -171,7 +178,7 @@ class RedisBus(_RemoteBus):
         redis = Redis.from_url(self._url)
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.psubscribe(REDIS_PREFIX + "*")
+            await pubsub.psubscribe(self.prefix + "*")
             self.receiving.set()
             async for message in pubsub.listen():
                 if message.get("type") == "pmessage":
@@ -219,10 +226,16 @@ class PostgresBus(_RemoteBus):
             await connection.close()
 
 
+def redis_prefix(database_url: URL) -> str:
+    """`usagegraph:live:<12 hex of the database URL's digest>:`."""
+    name = database_url.render_as_string(hide_password=True)
+    return f"{REDIS_PREFIX}{hashlib.sha256(name.encode()).hexdigest()[:12]}:"
+
+
 def create_bus(redis_url: str | None, database_url: URL) -> LiveBus:
     """Redis when configured, else PostgreSQL when that is the database, else in-process."""
     if redis_url is not None:
-        return RedisBus(redis_url)
+        return RedisBus(redis_url, database_url)
     if database_url.get_backend_name() == "postgresql":
         return PostgresBus(database_url)
     return LiveBus()
