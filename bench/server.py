@@ -43,8 +43,11 @@ def usagegraph_command() -> list[str]:
     return [sys.executable, "-m", "usagegraph"]
 
 
-def service_env(url: URL, data_dir: Path, *, cache: bool = False) -> dict[str, str]:
-    """The environment of every usagegraph process on `url` (other USAGEGRAPH_* vars dropped)."""
+def service_env(
+    url: URL, data_dir: Path, *, cache: bool = False, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of every usagegraph process on `url` (other USAGEGRAPH_* vars dropped;
+    `extra` added, e.g. USAGEGRAPH_REDIS_URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("USAGEGRAPH_")}
     env.update(
         USAGEGRAPH_DATABASE_URL=url.render_as_string(hide_password=False),
@@ -54,6 +57,7 @@ def service_env(url: URL, data_dir: Path, *, cache: bool = False) -> dict[str, s
     )
     if not cache:
         env["USAGEGRAPH_CACHE"] = "off"
+    env.update(extra or {})
     return env
 
 
@@ -141,7 +145,13 @@ class RunningServer:
 
 @contextlib.contextmanager
 def serving(
-    url: URL, data_dir: Path, log_path: Path, *, workers: int, cache: bool = False
+    url: URL,
+    data_dir: Path,
+    log_path: Path,
+    *,
+    workers: int,
+    cache: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """`usagegraph serve --workers N` on a free loopback port until the block ends; its URL.
 
@@ -153,7 +163,7 @@ def serving(
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command,
-            env=service_env(url, data_dir, cache=cache),
+            env=service_env(url, data_dir, cache=cache, extra=extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
