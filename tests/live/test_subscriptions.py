@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 from decimal import Decimal
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -243,3 +244,18 @@ async def test_personal_usage_reaches_only_its_owner(
             assert totals(await mine.receive())["messages"] == 1
             assert await theirs.quiet(1.5) == []
         _ = GLOBEX
+
+
+async def test_a_subscription_over_http_is_refused_with_a_code(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    world = await build_world(engine)
+    async with served(settings) as address, httpx.AsyncClient(base_url=f"http://{address}") as http:
+        response = await http.post(
+            "/graphql",
+            json={"query": WALLET_CHANGED},
+            headers=bearer(world.token(world.member)),
+        )
+    body = response.json()
+    assert response.status_code in (200, 400), body
+    assert body["errors"][0]["extensions"]["code"] == "INVALID_REQUEST", body

@@ -7,17 +7,37 @@ authentication and its limits are `schema/live_endpoint.py`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Annotated
 
 import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
 from strawberry.types import Info as StrawberryInfo
+from strawberry.types.graphql import OperationType
 
 from usagegraph.resolvers import live_updates
 from usagegraph.resolvers.live_context import LiveContext
 from usagegraph.schema import usage_history, wallet
 
 LiveInfo = StrawberryInfo[LiveContext, None]
+OVER_HTTP = "Subscriptions run over a websocket (graphql-transport-ws on /graphql), not HTTP"
+
+
+class SubscriptionsOverWebsocket(SchemaExtension):
+    """A subscription sent over HTTP is refused (INVALID_REQUEST) before it runs: Strawberry
+    would run it as a query, whose subscription fields resolve to nothing."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if not context.pre_execution_errors and not isinstance(context.context, LiveContext):
+            try:
+                subscription = context.operation_type is OperationType.SUBSCRIPTION
+            except Exception:  # no operation to run: graphql-core's validation says so
+                subscription = False
+            if subscription:
+                context.pre_execution_errors = [GraphQLError(OVER_HTTP)]
+        yield
 
 
 @strawberry.type(
