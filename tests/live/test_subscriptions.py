@@ -20,10 +20,12 @@ from tests.live.world import (
     GLOBEX,
     as_decimal,
     build_world,
+    graphql,
     record,
     revoke_keys,
     top_up,
     totals,
+    usage_event,
 )
 from usagegraph.settings import LiveLimits, Settings, TokenRules
 
@@ -259,3 +261,28 @@ async def test_a_subscription_over_http_is_refused_with_a_code(
     body = response.json()
     assert response.status_code in (200, 400), body
     assert body["errors"][0]["extensions"]["code"] == "INVALID_REQUEST", body
+
+
+async def test_forgetting_usage_pushes_the_smaller_totals(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """Forgotten usage leaves the usage history: forgetting is a change subscribers hear."""
+    world = await build_world(engine)
+    async with served(settings) as address, LiveSocket.open(address) as socket:
+        recorded = await graphql(
+            address,
+            world.token(world.super_user),
+            "mutation($e: UsageEventInput!) { recordUsage(input: $e) { event { eventId } } }",
+            {"e": usage_event(world.member, ACME, "2")},
+        )
+        event_id = recorded["recordUsage"]["event"]["eventId"]
+        await socket.init(bearer(world.token(world.member)))
+        await socket.subscribe(USAGE_UPDATED, {"instance": ACME})
+        assert totals(await socket.receive())["messages"] == 1
+        await graphql(
+            address,
+            world.token(world.member),
+            "mutation($ids: [BigInt!]) { forgetUsage(input: {ids: $ids}) { forgottenCount } }",
+            {"ids": [event_id]},
+        )
+        assert totals(await socket.receive())["messages"] == 0
