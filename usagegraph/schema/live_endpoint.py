@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 GRAPHQL_PATH = "/graphql"
 FORBIDDEN = 4403
+UNAVAILABLE = 1011  # RFC 6455: the server met a condition that kept it from answering
 NO_CREDENTIAL = "Forbidden: connection_init must carry a valid credential"
 TOO_MANY = "Forbidden: too many open connections for this credential"
 LAPSED = "Forbidden: the credential is no longer valid"
@@ -137,7 +138,12 @@ class LiveProtocol(BaseGraphQLTransportWSHandler[LiveContext, None]):
         self.connection_init_received = True
         self.context.connection_params = payload
         self._credential = presented_credential(GRAPHQL_PATH, _headers_of(payload))
-        principal = await self._resolve()
+        try:
+            principal = await self._resolve()
+        except Exception:  # the database is unavailable: the client should try again later
+            log.warning("could not verify a websocket's credential", exc_info=True)
+            await self.websocket.close(code=UNAVAILABLE, reason="Service unavailable")
+            return
         if not principal.is_authenticated:
             await self.websocket.close(code=FORBIDDEN, reason=NO_CREDENTIAL)
             return
@@ -154,8 +160,11 @@ class LiveProtocol(BaseGraphQLTransportWSHandler[LiveContext, None]):
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged:
-            if not await self._still_valid():
-                return
+            try:
+                if not await self._still_valid():
+                    return
+            except Exception:  # the database is down: the subscription's read will say so
+                log.warning("could not re-check a websocket's credential", exc_info=True)
             if _not_a_subscription(message):
                 await self.send_message(
                     {
