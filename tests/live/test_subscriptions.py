@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.live.served import USAGE_UPDATED, WALLET_CHANGED, LiveSocket, bearer, served
@@ -27,6 +28,8 @@ from tests.live.world import (
     totals,
     usage_event,
 )
+from usagegraph.db.engine import session_factory
+from usagegraph.db.models import Membership
 from usagegraph.settings import LiveLimits, Settings, TokenRules
 
 
@@ -286,3 +289,45 @@ async def test_forgetting_usage_pushes_the_smaller_totals(
             {"ids": [event_id]},
         )
         assert totals(await socket.receive())["messages"] == 0
+
+
+async def test_a_reservation_lowers_available_not_the_balance(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    world = await build_world(engine)
+    async with served(settings) as address, LiveSocket.open(address) as socket:
+        await top_up(address, world, world.member, "10")
+        await socket.init(bearer(world.token(world.member)))
+        await socket.subscribe(WALLET_CHANGED)
+        await socket.receive()
+        await graphql(
+            address,
+            world.token(world.super_user),
+            "mutation($u: Int!) { reserveCredits(input: {userId: $u, amount: 4}) "
+            "{ wallet { available } } }",
+            {"u": world.member},
+        )
+        held = (await socket.receive())["payload"]["data"]["walletChanged"]
+        assert (as_decimal(held["balance"]), as_decimal(held["reserved"])) == (10, 4)
+        assert as_decimal(held["available"]) == 6
+
+
+async def test_an_admin_removed_while_subscribed_is_refused_at_the_next_push(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """Memberships are read again while the socket is open: the next read is the query's
+    answer for the caller as they stand now (FORBIDDEN), and the subscription ends."""
+    world = await build_world(engine)
+    quick = dataclasses.replace(settings, live=LiveLimits(recheck_seconds=1))
+    async with served(quick) as address, LiveSocket.open(address) as socket:
+        await socket.init(bearer(world.token(world.admin)))
+        await socket.subscribe(USAGE_UPDATED, {"instance": ACME, "scope": "ALL"})
+        await socket.receive()
+        async with session_factory(engine)() as session, session.begin():
+            await session.execute(delete(Membership).where(Membership.user_id == world.admin))
+        await asyncio.sleep(1.5)  # a re-check has read the memberships again
+        await record(address, world, world.member, ACME, "1")
+        refused = await socket.receive()
+        assert refused["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert refused["payload"]["data"] is None
+        assert (await socket.receive())["type"] == "complete"
