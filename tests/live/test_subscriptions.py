@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from decimal import Decimal
 
 import httpx
@@ -72,10 +73,25 @@ async def test_several_writes_within_a_second_are_one_message(
         await socket.init(bearer(world.token(world.member)))
         await socket.subscribe(USAGE_UPDATED, {"instance": ACME})
         await socket.receive()  # the current totals: from now on, at most one a second
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         await asyncio.gather(*(record(address, world, world.member, ACME, "1") for _ in range(5)))
-        messages = await socket.quiet(2.5)
-        assert len(messages) == 1, messages
-        assert totals(messages[0])["messages"] == 5
+        burst = loop.time() - started
+        arrivals = []
+        messages = []
+        while len(messages) < 6:
+            try:
+                messages.append(await socket.receive(wait=2.5))
+            except TimeoutError:
+                break
+            arrivals.append(loop.time())
+        assert totals(messages[-1])["messages"] == 5
+        if burst < 0.8:  # all five committed within the second after the first message
+            assert len(messages) == 1, messages
+        else:  # a loaded machine spread them out: still never two messages within a second
+            gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+            assert all(gap >= 0.9 for gap in gaps), gaps
+            assert len(messages) < 5
 
 
 async def test_wallet_changed_pushes_balance_and_available(
