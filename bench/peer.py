@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         work_dir,
                         logs / f"serve-resolvers-{label}.log",
                         workers=args.workers,
-                        compile_reads=False,
+                        extra_env={"USAGEGRAPH_GRAPHQL_COMPILE": "false"},
                     )
                 )
                 checks[RESOLVERS] = _check(resolvers.base_url, ours)

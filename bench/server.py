@@ -44,10 +44,10 @@ def usagegraph_command() -> list[str]:
 
 
 def service_env(
-    url: URL, data_dir: Path, *, cache: bool = False, compile_reads: bool = True
+    url: URL, data_dir: Path, *, cache: bool = False, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """The environment of every usagegraph process on `url` (other USAGEGRAPH_* vars dropped);
-    `compile_reads=False` sends every GraphQL field down the resolver path."""
+    """The environment of every usagegraph process on `url` (other USAGEGRAPH_* vars dropped;
+    `extra` added, e.g. USAGEGRAPH_REDIS_URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("USAGEGRAPH_")}
     env.update(
         USAGEGRAPH_DATABASE_URL=url.render_as_string(hide_password=False),
@@ -57,8 +57,7 @@ def service_env(
     )
     if not cache:
         env["USAGEGRAPH_CACHE"] = "off"
-    if not compile_reads:
-        env["USAGEGRAPH_GRAPHQL_COMPILE"] = "false"
+    env.update(extra or {})
     return env
 
 
@@ -152,7 +151,7 @@ def serving(
     *,
     workers: int,
     cache: bool = False,
-    compile_reads: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """`usagegraph serve --workers N` on a free loopback port until the block ends; its URL.
 
@@ -164,7 +163,7 @@ def serving(
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command,
-            env=service_env(url, data_dir, cache=cache, compile_reads=compile_reads),
+            env=service_env(url, data_dir, cache=cache, extra=extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

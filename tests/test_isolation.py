@@ -29,9 +29,11 @@ worked out from the raw rows and compared exactly.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -48,6 +50,7 @@ from strawberry.relay import from_base64, to_base64
 
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET, with_read_path
 from tests.databases import BACKENDS, TestDatabase, create_empty_database, drop_database
+from tests.live.served import LiveSocket, served
 from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
@@ -1009,3 +1012,136 @@ async def test_markers_are_unique_enough_to_mean_a_leak(world: World) -> None:
     ]
     assert clashes == []
     assert all(re.fullmatch(r"u\d+x@isolation\.test", u.email) for u in facts.users.values())
+
+
+# --- subscriptions (last: the sweep's writes land in the data set) --------------------------
+
+LIVE_USAGE = """
+subscription Usage($instance: String!, $scope: Scope) {
+  usageUpdated(instanceId: $instance, window: 180, scope: $scope) {
+    instanceId scope totals { credits messages users }
+  }
+}"""
+LIVE_RECORD = "mutation($e: UsageEventInput!) { recordUsage(input: $e) { status } }"
+
+
+@dataclass
+class Listener:
+    caller: Caller
+    socket: LiveSocket
+    instances: dict[str, str]  # operation id -> the instance it subscribed to
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def test_subscriptions_push_nothing_of_other_tenants(
+    world: World, isolation_database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every caller subscribes to usageUpdated of every institution that is not theirs (and
+    an unknown one), in both scopes; then a member of every institution records usage. Each
+    of those subscriptions ends with a coded error and no data, or says nothing at all; a
+    revoked key and no credential never get past connection_init. A member of each
+    institution, subscribed to their own, hears the write: the writes did fan out."""
+    facts = world.facts
+    settings = sweep_settings(isolation_database, tmp_path_factory.mktemp("live-data"))
+    problems: list[str] = []
+    async with served(settings, clock=lambda: FIXED_NOW) as address, AsyncExitStack() as stack:
+        listeners: list[Listener] = []
+        for caller in world.callers:
+            socket = await stack.enter_async_context(LiveSocket.open(address))
+            credential = caller.headers("bearer")
+            await socket.send({"type": "connection_init", "payload": credential})
+            if caller.kind in ("revoked-key", "anonymous"):
+                if (code := (await socket.closed())[0]) != 4403:
+                    problems.append(f"{caller.label}: connection_init answered, closed {code}")
+                continue
+            assert (await socket.receive())["type"] == "connection_ack", caller.label
+            allowed = Allowed.of(caller, facts)
+            others = [i for i in facts.institutions if i not in allowed.institutions]
+            listener = Listener(caller, socket, {})
+            for instance in [*others, UNKNOWN_INSTITUTION]:
+                for scope in ("OWN", "ALL"):
+                    variables = {"instance": instance, "scope": scope}
+                    listener.instances[await socket.subscribe(LIVE_USAGE, variables)] = instance
+            listeners.append(listener)
+        writers = {i: _a_member(world, i) for i in facts.institutions}
+        controls = {}
+        for institution, member in writers.items():
+            control = await stack.enter_async_context(LiveSocket.open(address))
+            await control.init(member.headers("bearer"))
+            await control.subscribe(LIVE_USAGE, {"instance": institution, "scope": "OWN"})
+            first = await control.receive()
+            assert first["type"] == "next", first
+            controls[institution] = control
+        for listener in listeners:
+            listener.messages += await listener.socket.quiet(0.5)
+        super_token = mint_token(_of_kind(world, "super")[0].user_id or 0, TEST_JWT_SECRET)
+        async with httpx.AsyncClient(base_url=f"http://{address}", timeout=30) as http:
+            for institution, member in writers.items():
+                event = {
+                    "userId": member.user_id,
+                    "instance": institution,
+                    "occurredAt": (FIXED_NOW - timedelta(minutes=1)).isoformat(),
+                    "credits": "0",
+                    "messages": 0,
+                }
+                response = await http.post(
+                    "/graphql",
+                    json={"query": LIVE_RECORD, "variables": {"e": event}},
+                    headers={"Authorization": f"Bearer {super_token}"},
+                )
+                assert response.json()["data"]["recordUsage"]["status"] == "INSERTED"
+        for institution, control in controls.items():
+            heard = await control.receive(wait=15)
+            expected = history_totals(facts, institution, {writers[institution].user_id or 0})
+            pushed = heard["payload"]["data"]["usageUpdated"]["totals"]
+            assert Decimal(str(pushed["credits"])) == expected["credits"], institution
+            assert pushed["messages"] == expected["messages"], institution
+        later = await asyncio.gather(*(listener.socket.quiet(1.5) for listener in listeners))
+        for listener, messages in zip(listeners, later, strict=True):
+            listener.messages += messages
+            problems += _live_problems(listener, facts)
+    subscriptions = sum(len(listener.instances) for listener in listeners)
+    print(
+        f"\nisolation sweep (subscriptions): {len(listeners)} callers, {subscriptions} "
+        f"subscriptions to other tenants' instances, {len(writers)} writes"
+    )
+    assert subscriptions > 2 * len(listeners)
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:60])
+
+
+def _a_member(world: World, institution_id: str) -> Caller:
+    """A plain member of the institution (the writer of its usage, and its control)."""
+    members = world.facts.members(institution_id)
+    return next(c for c in _of_kind(world, "member") if c.user_id in members)
+
+
+def _live_problems(listener: Listener, facts: Facts) -> list[str]:
+    """Anything but a coded error and a completion, per subscription, is a leak."""
+    found = []
+    markers = forbidden_markers(Allowed.of(listener.caller, facts), facts)
+    label = listener.caller.label
+    refused = {
+        message["id"]
+        for message in listener.messages
+        if message["type"] == "next" and message["payload"].get("errors")
+    }
+    # The documented answer: refused (FORBIDDEN, or UNAUTHORIZED for an API key) at once.
+    found += [
+        f"{label} usageUpdated({instance}) was not refused"
+        for operation, instance in listener.instances.items()
+        if operation not in refused
+    ]
+    for message in listener.messages:
+        text = json.dumps(message)
+        instance = listener.instances.get(message.get("id", ""), "?")
+        if message["type"] == "complete":
+            continue
+        payload = message.get("payload")
+        data = payload.get("data") if isinstance(payload, dict) else None
+        errors = payload.get("errors") if isinstance(payload, dict) else payload
+        if data is not None:
+            found.append(f"{label} usageUpdated({instance}) pushed data: {text[:200]}")
+        if not errors or any("code" not in (e.get("extensions") or {}) for e in errors):
+            found.append(f"{label} usageUpdated({instance}) uncoded answer: {text[:200]}")
+        found += [f"{label} usageUpdated({instance}) shows {m}" for m in markers if m in text]
+    return found

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from usagegraph.auth.challenge import ChallengeMiddleware
 from usagegraph.auth.middleware import PrincipalMiddleware
@@ -29,6 +29,8 @@ from usagegraph.http.rate_limit import RateLimitMiddleware, create_rate_limiter
 from usagegraph.http.request_id import RequestIdMiddleware
 from usagegraph.http.request_resources import RequestResourcesMiddleware
 from usagegraph.http.request_telemetry import RequestTelemetryMiddleware
+from usagegraph.live.bus import create_bus
+from usagegraph.live.changes import publisher_info
 from usagegraph.observability import metrics
 from usagegraph.observability.database import watch_database
 from usagegraph.observability.tracing import Tracing, tracing_from_env
@@ -69,6 +71,10 @@ def create_app(
         if tracing is not None:
             tracing.instrument_engine(engine)
         cache = create_cache(settings)
+        # Live updates: commits of this worker's sessions are published on the bus, and the
+        # bus feeds this worker's subscriptions (usagegraph/live/bus.py picks the transport).
+        live_bus = create_bus(settings.redis_url, settings.database_url)
+        await live_bus.start()
         rate_limiter = create_rate_limiter(settings)
         watchdog = LoopWatchdog(
             max_blocking_seconds=min(
@@ -78,7 +84,8 @@ def create_app(
         )
         try:
             app.state.engine = engine
-            app.state.sessions = session_factory(engine)
+            app.state.sessions = session_factory(engine, info=publisher_info(live_bus.publish))
+            app.state.live_bus = live_bus
             # Each request's reads (its caller, its loaders, its compiled statements) share
             # one autocommit connection (http.request_resources.request_reads).
             app.state.open_reads = functools.partial(ReadConnection, engine)
@@ -95,6 +102,7 @@ def create_app(
             watchdog.stop()
             maintenance.cancel()
             await settle_cancelled_work()
+            await live_bus.close()
             if rate_limiter is not None:
                 await rate_limiter.close()
             await cache.close()
@@ -111,6 +119,8 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             *metrics_routes(settings),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Subscriptions over graphql-transport-ws (schema/live_endpoint.py).
+            WebSocketRoute("/graphql", graphql),
             # GraphiQL's scripts and styles; not mounted at all when GraphiQL is off.
             *(graphiql_routes() if settings.graphql.graphiql else []),
             *rest_routes(),

@@ -221,6 +221,12 @@ def serve(
     # A log line, not a print: in JSON mode every line of a server's output is JSON. The
     # port is the bound one, so `--port 0` (any free port) says which it got.
     log.info("usagegraph serving on %s/graphql", _base_url(host, sock.getsockname()[1]))
+    if workers > 1 and settings.redis_url is None and settings.backend != "postgresql":
+        log.warning(
+            "live updates (GraphQL subscriptions) reach only the subscribers of the worker "
+            "that wrote: with %d workers on SQLite, set USAGEGRAPH_REDIS_URL to share them",
+            workers,
+        )
     # A factory path, not an app object: every worker process builds its own app (and engine)
     # from the same environment, metrics directory included.
     with sock, multiprocess_directory(workers):

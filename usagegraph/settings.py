@@ -63,6 +63,8 @@ VARIABLES = (
     "USAGEGRAPH_EVENT_MAX_FUTURE_SECONDS",
     "USAGEGRAPH_AUTO_RELOAD_MAX_PER_PERIOD",
     "USAGEGRAPH_AUTO_RELOAD_PERIOD_SECONDS",
+    "USAGEGRAPH_LIVE_MAX_CONNECTIONS",
+    "USAGEGRAPH_LIVE_RECHECK_SECONDS",
     "USAGEGRAPH_METRICS",
     "USAGEGRAPH_METRICS_TOKEN",
     "USAGEGRAPH_LOG_FORMAT",
@@ -163,6 +165,20 @@ class AutoReloadLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveLimits:
+    """GraphQL subscriptions over websockets (usagegraph/live, schema/live_endpoint.py)."""
+
+    # Open websockets one credential (a user, an institution's key) may hold per worker
+    # (USAGEGRAPH_LIVE_MAX_CONNECTIONS): a browser tab needs one; a leaked token cannot
+    # pin a worker's memory with thousands.
+    max_connections_per_credential: int = 10
+    # How often an open websocket's credential is checked again (USAGEGRAPH_LIVE_RECHECK_SECONDS):
+    # a revoked API key, a deleted user or changed memberships take effect within this; an
+    # expiring token closes the socket at its `exp` regardless.
+    recheck_seconds: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration of one usagegraph process."""
 
@@ -193,6 +209,7 @@ class Settings:
     cache_enabled: bool = True
     event_window: EventTimeWindow = field(default_factory=EventTimeWindow)
     auto_reload: AutoReloadLimit = field(default_factory=AutoReloadLimit)
+    live: LiveLimits = field(default_factory=LiveLimits)
     # Browser origins allowed to call the APIs with credentials (USAGEGRAPH_CORS_ORIGINS);
     # empty: CORS off.
     cors_origins: tuple[str, ...] = ()
@@ -255,6 +272,14 @@ class Settings:
             cors_origins=_cors_origins(env),
             event_window=_event_window(env),
             auto_reload=_auto_reload_limit(env),
+            live=LiveLimits(
+                max_connections_per_credential=_integer(
+                    env, "USAGEGRAPH_LIVE_MAX_CONNECTIONS", 10, minimum=1, maximum=10_000
+                ),
+                recheck_seconds=_integer(
+                    env, "USAGEGRAPH_LIVE_RECHECK_SECONDS", 30, minimum=1, maximum=3600
+                ),
+            ),
             metrics_enabled=_boolean(env, "USAGEGRAPH_METRICS", True),
             metrics_token=_metrics_token(env),
             log_format=_choice(env, "USAGEGRAPH_LOG_FORMAT", LOG_FORMATS),

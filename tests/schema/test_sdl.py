@@ -20,14 +20,17 @@ def test_exported_sdl_matches_the_schema() -> None:
 
 def test_the_exported_sdl_declares_the_roots_the_server_has() -> None:
     text = SDL_PATH.read_text()
-    assert text.startswith("schema {\n  query: Query\n  mutation: Mutation\n}\n")
+    assert text.startswith(
+        "schema {\n  query: Query\n  mutation: Mutation\n  subscription: Subscription\n}\n"
+    )
     built = build_schema(text)
     live = schema._schema
     for operation in ("query_type", "mutation_type", "subscription_type"):
         built_root, live_root = getattr(built, operation), getattr(live, operation)
         assert (built_root and built_root.name) == (live_root and live_root.name), operation
-    # The plan type no longer reads as a subscription root to schema tools.
-    assert built.subscription_type is None
+    # The live updates are the subscription root; the plan type is named apart from it.
+    assert built.subscription_type is not None
+    assert set(built.subscription_type.fields) == {"usageUpdated", "walletChanged"}
     assert "PlanSubscription" in built.type_map
 
 

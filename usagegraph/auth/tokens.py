@@ -154,3 +154,15 @@ def _verified_claims(token: str, key: str, rules: TokenRules) -> dict[str, Any]:
         raise InvalidTokenError("invalid token audience") from exc
     except jwt.PyJWTError as exc:
         raise InvalidTokenError("invalid token") from exc
+
+
+def valid_until(token: str, rules: TokenRules = DEFAULT_RULES) -> datetime | None:
+    """When a token that was verified already stops being accepted: its `exp` plus the
+    leeway (None when it has no readable `exp`). Not a verification: read only after
+    `user_id_from_token` accepted the token, to close a websocket the moment it lapses."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
+    except (jwt.InvalidTokenError, KeyError, TypeError, ValueError, OverflowError):
+        return None
+    return expires + timedelta(seconds=rules.leeway_seconds)

@@ -9,7 +9,7 @@ anything here runs.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -47,6 +47,7 @@ from usagegraph.datasources.usage_rollups import (
     summing_upserts,
 )
 from usagegraph.db.models import (
+    PERSONAL_INSTANCE,
     Institution,
     Membership,
     UsageEvent,
@@ -54,6 +55,8 @@ from usagegraph.db.models import (
     UsageTotal,
     User,
 )
+from usagegraph.live.changes import note_change
+from usagegraph.live.channels import usage_channel
 
 MemberKey = tuple[int, str]  # (user id, institution id)
 UsageKey = tuple[int, str]  # (user id, instance: an institution id or `personal`)
@@ -264,6 +267,7 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     """
     if not rows:
         return []
+    note_usage_changes(session, ((row["user_id"], row.get("institution_id")) for row in rows))
     table = UsageEvent.__table__
     if dialect_of(session) != "postgresql":
         ids = await insert_returning_ids(session, table, rows)
@@ -364,7 +368,16 @@ async def forget_events(
     )
     rows = (await session.execute(statement)).mappings().all()
     await forget_usage(session, [UsageFact.of_row({**row, "forgotten": False}) for row in rows])
+    note_usage_changes(session, ((row["user_id"], row["institution_id"]) for row in rows))
     return sorted(row["id"] for row in rows)
+
+
+def note_usage_changes(session: AsyncSession, pairs: Iterable[tuple[int, str | None]]) -> None:
+    """Announce, once this transaction commits, whose usage changed in which instance (the
+    live `usageUpdated` subscriptions); every write of usage rows passes here."""
+    for user_id, institution_id in set(pairs):
+        instance = institution_id if institution_id is not None else PERSONAL_INSTANCE
+        note_change(session, usage_channel(instance, user_id), user_id)
 
 
 _FACT_COLUMNS = (

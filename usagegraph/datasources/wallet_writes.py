@@ -32,6 +32,8 @@ from usagegraph import money_range
 from usagegraph.datasources.bulk_inserts import insert_returning_ids
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.db.models import LedgerEntry, Reservation, Wallet, signed_amount
+from usagegraph.live.changes import note_change
+from usagegraph.live.channels import wallet_channel
 
 DEFAULT_CURRENCY = "usd"
 
@@ -124,6 +126,8 @@ class LedgerBook:
         moment = self.moment(wallet)
         wallet.updated_at = moment
         flag_modified(wallet, "updated_at")
+        # Every movement of a wallet passes here: announce it (after commit) to `walletChanged`.
+        note_change(self.session, wallet_channel(wallet.user_id), wallet.user_id)
         return moment
 
     def post(

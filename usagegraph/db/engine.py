@@ -115,6 +115,10 @@ def _interrupt_statements_after(engine: AsyncEngine, seconds: float) -> None:
             started[0] = None
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded values after commit (results outlive their transaction)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded values after commit (results outlive their transaction);
+    `info` is copied into every session's `info` (the app puts its live-updates publisher
+    there: usagegraph/live/changes.py)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)

@@ -294,7 +294,7 @@ def fold_slots(
 # --- database reads ---
 
 
-def _caller_user_id(principal: Principal) -> int:
+def caller_user_id(principal: Principal) -> int:
     """Only a signed-in user has usage history; 401 for everyone else."""
     if principal.kind is not CallerKind.USER or principal.user_id is None:
         raise authentication_error(principal, NO_TOKEN_MESSAGE)
@@ -385,7 +385,7 @@ async def usage_history(
     institution that is unknown or not the caller's. Access is checked on every call, before
     the cache, so a cached payload never outlives the caller's right to see it.
     """
-    user_id = _caller_user_id(principal)
+    user_id = caller_user_id(principal)
     instance = parse_instance_id(instance_id)
     institution = None
     if instance != PERSONAL_INSTANCE:

@@ -12,6 +12,7 @@ rule of `input_text`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
@@ -34,29 +36,43 @@ from usagegraph.resolvers.request_context import context_of
 from usagegraph.schema.context import GraphQLContext
 from usagegraph.schema.errors import coded_errors
 from usagegraph.schema.graphiql import graphiql_page
+from usagegraph.schema.live_endpoint import (
+    ConnectionSlots,
+    LiveProtocol,
+    TextFrames,
+    live_context_of,
+)
 from usagegraph.schema.persisted_queries import PersistedQueries
 from usagegraph.schema.root import build_schema
-from usagegraph.settings import GraphQLLimits, Settings
+from usagegraph.settings import GraphQLLimits, LiveLimits, Settings
 
 _CODE_FOR_STATUS = {401: ErrorCode.UNAUTHORIZED, 404: ErrorCode.NOT_FOUND}
 GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
+# A websocket that has not sent `connection_init` by then is closed (4408).
+CONNECTION_INIT_WAIT = timedelta(seconds=10)
 # Levels of objects and lists a request's variables (or extensions) may nest: far beyond any
 # input type of the graph (a usage batch nests 3), far below the interpreter's stack.
 MAX_VALUE_NESTING = 32
 
 
 class GraphQLEndpoint(GraphQL[GraphQLContext, None]):
-    """Strawberry's ASGI app with our per-request context and coded errors."""
+    """Strawberry's ASGI app with our per-request context and coded errors; over a websocket,
+    subscriptions (`graphql-transport-ws`, schema/live_endpoint.py)."""
 
     keep_suggestions = False
+    websocket_adapter_class = TextFrames  # type: ignore[assignment]
+    graphql_transport_ws_handler_class = LiveProtocol  # type: ignore[assignment]
+    connection_slots = ConnectionSlots(LiveLimits().max_connections_per_credential)
 
     async def get_context(
-        self, request: Request | WebSocket, response: Response | None = None
-    ) -> GraphQLContext:
+        self, request: Request | WebSocket, response: Response | WebSocket | None = None
+    ) -> Any:
+        if isinstance(request, WebSocket):
+            return live_context_of(request)
         return context_of(request)
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        if isinstance(request, WebSocket):  # never routed here; kept as Strawberry has it
+        if isinstance(request, WebSocket):  # subscriptions: schema/live_endpoint.py
             return await super().run(request, context, root_value)
         principal = request.state.principal
         if principal.rejection is not None or principal.expected_header is not None:
@@ -232,7 +248,12 @@ def graphql_endpoint(
     endpoint = GraphQLEndpoint(
         build_schema(limits, tracing.graphql_extensions() if tracing is not None else ()),
         graphql_ide="graphiql" if limits.graphiql else None,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=CONNECTION_INIT_WAIT,
+        allowed_origins=settings.cors_origins if settings is not None else (),
     )
+    live = settings.live if settings is not None else LiveLimits()
+    endpoint.connection_slots = ConnectionSlots(live.max_connections_per_credential)
     # Schema-spelling hints ("Did you mean ...?") only where the schema is public anyway.
     endpoint.keep_suggestions = limits.introspection
     return endpoint

@@ -30,6 +30,7 @@ from usagegraph.schema.directory import (
 from usagegraph.schema.directory_mutations import DirectoryMutations
 from usagegraph.schema.errors import CodedErrors, CodedSchema
 from usagegraph.schema.limits import limit_extensions
+from usagegraph.schema.live import Subscription, SubscriptionsOverWebsocket
 from usagegraph.schema.operation_metrics import OperationMetrics
 from usagegraph.schema.pagination import (
     AfterArgument,
@@ -142,6 +143,7 @@ class Mutation(
 _GRAPH = CodedSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=[Membership, LedgerEntry, Snapshot, UsageEvent],
     extensions=[CodedErrors],
     execution_context_class=CompilingExecutionContext,
@@ -163,6 +165,7 @@ def build_schema(
         *tracing,  # first: the operation's span covers everything the others do
         OperationMetrics,  # a class: Strawberry makes one per operation
         *limit_extensions(limits),
+        SubscriptionsOverWebsocket,
         functools.partial(CodedErrors, keep_suggestions=limits.introspection),
     )
     built.config = dataclasses.replace(
