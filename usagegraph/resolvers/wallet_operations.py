@@ -60,6 +60,7 @@ from usagegraph.errors import (
 )
 from usagegraph.input_ids import is_id
 from usagegraph.observability.metrics import count_refused_debit
+from usagegraph.resolvers import alerts
 from usagegraph.resolvers.wallet_account import CreditBalance, credit_balance
 from usagegraph.resolvers.wallet_ledger import CreditLedgerEntry, LedgerType
 from usagegraph.settings import AutoReloadLimit
@@ -301,8 +302,10 @@ async def _movement(
             book = LedgerBook(session, now, wallets)
         else:
             book = await open_book(session, now, wallets, reload_limit)
+        before = alerts.available_of(wallets)
         entry, reload = apply(book, wallet)
         await book.write()
+        await alerts.after_wallet_moves(session, now, book, before)
         return WalletMovement(
             entry=ledger_entry_of(entry),
             auto_reload=ledger_entry_of(reload) if reload else None,
@@ -493,6 +496,7 @@ async def reserve_credits(
         reload = maybe_auto_reload(book, wallet, before)
         row = await add_reservation(session, user_id, amount, description, book.moment(wallet))
         await book.write()
+        await alerts.after_wallet_moves(session, now, book, {user_id: before})
         return ReservationMovement(
             reservation=reservation_of(row),
             entry=None,
@@ -553,6 +557,7 @@ async def capture_reservation(
 
     async def work(session: AsyncSession) -> ReservationMovement:
         row, wallet, book = await _held_reservation(session, now, reservation_id)
+        before = alerts.available_of(book.wallets)
         captured = row.amount if amount is None else amount
         if captured > row.amount:
             raise invalid(f"amount must not exceed the {row.amount} held")
@@ -571,6 +576,7 @@ async def capture_reservation(
         row.captured_amount = captured
         row.settled_at = book.moment(wallet)
         await book.write()
+        await alerts.after_wallet_moves(session, now, book, before)
         return ReservationMovement(
             reservation=reservation_of(row),
             entry=ledger_entry_of(entry) if entry else None,
@@ -593,10 +599,12 @@ async def release_reservation(
 
     async def work(session: AsyncSession) -> ReservationMovement:
         row, wallet, book = await _held_reservation(session, now, reservation_id)
+        before = alerts.available_of(book.wallets)
         book.unhold(wallet, row.amount)
         row.status = ReservationStatus.RELEASED.value
         row.settled_at = book.moment(wallet)
         await book.write()
+        await alerts.after_wallet_moves(session, now, book, before)
         return ReservationMovement(
             reservation=reservation_of(row),
             entry=None,
