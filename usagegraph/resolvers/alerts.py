@@ -449,19 +449,27 @@ async def reservation_expired(
 # --- managing rules ------------------------------------------------------------------------
 
 
-def _owner(principal: Principal, institution_id: str | None) -> tuple[str | None, int | None]:
-    """Whose rules the caller addresses: an institution they administer (FORBIDDEN
-    otherwise), or, without one, their own wallet."""
+def require_admin_of(principal: Principal, institution_id: str | None) -> None:
+    """A signed-in user (API keys: FORBIDDEN), and an admin of `institution_id` when one is
+    named (FORBIDDEN otherwise, the same answer for an unknown institution)."""
     if not principal.is_authenticated:
         raise unauthorized()
     if principal.kind is not CallerKind.USER or principal.user_id is None:
         raise forbidden("only a signed-in user manages alert rules and webhooks")
     if institution_id is None:
-        return None, principal.user_id
+        return
     if not re.fullmatch(INSTITUTION_ID_PATTERN, institution_id) or not is_institution_admin(
         principal, institution_id
     ):
         raise forbidden("only an admin of that institution may do this")
+
+
+def _owner(principal: Principal, institution_id: str | None) -> tuple[str | None, int | None]:
+    """Whose rules the caller addresses: an institution they administer (FORBIDDEN
+    otherwise), or, without one, their own wallet."""
+    require_admin_of(principal, institution_id)
+    if institution_id is None:
+        return None, principal.user_id
     return institution_id, None
 
 
