@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -36,6 +37,7 @@ from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.schema.graphiql import graphiql_routes
 from usagegraph.schema.persisted_queries import create_persisted_queries
 from usagegraph.settings import Settings
+from usagegraph.webhooks.deliverer import Deliverer
 
 # After uvicorn's own shutdown window: the lifespan's cleanup (cancelled requests, the pool).
 SHUTDOWN_MARGIN_SECONDS = 10.0
@@ -74,6 +76,8 @@ def create_app(
             ),
             graceful_shutdown_seconds=settings.shutdown_timeout_seconds + SHUTDOWN_MARGIN_SECONDS,
         )
+        stop_delivering = asyncio.Event()
+        delivering: asyncio.Task[None] | None = None
         try:
             app.state.engine = engine
             app.state.sessions = session_factory(engine)
@@ -83,12 +87,24 @@ def create_app(
             maintenance = asyncio.create_task(
                 keep_partitions_ahead(engine, history=settings.event_window.max_age)
             )
+            # Every worker runs one; the database lease lets one of them send at a time.
+            delivering = (
+                asyncio.create_task(
+                    Deliverer(app.state.sessions, settings.webhooks).run(stop_delivering)
+                )
+                if settings.webhooks.deliver
+                else None
+            )
             watchdog.start()
             metrics.READY.set(1)  # the schema was checked: ready until a probe says otherwise
             yield
         finally:
             watchdog.stop()
             maintenance.cancel()
+            if delivering is not None:
+                stop_delivering.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(delivering, SHUTDOWN_MARGIN_SECONDS)
             await settle_cancelled_work()
             if rate_limiter is not None:
                 await rate_limiter.close()
