@@ -64,7 +64,7 @@ async def test_member_cap_percent_fires_once_per_crossing_and_reaching_the_cap_i
         },
     )
     rule = body["data"]["createAlertRule"]
-    assert rule["kind"] == "member_cap_percent" and rule["threshold"] == "80"
+    assert (rule["kind"], rule["threshold"]) == ("member_cap_percent", "80")
     key = await add_acme_key(engine)
     await _record(client, key, usage(ada, credits="7"))  # 70 %: nothing
     assert (await graphql(client, ALERTS, user_id=admin, variables={"institutionId": ACME}))[
