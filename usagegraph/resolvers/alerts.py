@@ -253,11 +253,35 @@ def _period_bounds(period: str) -> tuple[datetime, datetime]:
     return start, end
 
 
+async def after_usage(
+    session: AsyncSession,
+    now: datetime,
+    members: Iterable[MemberUsage],
+    periods: Mapping[str, set[str]],
+) -> list[RaisedAlert]:
+    """After a usage write into these institutions: cap events and member-cap rules for
+    the capped members, period rules for the periods written to. One statement finds the
+    institutions' rules (usually none: then that is all it costs)."""
+    members = list(members)
+    institutions = set(periods) | {m.institution_id for m in members}
+    rules = await alert_rows.institution_rules(session, institutions, INSTITUTION_KINDS, lock=False)
+    raised = await after_member_usage(
+        session, now, members, [r for r in rules if r.kind == AlertKind.MEMBER_CAP_PERCENT]
+    )
+    if any(r.kind == AlertKind.INSTITUTION_PERIOD_USAGE for r in rules):
+        raised += await after_institution_usage(session, now, periods)
+    return raised
+
+
 async def after_member_usage(
-    session: AsyncSession, now: datetime, members: Iterable[MemberUsage]
+    session: AsyncSession,
+    now: datetime,
+    members: Iterable[MemberUsage],
+    rules: list[AlertRule] | None = None,
 ) -> list[RaisedAlert]:
     """`usage.cap_reached` for members whose write reached their cap, and the member-cap
-    rules of their institutions. Runs under the memberships' locks."""
+    rules of their institutions (`rules` when the caller read them). Runs under the
+    memberships' locks."""
     members = [m for m in members if m.after != m.before]
     raised: list[RaisedAlert] = []
     for member in members:
@@ -274,10 +298,13 @@ async def after_member_usage(
                 },
                 institution_id=member.institution_id,
             )
-    institutions = {m.institution_id for m in members}
-    rules = await alert_rows.institution_rules(
-        session, institutions, [AlertKind.MEMBER_CAP_PERCENT], lock=False
-    )
+    if rules is None:
+        rules = await alert_rows.institution_rules(
+            session,
+            {m.institution_id for m in members},
+            [AlertKind.MEMBER_CAP_PERCENT],
+            lock=False,
+        )
     if not rules:
         return raised
     keys = {(r.id, f"member:{m.user_id}") for r in rules for m in members}

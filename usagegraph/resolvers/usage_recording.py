@@ -371,10 +371,8 @@ class _BatchWriter:
                     before=lifetime_before.get(key, Decimal(0)),
                     after=facts.lifetime.get(key, Decimal(0)),
                 )
-        if members:
-            await alerts.after_member_usage(self.session, self.now, members.values())
         if periods:
-            await alerts.after_institution_usage(self.session, self.now, periods)
+            await alerts.after_usage(self.session, self.now, members.values(), periods)
         if book.postings:
             await alerts.after_wallet_moves(self.session, self.now, book, available_before)
 
