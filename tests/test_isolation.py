@@ -70,7 +70,7 @@ from usagegraph.db.models import (
 )
 from usagegraph.db.schema_version import upgrade_to_head
 from usagegraph.demo_data import DemoSpec, generate_demo
-from usagegraph.settings import GraphQLLimits, RateLimit, Settings
+from usagegraph.settings import GraphQLLimits, RateLimit, Settings, WebhookSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -951,6 +951,7 @@ def sweep_settings(database: TestDatabase, data_dir: Path) -> Settings:
         data_dir=data_dir,
         graphql=generous,
         rate_limit=RateLimit(per_minute=0),
+        webhooks=WebhookSettings(deliver=False),  # the sweep's endpoints are not real
     )
 
 
