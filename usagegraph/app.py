@@ -32,6 +32,7 @@ from usagegraph.observability import metrics
 from usagegraph.observability.database import watch_database
 from usagegraph.observability.tracing import Tracing, tracing_from_env
 from usagegraph.outages import watch_engine
+from usagegraph.resolvers.wallet_operations import keep_expiring_reservations
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.schema.graphiql import graphiql_routes
@@ -78,6 +79,7 @@ def create_app(
         )
         stop_delivering = asyncio.Event()
         delivering: asyncio.Task[None] | None = None
+        expiring: asyncio.Task[None] | None = None
         try:
             app.state.engine = engine
             app.state.sessions = session_factory(engine)
@@ -86,6 +88,9 @@ def create_app(
             app.state.persisted_queries = persisted_queries
             maintenance = asyncio.create_task(
                 keep_partitions_ahead(engine, history=settings.event_window.max_age)
+            )
+            expiring = asyncio.create_task(
+                keep_expiring_reservations(app.state.sessions, clock, stop_delivering)
             )
             # Every worker runs one; the database lease lets one of them send at a time.
             delivering = (
@@ -101,10 +106,11 @@ def create_app(
         finally:
             watchdog.stop()
             maintenance.cancel()
-            if delivering is not None:
-                stop_delivering.set()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(delivering, SHUTDOWN_MARGIN_SECONDS)
+            stop_delivering.set()
+            for task in (delivering, expiring):
+                if task is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(task, SHUTDOWN_MARGIN_SECONDS)
             await settle_cancelled_work()
             if rate_limiter is not None:
                 await rate_limiter.close()

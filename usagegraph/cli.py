@@ -189,13 +189,16 @@ def _run_with_database(
     ),
 )
 def worker() -> None:
-    """Deliver webhooks until stopped (Ctrl-C, SIGTERM). Every `serve` worker also runs a
-    deliverer (unless USAGEGRAPH_WEBHOOKS_DELIVER=false); all of them share one database
-    lease, so whichever holds it sends and the others wait: run this to deliver from a
-    process of its own, e.g. with USAGEGRAPH_WEBHOOKS_DELIVER=false on the servers."""
+    """Deliver webhooks, and release expired reservations, until stopped (Ctrl-C, SIGTERM).
+    Every `serve` worker also runs a deliverer (unless USAGEGRAPH_WEBHOOKS_DELIVER=false);
+    all of them share one database lease, so whichever holds it sends and the others wait:
+    run this to deliver from a process of its own, e.g. with USAGEGRAPH_WEBHOOKS_DELIVER=false
+    on the servers."""
     import signal
 
+    from usagegraph.clock import system_clock
     from usagegraph.db.engine import session_factory
+    from usagegraph.resolvers.wallet_operations import keep_expiring_reservations
     from usagegraph.webhooks.deliverer import Deliverer
 
     settings = _settings()
@@ -207,7 +210,11 @@ def worker() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         log.info("usagegraph worker delivering webhooks")
-        await Deliverer(session_factory(engine), settings.webhooks).run(stop)
+        sessions = session_factory(engine)
+        await asyncio.gather(
+            Deliverer(sessions, settings.webhooks).run(stop),
+            keep_expiring_reservations(sessions, system_clock, stop),
+        )
 
     _run_with_database(settings, work)
 

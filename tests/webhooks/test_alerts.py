@@ -4,6 +4,7 @@ nothing of them."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,12 +12,14 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.conftest import FIXED_NOW
 from tests.fixtures.usage_recording_data import ACME
 from tests.schema.graph import error_codes, graphql
 from tests.schema.mutations_data import BATCH, CREDIT, DEBIT, add_acme_key, add_people, usage
 from tests.schema.mutations_data import with_key as post_with_key
 from usagegraph.db.engine import session_factory
-from usagegraph.db.models import Membership, OutboxEvent
+from usagegraph.db.models import Membership, OutboxEvent, Wallet
+from usagegraph.resolvers import wallet_operations
 
 CREATE_RULE = """mutation($input: CreateAlertRuleInput!) {
   createAlertRule(input: $input) { ruleId kind institutionId userId threshold enabled }
@@ -222,3 +225,43 @@ async def test_another_tenant_reads_and_manages_none_of_an_institutions_rules(
         assert (await graphql(client, RULES, user_id=intruder))["data"]["alertRules"] == []
     body = await graphql(client, RULES, variables={"institutionId": ACME})
     assert error_codes(body) == ["UNAUTHORIZED"]
+
+
+async def test_an_expired_reservation_is_released_and_fires_its_rule(
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int]
+) -> None:
+    root, ada = people["super"], people["ada"]
+    await graphql(
+        client, CREATE_RULE, user_id=ada, variables={"input": {"kind": "reservation_expired"}}
+    )
+    await graphql(client, CREDIT, user_id=root, variables={"input": {"userId": ada, "amount": "9"}})
+    reserve = """mutation($input: ReserveCreditsInput!) {
+      reserveCredits(input: $input) { reservation { reservationId expiresAt } wallet { available } }
+    }"""
+    expiry = (FIXED_NOW + timedelta(minutes=5)).isoformat()
+    body = await graphql(
+        client,
+        reserve,
+        user_id=root,
+        variables={"input": {"userId": ada, "amount": "4", "expiresAt": expiry}},
+    )
+    held = body["data"]["reserveCredits"]
+    assert held["wallet"]["available"] == "5"
+    past = {"input": {"userId": ada, "amount": "1", "expiresAt": FIXED_NOW.isoformat()}}
+    assert error_codes(await graphql(client, reserve, user_id=root, variables=past)) == [
+        "INVALID_REQUEST"
+    ]
+    async with session_factory(engine)() as session:
+        assert await wallet_operations.expire_reservations(session, FIXED_NOW) == 0
+        later = FIXED_NOW + timedelta(minutes=6)
+        assert await wallet_operations.expire_reservations(session, later) == 1
+        assert await wallet_operations.expire_reservations(session, later) == 0  # once
+        wallet = await session.get(Wallet, ada)
+        assert wallet is not None
+        assert wallet.reserved == 0
+    alerts = (await graphql(client, ALERTS, user_id=ada))["data"]["alerts"]
+    reservation_id = held["reservation"]["reservationId"]
+    assert [(a["kind"], a["subject"], a["value"]) for a in alerts] == [
+        ("reservation_expired", f"reservation:{reservation_id}", "4")
+    ]
+    assert [e[0] for e in await _events(engine)][-2:] == ["reservation.expired", "alert.raised"]

@@ -2,7 +2,8 @@
 
 Alert rules and their per-subject state (the row a crossing updates, so it fires once), the
 alerts raised, the outbox of events written in the transaction of each change, webhook
-endpoints and their deliveries, and the leases that elect one deliverer among all workers.
+endpoints and their deliveries, the leases that elect one deliverer among all workers, and
+an optional expiry of reservations.
 
 Revision ID: 0009
 Revises: 0008
@@ -28,6 +29,10 @@ BIGINT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    op.add_column("reservations", sa.Column("expires_at", UTC_TIMESTAMP, nullable=True))
+    op.create_index(
+        "ix_reservations_status_expires_at", "reservations", ["status", "expires_at"], unique=False
+    )
     op.create_table(
         "worker_leases",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -234,3 +239,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_alert_rules_institution_id"), table_name="alert_rules")
     op.drop_table("alert_rules")
     op.drop_table("worker_leases")
+    op.drop_index("ix_reservations_status_expires_at", table_name="reservations")
+    with op.batch_alter_table("reservations") as batch:
+        batch.drop_column("expires_at")
