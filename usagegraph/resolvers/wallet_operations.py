@@ -684,11 +684,14 @@ async def keep_expiring_reservations(
     """Release expired reservations every `seconds` until `stop` (every `serve` worker and
     `usagegraph worker` run one: each release re-checks under the wallet's lock, so
     several sweepers release a reservation once)."""
-    while not stop.is_set():
+    while True:
+        # Waits first: a process that lives less than `seconds` (a test app) never sweeps.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        if stop.is_set():
+            return
         try:
             async with sessions() as session:
                 await expire_reservations(session, clock())
         except Exception:  # an outage must not end the sweep
             log.exception("reservation expiry sweep failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
