@@ -88,6 +88,8 @@ class Posting:
     metadata: dict[str, Any]
     created_at: datetime
     id: int | None = None
+    # Posted by auto-reload (not a credit someone sent): what `wallet.auto_reloaded` reports.
+    auto_reload: bool = False
 
 
 @dataclass(slots=True)

@@ -53,7 +53,6 @@ from usagegraph.shapes import described
 
 ALERT_RAISED = "alert.raised"
 MAX_LIST = 100
-AUTO_RELOAD_DESCRIPTION = "Auto-reload"  # resolvers.wallet_operations posts reloads so
 
 
 class AlertKind(StrEnum):
@@ -380,11 +379,7 @@ async def after_wallet_moves(
     """After a book over locked wallets was written: `wallet.auto_reloaded` per reload,
     `wallet.low_balance` per wallet whose available credits crossed its auto-reload
     threshold downwards, and the owners' wallet rules."""
-    reloads = [
-        p
-        for p in book.postings
-        if p.type == "credit" and p.description == AUTO_RELOAD_DESCRIPTION and p.id is not None
-    ]
+    reloads = [p for p in book.postings if p.auto_reload and p.id is not None]
     for posting in reloads:
         await enqueue(
             session,

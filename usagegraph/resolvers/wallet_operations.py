@@ -212,13 +212,15 @@ def maybe_auto_reload(
         return None
     book.reloads_left[wallet.user_id] -= 1
     assert wallet.auto_reload_amount is not None
-    return book.post(
+    posting = book.post(
         wallet,
         "credit",
         wallet.auto_reload_amount,
         description=AUTO_RELOAD_DESCRIPTION,
         metadata={"auto_reload": True, "threshold": str(wallet.auto_reload_threshold)},
     )
+    posting.auto_reload = True
+    return posting
 
 
 def spend(
