@@ -13,13 +13,15 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.fixtures.usage_recording_data import ACME
+from tests.fixtures.usage_recording_data import ACME, API_ACME, event
 from tests.schema.graph import error_codes, graphql
 from tests.schema.mutations_data import BATCH, CREDIT, DEBIT, add_acme_key, add_people, usage
 from tests.schema.mutations_data import with_key as post_with_key
+from usagegraph.datasources.outbox import queued_events
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import Membership, OutboxEvent, Wallet
 from usagegraph.resolvers import wallet_operations
+from usagegraph.resolvers.usage_recording import record_usage_batch
 
 CREATE_RULE = """mutation($input: CreateAlertRuleInput!) {
   createAlertRule(input: $input) { ruleId kind institutionId userId threshold enabled }
@@ -265,3 +267,20 @@ async def test_an_expired_reservation_is_released_and_fires_its_rule(
         ("reservation_expired", f"reservation:{reservation_id}", "4")
     ]
     assert [e[0] for e in await _events(engine)][-2:] == ["reservation.expired", "alert.raised"]
+
+
+async def test_the_write_lists_the_events_it_queued_for_live_notifications(
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, int]
+) -> None:
+    """`queued_events(session)` after a committed write: the hook for pushing `alertRaised`
+    (and the other events) once the transaction is in."""
+    variables = {
+        "input": {"institutionId": ACME, "kind": "institution_period_usage", "threshold": "2"}
+    }
+    await graphql(client, CREATE_RULE, user_id=people["admin"], variables=variables)
+    async with session_factory(engine)() as session:
+        await record_usage_batch(session, API_ACME, FIXED_NOW, [event(people["ada"], ACME, "3")])
+        queued = queued_events(session)
+    assert [(e.type, e.institution_id, e.data["kind"]) for e in queued] == [
+        ("alert.raised", ACME, "institution_period_usage")
+    ]
