@@ -1,8 +1,14 @@
 """usagegraph next to stock PostGraphile v5: `./scripts/bench peer` (or `python -m bench.peer`).
 
-Issue 14's question -- 5 institutions x 20 members x each member's 5 newest usage events,
-500 events per answer -- asked of both servers on the same PostgreSQL database in the same
-run, so the machine's noise (2 shared cores) hits both alike:
+Two questions (`--question`), each asked of both servers on the same PostgreSQL database in
+the same run, so the machine's noise (2 shared cores) hits both alike:
+- `events` (issue 14): 5 institutions x 20 members x each member's 5 newest usage events,
+  500 events per answer;
+- `nested` (issue 15): an institution's 50 members with role, cap, email, wallet and 10
+  newest ledger entries with their count (`bench.scenarios.NESTED_MEMBERS`; the peer's body
+  is the one `peer nested-query INSTITUTION` prints).
+`--with-resolvers` adds a third server: usagegraph with USAGEGRAPH_GRAPHQL_COMPILE=false,
+the resolver path, so the compiled read's gain is measured in the same run too.
 
 1. the data set from bench/dataset.py (made by `usagegraph demo`, kept for reuse), in its own
    database `usagegraph_peer_<events>` unless `--database` names one: the suite of another
@@ -37,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +59,7 @@ from bench.scenarios import (
     Verification,
     expect_events,
     institutions_members_events,
+    nested_members,
     verify,
 )
 from bench.server import JWT_SECRET, RunningServer, free_port, serving
@@ -63,7 +70,7 @@ from usagegraph.auth.tokens import mint_token
 
 # Where the repository's sibling `shared/` folder keeps the peer (issue 14 names it so).
 DEFAULT_PEER = ROOT.parent / "shared" / "peers" / "postgraphile" / "peer"
-USAGEGRAPH, POSTGRAPHILE = "usagegraph", "postgraphile"
+USAGEGRAPH, POSTGRAPHILE, RESOLVERS = "usagegraph", "postgraphile", "ug-resolvers"
 
 # The same question in PostGraphile's Amber names. Members are ordered by user id and events
 # newest first, as usagegraph orders them, so both sides read the same kind of page.
@@ -113,6 +120,37 @@ def peer_scenario() -> Scenario:
     )
 
 
+def _nodes(connection: Any) -> list[Any]:
+    return list((connection or {}).get("nodes") or [])
+
+
+def peer_nested_shape(body: Any) -> str:
+    """What a `peer nested-query` answer holds, said as `_nested_members` says ours."""
+    members = _nodes(body["data"]["institutionByRowId"]["membershipsByInstitutionId"])
+    ledger = sum(
+        len(_nodes(m["userByUserId"]["ledgerEntriesByUserId"]))
+        for m in members
+        if m["userByUserId"]
+    )
+    return f"{len(members)} members, {ledger} ledger entries"
+
+
+def peer_nested_scenario(script: Path, institution: str) -> Scenario:
+    """The peer's nested read, its body as the peer script prints it."""
+    printed = subprocess.run(
+        [str(script), "nested-query", institution], capture_output=True, text=True, check=True
+    )
+    body = printed.stdout.strip()
+    return Scenario(
+        key="postgraphile.nested_members",
+        title="PostGraphile v5: institutionByRowId x memberships x wallet, ledgerEntries",
+        requests=(HttpRequest("POST", "/graphql", {"Content-Type": "application/json"}, body),),
+        check=Check.GRAPHQL,
+        describe=peer_nested_shape,
+        count_sql=False,
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/bench peer",
@@ -121,6 +159,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add = parser.add_argument
     add("--events", type=int, default=1_000_000, help="usage events (default 1000000)")
+    add(
+        "--question",
+        choices=("events", "nested"),
+        default="events",
+        help="events: issue 14's institutions x members x events; nested: issue 15's members "
+        "with wallets and ledgers (default events)",
+    )
+    add(
+        "--with-resolvers",
+        action="store_true",
+        help="also measure usagegraph with compiled reads off (the resolver path)",
+    )
     add("--connections", default="1,32", help="connection levels (default 1,32)")
     add("--duration", type=float, default=8, help="seconds per measured run (default 8)")
     add("--warmup", type=float, default=2, help="seconds of warm-up per server (default 2)")
@@ -140,7 +190,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.connection_levels = [int(c) for c in args.connections.split(",") if c.strip()]
     label = report.events_label(args.events)
-    args.json = args.json or ROOT / "bench" / "results" / f"peer-{label}.json"
+    suffix = "" if args.question == "events" else f"-{args.question}"
+    args.json = args.json or ROOT / "bench" / "results" / f"peer-{label}{suffix}.json"
     return args
 
 
@@ -246,11 +297,28 @@ HEADER = (
 )
 
 
-def ratio(measured: Sequence[Measurement], round_: int, connections: int) -> float | None:
-    """p50 usagegraph / p50 PostGraphile in one round at one level (None if either has none)."""
-    p50 = {m.side: m.p50 for m in measured if m.round == round_ and m.connections == connections}
-    ours, theirs = p50.get(USAGEGRAPH), p50.get(POSTGRAPHILE)
+def ratio(
+    measured: Sequence[Measurement],
+    round_: int,
+    connections: int,
+    metric: Callable[[Measurement], float | None] = lambda m: m.p50,
+    side: str = USAGEGRAPH,
+) -> float | None:
+    """`metric` of usagegraph (or `side`) / the same of PostGraphile in one round at one level
+    (default p50; None if either has none)."""
+    values = {
+        m.side: metric(m) for m in measured if m.round == round_ and m.connections == connections
+    }
+    ours, theirs = values.get(side), values.get(POSTGRAPHILE)
     return ours / theirs if ours is not None and theirs else None
+
+
+def _p99(m: Measurement) -> float | None:
+    return m.result.latency_ms["p99"] if m.result.requests else None
+
+
+def _req_s(m: Measurement) -> float | None:
+    return m.result.requests_per_second
 
 
 def measure(args: argparse.Namespace, dataset: Dataset, sides: Sequence[Side]) -> list[Measurement]:
@@ -307,10 +375,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         actors = asyncio.run(pick_actors(dataset))
-        ours = institutions_members_events(
-            mint_token(actors.super_user, JWT_SECRET, TOKEN_TTL_SECONDS)
-        )
-        theirs = peer_scenario()
+        super_token = mint_token(actors.super_user, JWT_SECRET, TOKEN_TTL_SECONDS)
+        if args.question == "nested":
+            ours = nested_members(super_token, actors.institution)
+            theirs = peer_nested_scenario(args.peer, actors.institution)
+        else:
+            ours = institutions_members_events(super_token)
+            theirs = peer_scenario()
         # In-process, before any server starts: what one usagegraph answer costs in statements.
         captured = asyncio.run(statements_per_request(dataset, [ours], work_dir)).get(ours.key)
         sql = [c.statement for c in captured or []]
@@ -331,12 +402,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(cache off) and PostGraphile v5 ({args.peer}), {args.duration:g} s per run",
             flush=True,
         )
-        with (
-            serving(
-                dataset.url, work_dir, logs / f"serve-peer-{label}.log", workers=args.workers
-            ) as server,
-            peer_serving(args.peer, dataset, logs / f"postgraphile-{label}.log") as peer,
-        ):
+        with contextlib.ExitStack() as servers:
+            server = servers.enter_context(
+                serving(
+                    dataset.url, work_dir, logs / f"serve-peer-{label}.log", workers=args.workers
+                )
+            )
+            peer = servers.enter_context(
+                peer_serving(args.peer, dataset, logs / f"postgraphile-{label}.log")
+            )
             checks = {
                 USAGEGRAPH: _check(server.base_url, ours),
                 POSTGRAPHILE: _check(peer.base_url, theirs),
@@ -345,6 +419,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Side(USAGEGRAPH, ours, server, WrkRunner(wrk, server.base_url, work_dir)),
                 Side(POSTGRAPHILE, theirs, peer, WrkRunner(wrk, peer.base_url, work_dir)),
             ]
+            if args.with_resolvers:
+                resolvers = servers.enter_context(
+                    serving(
+                        dataset.url,
+                        work_dir,
+                        logs / f"serve-resolvers-{label}.log",
+                        workers=args.workers,
+                        compile_reads=False,
+                    )
+                )
+                checks[RESOLVERS] = _check(resolvers.base_url, ours)
+                runner = WrkRunner(wrk, resolvers.base_url, work_dir)
+                sides.append(Side(RESOLVERS, ours, resolvers, runner))
+            if (
+                args.question == "nested"
+                and checks[USAGEGRAPH].detail != checks[POSTGRAPHILE].detail
+            ):
+                raise SystemExit(
+                    f"the answers differ: usagegraph {checks[USAGEGRAPH].detail}, "
+                    f"PostGraphile {checks[POSTGRAPHILE].detail}"
+                )
             measured = measure(args, dataset, sides)
     _summary(measured, args)
     report.write_json(
@@ -389,11 +484,16 @@ def _rounded(value: float | None) -> float | None:
 
 
 def _summary(measured: Sequence[Measurement], args: argparse.Namespace) -> None:
-    print("\np50 usagegraph / PostGraphile per round:")
-    for connections in args.connection_levels:
-        values = [ratio(measured, r, connections) for r in range(1, args.rounds + 1)]
-        shown = ", ".join(f"{v:.2f}" if v is not None else "-" for v in values)
-        print(f"  {connections:>3} connections: {shown}")
+    sides = [USAGEGRAPH] + ([RESOLVERS] if args.with_resolvers else [])
+    for label, metric in (("p50", lambda m: m.p50), ("p99", _p99), ("req/s", _req_s)):
+        for side in sides:
+            print(f"\n{label} {side} / PostGraphile per round:")
+            for connections in args.connection_levels:
+                values = [
+                    ratio(measured, r, connections, metric, side) for r in range(1, args.rounds + 1)
+                ]
+                shown = ", ".join(f"{v:.2f}" if v is not None else "-" for v in values)
+                print(f"  {connections:>3} connections: {shown}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dataset import Dataset
-from bench.scenarios import POSTGRAPHILE_V5_NESTED_REQ_S, Scenario, Verification
+from bench.scenarios import Scenario, Verification
 from bench.sql import Captured, Floor
 from bench.wrk import WrkResult
 
@@ -156,10 +156,9 @@ def print_table(measured: Iterable[Measured], heading: str) -> None:
     for item in measured:
         for line in rows(item):
             print(line)
-    low, high = POSTGRAPHILE_V5_NESTED_REQ_S
     print(
-        f"reference (not measured here): PostGraphile v5, the same nested members read at 32 "
-        f"connections on this machine (issue 7): ~{low}-{high} req/s"
+        "PostGraphile v5 answering the same reads, measured in the same run: "
+        "./scripts/bench peer --question nested (or events)"
     )
 
 

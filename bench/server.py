@@ -43,8 +43,11 @@ def usagegraph_command() -> list[str]:
     return [sys.executable, "-m", "usagegraph"]
 
 
-def service_env(url: URL, data_dir: Path, *, cache: bool = False) -> dict[str, str]:
-    """The environment of every usagegraph process on `url` (other USAGEGRAPH_* vars dropped)."""
+def service_env(
+    url: URL, data_dir: Path, *, cache: bool = False, compile_reads: bool = True
+) -> dict[str, str]:
+    """The environment of every usagegraph process on `url` (other USAGEGRAPH_* vars dropped);
+    `compile_reads=False` sends every GraphQL field down the resolver path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("USAGEGRAPH_")}
     env.update(
         USAGEGRAPH_DATABASE_URL=url.render_as_string(hide_password=False),
@@ -54,6 +57,8 @@ def service_env(url: URL, data_dir: Path, *, cache: bool = False) -> dict[str, s
     )
     if not cache:
         env["USAGEGRAPH_CACHE"] = "off"
+    if not compile_reads:
+        env["USAGEGRAPH_GRAPHQL_COMPILE"] = "false"
     return env
 
 
@@ -141,7 +146,13 @@ class RunningServer:
 
 @contextlib.contextmanager
 def serving(
-    url: URL, data_dir: Path, log_path: Path, *, workers: int, cache: bool = False
+    url: URL,
+    data_dir: Path,
+    log_path: Path,
+    *,
+    workers: int,
+    cache: bool = False,
+    compile_reads: bool = True,
 ) -> Iterator[RunningServer]:
     """`usagegraph serve --workers N` on a free loopback port until the block ends; its URL.
 
@@ -153,7 +164,7 @@ def serving(
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command,
-            env=service_env(url, data_dir, cache=cache),
+            env=service_env(url, data_dir, cache=cache, compile_reads=compile_reads),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

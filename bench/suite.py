@@ -372,12 +372,7 @@ def _summary(
         "scenarios": [m.as_json() for m in run.measured],
         "sql_floor": {k: v.as_json() if v else None for k, v in run.floors.items()},
         "scale": [r.as_json() for r in ratios],
-        "reference": {
-            "postgraphile_v5_nested_members_req_s_32_connections": list(
-                report.POSTGRAPHILE_V5_NESTED_REQ_S
-            ),
-            "note": "measured in issue 7 on this machine, not by this suite",
-        },
+        "peer": "PostGraphile v5 is measured side by side by ./scripts/bench peer",
     }
 
 

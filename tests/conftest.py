@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -121,3 +122,9 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
+
+
+def with_read_path(settings: Settings, compiled: bool) -> Settings:
+    """The settings with compiled reads on or off (USAGEGRAPH_GRAPHQL_COMPILE)."""
+    graphql = dataclasses.replace(settings.graphql, compile_reads=compiled)
+    return dataclasses.replace(settings, graphql=graphql)

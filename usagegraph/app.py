@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from usagegraph.auth.challenge import ChallengeMiddleware
 from usagegraph.auth.middleware import PrincipalMiddleware
 from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
+from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.partitions import keep_partitions_ahead, maintain_partitions
 from usagegraph.db.schema_version import ensure_schema
@@ -83,6 +85,9 @@ def create_app(
         try:
             app.state.engine = engine
             app.state.sessions = session_factory(engine)
+            # Each request's reads (its caller, its loaders, its compiled statements) share
+            # one autocommit connection (http.request_resources.request_reads).
+            app.state.open_reads = functools.partial(ReadConnection, engine)
             app.state.cache = cache
             app.state.rate_limiter = rate_limiter
             app.state.persisted_queries = persisted_queries

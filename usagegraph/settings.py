@@ -40,6 +40,7 @@ VARIABLES = (
     "USAGEGRAPH_GRAPHQL_MAX_FIELDS",
     "USAGEGRAPH_GRAPHQL_MAX_OPERATIONS",
     "USAGEGRAPH_GRAPHQL_INTROSPECTION",
+    "USAGEGRAPH_GRAPHQL_COMPILE",
     "USAGEGRAPH_GRAPHQL_PERSISTED_ONLY",
     "USAGEGRAPH_GRAPHQL_PERSISTED_MANIFEST",
     "USAGEGRAPH_GRAPHIQL",
@@ -107,6 +108,9 @@ class GraphQLLimits:
     # Allow-list mode: only the documents of the persisted-query manifest run.
     persisted_only: bool = False
     persisted_manifest: Path | None = None
+    # Answer covered root fields with one compiled SQL statement on PostgreSQL
+    # (schema/compiled_execution.py); off: every field goes down the resolver path.
+    compile_reads: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +392,7 @@ def _graphql_limits(env: dict[str, str]) -> GraphQLLimits:
         max_operations=_integer(env, prefix + "MAX_OPERATIONS", defaults.max_operations, minimum=1),
         introspection=_boolean(env, prefix + "INTROSPECTION", defaults.introspection),
         graphiql=_boolean(env, "USAGEGRAPH_GRAPHIQL", defaults.graphiql),
+        compile_reads=_boolean(env, prefix + "COMPILE", defaults.compile_reads),
         **_persisted_queries(env),
     )
 

@@ -20,6 +20,7 @@ from tests.fixtures.factories import add_institution, add_user
 from tests.schema.graph import error_codes, graphql
 from usagegraph.auth.tokens import mint_token
 from usagegraph.datasources import directory
+from usagegraph.resolvers import compiled_reads
 from usagegraph.schema import limits
 
 ACME = "65f1c0ffee0000000000000a"
@@ -73,6 +74,7 @@ async def test_an_exception_in_a_loader_is_masked_with_the_request_id_and_logged
 ) -> None:
     users = await _world(engine)
     monkeypatch.setattr(directory, "users_by_id", _database_failure)
+    monkeypatch.setattr(compiled_reads, "read_json", _database_failure)  # PostgreSQL's path
     token = mint_token(users["root"], TEST_JWT_SECRET)
     query = "query($id: Int!) { viewer { kind } user(id: $id) { email } }"
     with caplog.at_level(logging.ERROR):
@@ -109,6 +111,7 @@ async def test_each_operation_of_a_batch_is_masked_alike(
 ) -> None:
     users = await _world(engine)
     monkeypatch.setattr(directory, "users_by_id", _database_failure)
+    monkeypatch.setattr(compiled_reads, "read_json", _database_failure)  # PostgreSQL's path
     token = mint_token(users["root"], TEST_JWT_SECRET)
     operation = {"query": "query($id: Int!) { user(id: $id) { email } }"}
     batch = [{**operation, "variables": {"id": users[name]}} for name in ("ada", "ceo")]
@@ -280,3 +283,22 @@ async def test_a_client_error_beside_fields_reading_the_database_is_not_an_outag
       interval } } } }"""
     body = await graphql(client, query, user_id=users["ada"])
     assert error_codes(body) == ["INVALID_REQUEST"]
+
+
+async def test_a_failed_non_null_field_beside_a_shared_load_answers_its_error_every_time(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """Two root fields load the same institution's buckets (one shared loader answer); the
+    first also asks for members, FORBIDDEN to a plain member, so graphql-core cancels the
+    other. The shared answer must survive the cancelled asker, and the request's read
+    connection must not go back to the pool under a statement still running: both once
+    ended this request (every other time) in a 500."""
+    users = await _world(engine)
+    query = f"""{{
+      r0: institution(id: "{ACME}") {{ members {{ totalCount }} buckets {{ bucketId }} }}
+      r1: institution(id: "{ACME}") {{ buckets {{ bucketId }} }} }}"""
+    for _ in range(4):
+        body = await graphql(client, query, user_id=users["ada"])
+        assert body["data"] is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
+        assert body["errors"][0]["path"] == ["r0", "members"]

@@ -95,19 +95,6 @@ def _internal_errors(response: Response) -> list[Any]:
     ]
 
 
-def _cancelled_siblings_outage(response: Response) -> bool:
-    """The one known 5xx, tolerated (and counted) until it is fixed in outages.py.
-
-    A failing non-null field makes graphql-core cancel its siblings' statements, which the
-    outage record takes for a lost database: 503 SERVICE_UNAVAILABLE. test_errors.py holds
-    the strict xfail that fails once it is fixed; then delete this.
-    """
-    if response.status_code != 503:
-        return False
-    codes = [e.get("extensions", {}).get("code") for e in response.json().get("errors", [])]
-    return codes == ["SERVICE_UNAVAILABLE"]
-
-
 def _fuzz(operation: Any, base: str, headers: dict[str, str], counter: list[int]) -> None:
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
@@ -120,9 +107,6 @@ def _fuzz(operation: Any, base: str, headers: dict[str, str], counter: list[int]
     def run(case: schemathesis.Case) -> None:
         counter[0] += 1
         response = case.call(base_url=base, headers=headers)
-        if _cancelled_siblings_outage(response):
-            counter[1] += 1
-            return
         # Not schemathesis' GraphQL check: it counts every error (a coded FORBIDDEN too) as
         # the server's; here a client error is an answer, only 5xx and INTERNAL are crashes.
         assert response.status_code < 500, (case.body, response.text)
@@ -144,12 +128,12 @@ def test_generated_operations_never_crash(server: tuple[str, dict[str, str]]) ->
         "member": {"Authorization": f"Bearer {tokens[PLAIN_USER]}"},
         "api-key": {"Authorization": f"Bearer {API_KEY}"},
     }
-    counter = [0, 0]  # cases, tolerated 503s
+    counter = [0]  # cases
     for headers in callers.values():
         for operation in operations:
             _fuzz(operation, f"{base}/graphql", headers, counter)
     print(  # the numbers for the closing note (pytest -s)
         f"\nGraphQL fuzz: {counter[0]} cases over {len(operations)} fields and "
-        f"{len(callers)} callers; {counter[1]} answered 503 by the known outage bug"
+        f"{len(callers)} callers"
     )
     assert counter[0] >= len(operations) * len(callers)

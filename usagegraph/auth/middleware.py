@@ -8,6 +8,7 @@ from usagegraph.auth.credentials import misdirected_header, presented_credential
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.auth.resolve import resolve_principal
 from usagegraph.http.rate_limit import CALLER_KEY_STATE
+from usagegraph.http.request_resources import request_reads
 
 
 def caller_key(principal: Principal | None, scope: Scope) -> str:
@@ -47,9 +48,15 @@ class PrincipalMiddleware:
             if misdirected is not None:
                 principal = Principal.misdirected(misdirected)
             else:
-                principal = await resolve_principal(
-                    state.sessions, settings.jwt_secret, credential, settings.tokens
-                )
+                reads = request_reads(scope.setdefault("state", {}), state)
+                sessions = reads.session if reads is not None else state.sessions
+                try:
+                    principal = await resolve_principal(
+                        sessions, settings.jwt_secret, credential, settings.tokens
+                    )
+                finally:
+                    if reads is not None:
+                        await reads.release()
             state_of_request = scope.setdefault("state", {})
             state_of_request["principal"] = principal
             state_of_request[CALLER_KEY_STATE] = caller_key(principal, scope)

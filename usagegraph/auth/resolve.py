@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.api_keys import institution_for_api_key
@@ -12,20 +12,31 @@ from usagegraph.auth.tokens import DEFAULT_RULES, InvalidTokenError, user_id_fro
 from usagegraph.db.models import Membership, User
 from usagegraph.settings import TokenRules
 
+# Built once: every authenticated request runs it.
+_USER_WITH_MEMBERSHIPS = (
+    select(User.role, User.permissions, Membership.institution_id, Membership.role)
+    .outerjoin(Membership, Membership.user_id == User.id)
+    .where(User.id == bindparam("user_id"))
+)
+
 
 async def load_user_principal(session: AsyncSession, user_id: int) -> Principal | None:
-    """The principal of an existing user, or None when the user does not exist."""
-    user = await session.get(User, user_id)
-    if user is None:
+    """The principal of an existing user, or None when the user does not exist.
+
+    One statement (the user joined to their memberships, a row per membership or one with
+    none): every authenticated request pays for it.
+    """
+    rows = (await session.execute(_USER_WITH_MEMBERSHIPS, {"user_id": user_id})).all()
+    if not rows:
         return None
-    rows = await session.execute(
-        select(Membership.institution_id, Membership.role).where(Membership.user_id == user_id)
-    )
+    role, permissions = rows[0][0], rows[0][1]
     return Principal.for_user(
-        user_id=user.id,
-        role=user.role,
-        permissions=frozenset(user.permissions or ()),
-        memberships={institution_id: role for institution_id, role in rows},
+        user_id=user_id,
+        role=role,
+        permissions=frozenset(permissions or ()),
+        memberships={
+            institution: member_role for _, _, institution, member_role in rows if institution
+        },
     )
 
 

@@ -10,14 +10,16 @@ caller-scoped queries, so a loader can never return a row the caller may not rea
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
-from aiodataloader import DataLoader
+from aiodataloader import DataLoader as _DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
@@ -30,6 +32,30 @@ from usagegraph.db.models import LedgerEntry, Membership, Snapshot, UsageEvent
 # --- the keys of the grouped loaders -------------------------------------------------------
 # A grouped key names one parent (`PARENT` names its field) and the arguments of its page.
 # Keys that differ only by their parent are fetched together, in one statement.
+
+
+class DataLoader(_DataLoader[Any, Any]):
+    """aiodataloader's loader, whose answers survive a cancelled asker.
+
+    A key's future is shared by every field that asked for it (and cached for the request).
+    graphql-core cancels the sibling fields of a failed non-null field; cancelling a task
+    cancels the future it awaits, so one cancelled asker cancelled the shared answer under
+    every other field waiting for it, and a CancelledError escaped the request as a 500.
+    Each asker now awaits a shield of the shared future: cancelling it cancels only its own
+    wait.
+    """
+
+    def load(self, key: Any) -> asyncio.Future[Any]:
+        shared = super().load(key)
+        # Nobody may be left to read a failure (every asker cancelled): read it here, so that
+        # asyncio does not log it as never retrieved.
+        shared.add_done_callback(_retrieve)
+        return asyncio.shield(shared)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class GroupedKey(Protocol):
@@ -124,7 +150,8 @@ def _siblings_of(key: GroupedKey) -> tuple[Any, ...]:
 
 
 class Loaders:
-    """The DataLoaders of one request."""
+    """The DataLoaders of one request, each made when a field first asks for it (a request
+    uses a few of them; making all twenty cost more than the compiled read path's own work)."""
 
     def __init__(
         self,
@@ -136,37 +163,82 @@ class Loaders:
         self.principal = principal
         # Batches share the request's autocommit read connection when there is one.
         self.reads = reads
-        self.user = self._by_key(directory.users_by_id)
-        self.institution = self._by_key(directory.institutions_by_id)
-        self.membership = self._by_key(directory.memberships_by_key)
-        self.memberships_of_user = self._by_key(directory.memberships_of_users, default=list)
-        self.member_count = self._by_key(directory.member_counts)
-        self.member_page: DataLoader[MemberPageKey, list[Membership]] = self._grouped(
-            self._member_pages
-        )
-        self.bucket = self._by_key(buckets.buckets_by_id)
-        self.buckets_of_institution = self._by_key(buckets.buckets_of_institutions, default=list)
-        self.snapshot_page: DataLoader[SnapshotPageKey, list[Snapshot]] = self._grouped(
-            self._snapshot_pages
-        )
-        self.usage_event = self._by_key(usage.usage_events_by_id)
-        self.usage_event_page: DataLoader[UsageEventPageKey, list[UsageEvent]] = self._grouped(
-            self._usage_event_pages
-        )
-        self.usage_event_count: DataLoader[UsageEventCountKey, int] = self._grouped(
-            self._usage_event_counts
-        )
-        self.wallet = self._by_key(wallet_batches.wallets_of_users)
-        self.subscription = self._by_key(wallet_batches.subscriptions_of_users)
-        self.ledger_entry = self._by_key(wallet_batches.ledger_entries_by_id)
-        self.ledger_page: DataLoader[LedgerPageKey, list[LedgerEntry]] = self._grouped(
-            self._ledger_pages
-        )
-        self.ledger_count: DataLoader[LedgerCountKey, int] = self._grouped(self._ledger_counts)
-        self.billing_facts = self._by_key(billing.billing_facts_of)
-        self.billing_months: DataLoader[BillingMonthsKey, list[int]] = self._grouped(
-            self._billing_months
-        )
+
+    @cached_property
+    def user(self) -> DataLoader[Any, Any]:
+        return self._by_key(directory.users_by_id)
+
+    @cached_property
+    def institution(self) -> DataLoader[Any, Any]:
+        return self._by_key(directory.institutions_by_id)
+
+    @cached_property
+    def membership(self) -> DataLoader[Any, Any]:
+        return self._by_key(directory.memberships_by_key)
+
+    @cached_property
+    def memberships_of_user(self) -> DataLoader[Any, Any]:
+        return self._by_key(directory.memberships_of_users, default=list)
+
+    @cached_property
+    def member_count(self) -> DataLoader[Any, Any]:
+        return self._by_key(directory.member_counts)
+
+    @cached_property
+    def member_page(self) -> DataLoader[MemberPageKey, list[Membership]]:
+        return self._grouped(self._member_pages)
+
+    @cached_property
+    def bucket(self) -> DataLoader[Any, Any]:
+        return self._by_key(buckets.buckets_by_id)
+
+    @cached_property
+    def buckets_of_institution(self) -> DataLoader[Any, Any]:
+        return self._by_key(buckets.buckets_of_institutions, default=list)
+
+    @cached_property
+    def snapshot_page(self) -> DataLoader[SnapshotPageKey, list[Snapshot]]:
+        return self._grouped(self._snapshot_pages)
+
+    @cached_property
+    def usage_event(self) -> DataLoader[Any, Any]:
+        return self._by_key(usage.usage_events_by_id)
+
+    @cached_property
+    def usage_event_page(self) -> DataLoader[UsageEventPageKey, list[UsageEvent]]:
+        return self._grouped(self._usage_event_pages)
+
+    @cached_property
+    def usage_event_count(self) -> DataLoader[UsageEventCountKey, int]:
+        return self._grouped(self._usage_event_counts)
+
+    @cached_property
+    def wallet(self) -> DataLoader[Any, Any]:
+        return self._by_key(wallet_batches.wallets_of_users)
+
+    @cached_property
+    def subscription(self) -> DataLoader[Any, Any]:
+        return self._by_key(wallet_batches.subscriptions_of_users)
+
+    @cached_property
+    def ledger_entry(self) -> DataLoader[Any, Any]:
+        return self._by_key(wallet_batches.ledger_entries_by_id)
+
+    @cached_property
+    def ledger_page(self) -> DataLoader[LedgerPageKey, list[LedgerEntry]]:
+        return self._grouped(self._ledger_pages)
+
+    @cached_property
+    def ledger_count(self) -> DataLoader[LedgerCountKey, int]:
+        return self._grouped(self._ledger_counts)
+
+    @cached_property
+    def billing_facts(self) -> DataLoader[Any, Any]:
+        return self._by_key(billing.billing_facts_of)
+
+    @cached_property
+    def billing_months(self) -> DataLoader[BillingMonthsKey, list[int]]:
+        return self._grouped(self._billing_months)
 
     def _session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """Where a batch reads: the shared read connection, or a session of its own."""

@@ -18,6 +18,11 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 
+class ReadsClosed(Exception):
+    """A batch asked for the request's read connection after the request ended (its field
+    was cancelled with its failed siblings; nobody waits for its rows)."""
+
+
 class ReadConnection:
     """The request's read connection, opened lazily, used by one batch at a time."""
 
@@ -25,19 +30,43 @@ class ReadConnection:
         self._engine = engine
         self._connection: AsyncConnection | None = None
         self._turn = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def dialect_name(self) -> str:
+        """`postgresql` or `sqlite`: what the compiled read path may run on."""
+        return self._engine.dialect.name
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session on the shared connection, for one batch (no BEGIN, no ROLLBACK)."""
         async with self._turn:
+            if self._closed:
+                raise ReadsClosed("the request has ended")
             if self._connection is None:
                 connection = await self._engine.connect()
                 self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
             async with AsyncSession(bind=self._connection, expire_on_commit=False) as session:
                 yield session
 
+    async def release(self) -> None:
+        """Give the connection back to the pool for now; the next batch takes one again.
+
+        After the caller is resolved: a request that goes on to write holds its own session,
+        and must not hold this connection meanwhile (twenty such requests would hold forty
+        connections, more than the pool has, each waiting for a second one).
+        """
+        async with self._turn:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
     async def close(self) -> None:
-        """Give the connection back to the pool (the end of the request)."""
-        connection, self._connection = self._connection, None
+        """Give the connection back to the pool (the end of the request), once the batch
+        using it is done: a batch whose fields were cancelled still runs to its end, and a
+        connection handed back mid-statement would break the next request that takes it."""
+        async with self._turn:
+            connection, self._connection = self._connection, None
+            self._closed = True
         if connection is not None:
             await connection.close()

@@ -419,25 +419,44 @@ async def usage_event_pages(
 def _scopes_of_pages(
     principal: Principal, user_ids: Sequence[int]
 ) -> list[tuple[list[int], ColumnElement[bool]]]:
-    """`readable_usage` as it reads on the pages of these users: the users grouped by the
-    clause their rows need.
+    """The users grouped by the clause their pages need (`usage_page_scope`); users with
+    nothing readable are not asked."""
+    if not splits_pages(principal):
+        return [(list(user_ids), readable_usage(principal))]
+    own = [user_id for user_id in user_ids if user_id == principal.user_id]
+    others = [user_id for user_id in user_ids if user_id != principal.user_id]
+    scopes = []
+    for users, of_caller in ((own, True), (others, False)):
+        scope = usage_page_scope(principal, of_caller=of_caller)
+        if users and scope is not None:
+            scopes.append((users, scope))
+    return scopes
+
+
+def splits_pages(principal: Principal) -> bool:
+    """Whether the caller's own page and other users' pages read through different clauses
+    (a user caller who is not super)."""
+    return (
+        principal.kind is CallerKind.USER
+        and principal.user_id is not None
+        and not is_super(principal)
+    )
+
+
+def usage_page_scope(principal: Principal, *, of_caller: bool) -> ColumnElement[bool] | None:
+    """`readable_usage` as it reads on one user's page: the caller's own (`of_caller`) or
+    another user's; None when nothing of theirs is readable.
 
     A user caller reads their own events whole, and another user's only as
     `readable_usage_of_others` allows. On another user's page `readable_usage` (own OR
     others') is therefore just that second clause: said so, the page is a search of the
     (user, instance, time, id) index, where the OR left it walking the user's events in every
     instance, readable or not (50,000 personal events read for three of an institution's).
-    The caller's own page keeps the whole clause; users with nothing readable are not asked.
+    Other callers (super, an API key, anonymous) read every page through `readable_usage`.
     """
-    if principal.kind is not CallerKind.USER or principal.user_id is None or is_super(principal):
-        return [(list(user_ids), readable_usage(principal))]
-    own = [user_id for user_id in user_ids if user_id == principal.user_id]
-    others = [user_id for user_id in user_ids if user_id != principal.user_id]
-    scopes = [(own, readable_usage(principal))] if own else []
-    of_others = readable_usage_of_others(principal)
-    if others and of_others is not None:
-        scopes.append((others, of_others))
-    return scopes
+    if not splits_pages(principal):
+        return readable_usage(principal)
+    return readable_usage(principal) if of_caller else readable_usage_of_others(principal)
 
 
 async def usage_event_counts(
@@ -496,14 +515,22 @@ def _rollup_count(
     principal: Principal,
     instance: str | None,
 ) -> Select[Any]:
-    statement = (
+    return (
         select(rollup.user_id, func.sum(rollup.events))
-        .where(readable_usage(principal, rollup), rollup.user_id.in_(user_ids))
+        .where(*rollup_count_conditions(rollup, principal, instance), rollup.user_id.in_(user_ids))
         .group_by(rollup.user_id)
     )
+
+
+def rollup_count_conditions(
+    rollup: type[UsageTotal] | type[UsageRollupDay], principal: Principal, instance: str | None
+) -> list[ColumnElement[bool]]:
+    """The rollup rows whose `events` sum to a user's readable event count (of one instance:
+    `personal` or an institution id, as `EventFilter.instance`)."""
+    conditions = [readable_usage(principal, rollup)]
     if instance is not None:
-        statement = statement.where(rollup.instance == instance)
-    return statement
+        conditions.append(rollup.instance == instance)
+    return conditions
 
 
 def _event_count(

@@ -121,6 +121,13 @@ TIMEOUTS = Counter(
     "Requests answered 503 because they overran USAGEGRAPH_REQUEST_TIMEOUT_SECONDS (or held "
     "their worker's loop too long).",
 )
+COMPILED_READS = Counter(
+    "usagegraph_graphql_compiled_reads_total",
+    "Root fields of GraphQL queries that could be compiled, by how they were answered: "
+    "`compiled` (one SQL statement) or `fallback` (the resolver path: a field or caller the "
+    "planner does not cover, or an answer that carries an error).",
+    ["outcome"],
+)
 READY = Gauge(
     "usagegraph_ready",
     "1 when the most recent readiness check (/readyz) found the database answering, else 0.",
@@ -151,6 +158,8 @@ def _zeroes() -> None:
         READINESS_CHECKS.labels(result)
     for state in ("in_use", "idle", "waiting"):
         DB_POOL.labels(state)
+    for outcome in ("compiled", "fallback"):
+        COMPILED_READS.labels(outcome)
 
 
 _zeroes()
@@ -207,6 +216,10 @@ def count_refused_debit(operation: str) -> None:
     """A wallet debit or reservation refused for insufficient credits (not usage: usage
     counts through `count_usage_outcomes`)."""
     WALLET_DEBITS_REFUSED.labels(operation).inc()
+
+
+def count_compiled_read(compiled: bool) -> None:
+    COMPILED_READS.labels("compiled" if compiled else "fallback").inc()
 
 
 def count_cache_lookup(backend: str, hit: bool) -> None:

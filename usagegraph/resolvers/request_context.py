@@ -20,7 +20,7 @@ from usagegraph.auth.principal import Principal
 from usagegraph.cache import Cache
 from usagegraph.datasources.loaders import Loaders
 from usagegraph.datasources.read_connection import ReadConnection
-from usagegraph.http.request_resources import RESOURCES_KEY
+from usagegraph.http.request_resources import RESOURCES_KEY, request_reads
 from usagegraph.settings import Settings
 
 _STATE_KEY = "context"
@@ -46,13 +46,11 @@ def context_of(connection: HTTPConnection) -> RequestContext:
     if context is None:
         app_state: Any = connection.app.state
         principal = request_state.principal
-        reads = ReadConnection(app_state.engine)
         # Released at the end of the request by http.request_resources.
-        resources = getattr(request_state, RESOURCES_KEY, None)
-        if resources is None:
-            resources = []
-            setattr(request_state, RESOURCES_KEY, resources)
-        resources.append(reads)
+        reads = request_reads(connection.scope.setdefault("state", {}), app_state)
+        if reads is None:
+            reads = ReadConnection(app_state.engine)
+            connection.scope["state"].setdefault(RESOURCES_KEY, []).append(reads)
         context = RequestContext(
             principal=principal,
             sessions=app_state.sessions,

@@ -22,7 +22,8 @@ new class per request would never hit the cache.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -126,7 +127,7 @@ class ShapedValidation(ValidationCache):
         if context.pre_execution_errors:  # refused already (NamedOperationChoice)
             yield
             return
-        errors = shape_errors(document, self.limits) if document is not None else []
+        errors = _shape_errors_once(document, self.limits) if document is not None else []
         if errors:
             context.pre_execution_errors = errors
             yield
@@ -157,6 +158,46 @@ class NamedOperationChoice(SchemaExtension):
                     )
                 ]
         yield
+
+
+class _WithinLimits:
+    """Documents (by text) and requests already found within a limit: most requests repeat
+    the few documents of their client, and measuring them again cost a walk per request.
+    Only passes are kept, so a refusal is always freshly built and reported."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._passed: OrderedDict[Hashable, None] = OrderedDict()
+        self._capacity = capacity
+
+    def __contains__(self, key: Hashable) -> bool:
+        if key in self._passed:
+            self._passed.move_to_end(key)
+            return True
+        return False
+
+    def add(self, key: Hashable) -> None:
+        self._passed[key] = None
+        if len(self._passed) > self._capacity:
+            self._passed.popitem(last=False)
+
+
+MAX_KEPT_VARIABLES = 2048  # characters of repr(variables)
+_SHAPES_WITHIN = _WithinLimits()
+_COSTS_WITHIN = _WithinLimits()
+
+
+def _source_of(document: DocumentNode) -> str | None:
+    return document.loc.source.body if document.loc is not None else None
+
+
+def _shape_errors_once(document: DocumentNode, limits: GraphQLLimits) -> list[GraphQLError]:
+    key = (_source_of(document), limits)
+    if key[0] is not None and key in _SHAPES_WITHIN:
+        return []
+    errors = shape_errors(document, limits)
+    if not errors and key[0] is not None:
+        _SHAPES_WITHIN.add(key)
+    return errors
 
 
 def shape_errors(document: DocumentNode, limits: GraphQLLimits) -> list[GraphQLError]:
@@ -215,11 +256,20 @@ class QueryCost(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.result is None:
+            variables = repr(context.variables)
+            # Not kept for big variables (a batch of writes): the key would outweigh the walk.
+            source = _source_of(document) if len(variables) <= MAX_KEPT_VARIABLES else None
+            key = (source, context.operation_name, variables, self.max_cost)
+            if source is not None and key in _COSTS_WITHIN:
+                yield
+                return
             operation = get_operation_ast(document, context.operation_name)
             if operation is not None and not within_cost(
                 context.schema._schema, document, operation, context.variables, self.max_cost
             ):
                 context.result = ExecutionResult(data=None, errors=[too_costly(self.max_cost)])
+            elif source is not None:
+                _COSTS_WITHIN.add(key)
         yield
 
 
@@ -242,9 +292,18 @@ class NulFreeText(SchemaExtension):
 
 
 def _document_has_nul(document: DocumentNode) -> bool:
+    """Whether a string value of the document holds U+0000: only possible when its text has
+    a NUL or an escape that may spell one, so most documents need no walk."""
+    source = document.loc.source.body if document.loc is not None else None
+    if source is not None and not any(mark in source for mark in _NUL_MARKS):
+        return False
     finder = _NulFinder()
     visit(document, finder)
     return finder.found
+
+
+# How U+0000 can appear in a GraphQL document's text: raw, or as a \u escape.
+_NUL_MARKS = (NUL, "\\u0000", "\\u{")
 
 
 class _NulFinder(Visitor):

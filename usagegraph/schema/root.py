@@ -18,6 +18,7 @@ from usagegraph.resolvers import directory
 from usagegraph.schema.alerts import AlertMutations, AlertQueries
 from usagegraph.schema.buckets import ClientBucket, Snapshot, resolve_bucket
 from usagegraph.schema.buckets_mutations import BucketsMutations
+from usagegraph.schema.compiled_execution import CompilingExecutionContext
 from usagegraph.schema.connections import build_connection
 from usagegraph.schema.context import Info
 from usagegraph.schema.directory import (
@@ -147,6 +148,7 @@ _GRAPH = CodedSchema(
     mutation=Mutation,
     types=[Membership, LedgerEntry, Snapshot, UsageEvent],
     extensions=[CodedErrors],
+    execution_context_class=CompilingExecutionContext,
     config=StrawberryConfig(scalar_map=SCALAR_MAP, disable_field_suggestions=True),
 )
 

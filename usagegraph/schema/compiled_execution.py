@@ -1,0 +1,282 @@
+"""Compiled reads in the executor: a covered root field of a query is answered by one SQL
+statement whose value is the field's JSON, spliced into the response as it came.
+
+graphql-core executes a root field through `execute_field`; this execution context (given
+to the schema in `schema/root.py`) first asks whether the field can be compiled. The
+selection under it is planned once per (document, operation, root key, variables) and kept
+(`SelectionPlans`): fragments expanded, `@skip`/`@include` applied, arguments coerced and
+cursors decoded by the same functions the resolvers use. The rules layer then decides
+whether the caller may read all of it without an error (`resolvers.compiled_reads`), and
+the statement's text becomes an `orjson.Fragment`: the response encoder (`http.json`,
+orjson) copies it into the body without a Python object per row.
+
+Whatever is not covered (a field, an argument, an abstract type, an error) sends the whole
+root field down the resolver path, the reference implementation; nothing is ever answered
+half compiled.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLIncludeDirective,
+    GraphQLObjectType,
+    GraphQLSkipDirective,
+    InlineFragmentNode,
+    OperationType,
+    SelectionSetNode,
+    get_named_type,
+    is_abstract_type,
+    is_object_type,
+)
+from graphql.execution.values import get_argument_values, get_directive_values
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from usagegraph.errors import UsageGraphError
+from usagegraph.observability.metrics import count_compiled_read
+from usagegraph.resolvers.compiled_reads import (
+    COMPILED_ROOTS,
+    NotCompilable,
+    Selection,
+    compiled_root,
+    compiles,
+)
+from usagegraph.schema.pagination import (
+    id_cursor,
+    institution_cursor,
+    moment_id_cursor,
+    page_size,
+)
+
+TYPENAME = "__typename"
+MAX_PLANS = 512
+
+
+def _page(arguments: dict[str, Any], decode_after: Callable[[str | None], Any]) -> dict[str, Any]:
+    after = arguments.get("after")
+    return {
+        "size": page_size(arguments.get("first")),
+        "after": decode_after(after),
+        "after_given": after is not None,
+    }
+
+
+def _moment_page(arguments: dict[str, Any]) -> dict[str, Any]:
+    page = _page(arguments, moment_id_cursor)
+    moment, row_id = page.pop("after")
+    page["before"] = (moment, row_id) if moment is not None else None
+    return page
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+# How each covered field's arguments read once decoded, by (type, field). A field with
+# arguments that is not listed here is not compiled.
+_ARGUMENTS: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("Query", "institution"): lambda a: {"id": a["id"]},
+    ("Query", "user"): lambda a: {"id": a["id"]},
+    ("Query", "institutions"): lambda a: _page(a, institution_cursor),
+    ("Institution", "members"): lambda a: _page(a, id_cursor),
+    ("User", "ledger"): lambda a: {
+        **_moment_page(a),
+        "type": _enum_value(a.get("type")),
+        "from": a.get("from_", a.get("from")),
+        "to": a.get("to"),
+    },
+    ("User", "usageEvents"): lambda a: {
+        **_moment_page(a),
+        "instance": a.get("instance_id", a.get("instanceId")),
+        "from": a.get("from_", a.get("from")),
+        "to": a.get("to"),
+    },
+}
+
+
+class SelectionPlans:
+    """Planned selections, most recently used kept; `built` counts the plans made (the
+    test of the cache reads it)."""
+
+    def __init__(self, capacity: int = MAX_PLANS) -> None:
+        self._plans: OrderedDict[tuple[Any, ...], Selection | None] = OrderedDict()
+        self._capacity = capacity
+        self.built = 0
+
+    def selection(
+        self,
+        execution: CompilingExecutionContext,
+        parent_type: GraphQLObjectType,
+        nodes: list[FieldNode],
+    ) -> Selection | None:
+        """The root field's selection, or None when it cannot be compiled."""
+        variables = execution.variable_values.coerced
+        source = execution.operation.loc.source.body if execution.operation.loc else None
+        key = (
+            source,
+            execution.operation.name.value if execution.operation.name else None,
+            nodes[0].alias.value if nodes[0].alias else nodes[0].name.value,
+            repr(sorted(variables.items())),
+        )
+        if source is not None and key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        self.built += 1
+        try:
+            plan: Selection | None = _Planner(execution).field(parent_type, nodes)
+        except (NotCompilable, UsageGraphError):
+            plan = None
+        if source is not None:
+            self._plans[key] = plan
+            if len(self._plans) > self._capacity:
+                self._plans.popitem(last=False)
+        return plan
+
+
+PLANS = SelectionPlans()
+
+
+class _Planner:
+    """Walks a root field's selection set the way graphql-core's `collect_fields` does."""
+
+    def __init__(self, execution: CompilingExecutionContext) -> None:
+        self.schema = execution.schema
+        self.fragments = execution.fragment_definitions
+        self.variables = execution.variable_values
+
+    def field(self, parent_type: GraphQLObjectType, nodes: list[FieldNode]) -> Selection:
+        first = nodes[0]
+        name = first.name.value
+        key = first.alias.value if first.alias else name
+        if name == TYPENAME:
+            return Selection(key=key, name=TYPENAME)
+        definition: GraphQLField | None = parent_type.fields.get(name)
+        if definition is None:
+            raise NotCompilable(name)
+        arguments = self._arguments(parent_type, name, definition, first)
+        named = get_named_type(definition.type)
+        if is_abstract_type(named):
+            raise NotCompilable(f"{parent_type.name}.{name}: abstract type")
+        children: tuple[Selection, ...] = ()
+        if is_object_type(named):
+            assert isinstance(named, GraphQLObjectType)
+            grouped: dict[str, list[FieldNode]] = {}
+            for node in nodes:
+                if node.selection_set is not None:
+                    self._collect(named, node.selection_set, grouped)
+            children = tuple(self.field(named, group) for group in grouped.values())
+        return Selection(key=key, name=name, arguments=arguments, children=children)
+
+    def _arguments(
+        self, parent_type: GraphQLObjectType, name: str, definition: GraphQLField, node: FieldNode
+    ) -> tuple[tuple[str, Any], ...]:
+        if not definition.args and not node.arguments:
+            return ()
+        decode = _ARGUMENTS.get((parent_type.name, name))
+        if decode is None:
+            raise NotCompilable(f"{parent_type.name}.{name}: arguments")
+        coerced = get_argument_values(definition, node, self.variables)
+        return tuple(decode(coerced).items())
+
+    def _collect(
+        self,
+        object_type: GraphQLObjectType,
+        selection_set: SelectionSetNode,
+        grouped: dict[str, list[FieldNode]],
+    ) -> None:
+        for node in selection_set.selections:
+            if not self._included(node):
+                continue
+            if isinstance(node, FieldNode):
+                key = node.alias.value if node.alias else node.name.value
+                grouped.setdefault(key, []).append(node)
+            elif isinstance(node, InlineFragmentNode):
+                condition = node.type_condition.name.value if node.type_condition else None
+                if self._applies(condition, object_type):
+                    self._collect(object_type, node.selection_set, grouped)
+            elif isinstance(node, FragmentSpreadNode):
+                fragment = self.fragments.get(node.name.value)
+                if fragment is not None and self._applies(
+                    fragment.type_condition.name.value, object_type
+                ):
+                    self._collect(object_type, fragment.selection_set, grouped)
+
+    def _included(self, node: Any) -> bool:
+        skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
+        if skip is not None and skip.get("if") is True:
+            return False
+        include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
+        return not (include is not None and include.get("if") is False)
+
+    def _applies(self, condition: str | None, object_type: GraphQLObjectType) -> bool:
+        if condition is None or condition == object_type.name:
+            return True
+        conditional = self.schema.get_type(condition)
+        return (
+            conditional is not None
+            and is_abstract_type(conditional)
+            and self.schema.is_sub_type(conditional, object_type)  # type: ignore[arg-type]
+        )
+
+
+class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, answering covered root fields of a query compiled."""
+
+    def execute_field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any = None,
+    ) -> Any:
+        if path.prev is None and self._may_compile(parent_type, field_details_list):
+            nodes = [details.node for details in field_details_list]
+            selection = PLANS.selection(self, parent_type, nodes)
+            if selection is None:
+                count_compiled_read(compiled=False)
+            else:
+                return self._compiled(
+                    selection, parent_type, source, field_details_list, path, position_context
+                )
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
+
+    def _may_compile(self, parent_type: GraphQLObjectType, field_details_list: Any) -> bool:
+        return (
+            self.operation.operation is OperationType.QUERY
+            and parent_type is self.schema.query_type
+            and field_details_list[0].node.name.value in COMPILED_ROOTS
+            and compiles(self.context_value)
+        )
+
+    async def _compiled(
+        self,
+        selection: Selection,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any,
+    ) -> Any:
+        try:
+            text = await compiled_root(self.context_value, selection)
+        except Exception as raw_error:  # as a resolver's error: located, coded, masked
+            field = parent_type.fields[field_details_list[0].node.name.value]
+            self.handle_field_error(raw_error, field.type, field_details_list, path)
+            return None
+        count_compiled_read(compiled=text is not None)
+        if text is not None:
+            return orjson.Fragment(text)
+        result = super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
+        return await result if self.is_awaitable(result) else result
