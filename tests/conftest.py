@@ -25,7 +25,7 @@ from tests.databases import (
 from usagegraph.app import create_app
 from usagegraph.db.engine import create_engine
 from usagegraph.db.schema_version import upgrade_to_head
-from usagegraph.settings import RateLimit, Settings
+from usagegraph.settings import RateLimit, Settings, WebhookSettings
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -86,6 +86,9 @@ def settings(database: TestDatabase, tmp_path: Path) -> Settings:
         data_dir=tmp_path,
         # Tests make many requests in a row with one token; tests/test_rate_limit.py turns it on.
         rate_limit=RateLimit(per_minute=0),
+        # In-process apps run no webhook deliverer (tests/webhooks/ run theirs explicitly);
+        # receivers in tests listen on loopback.
+        webhooks=WebhookSettings(deliver=False, allow_private=True),
     )
 
 

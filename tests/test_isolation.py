@@ -14,7 +14,8 @@ user for identity, wallet, ledger, usage events, account usage and usage history
 institution(id) of every institution with its members, usage, billing periods and buckets;
 institutions; bucket(id) of every bucket; userStats; node(id) with the global id of every
 user, institution, membership and bucket and of samples of ledger entries, usage events and
-snapshots of every tenant).
+snapshots of every tenant; the alert rules, alerts and webhook endpoints of every
+institution and the delivery log of every endpoint, which only its admins may read).
 
 What a caller may see is worked out here, from the contract's rules, not by asking the
 production access functions (`Allowed.of`). Every value in the data set is made unique and
@@ -56,18 +57,23 @@ from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.models import (
+    Alert,
+    AlertRule,
     ClientBucket,
     Institution,
     LedgerEntry,
     Membership,
+    OutboxEvent,
     Snapshot,
     UsageEvent,
     User,
     Wallet,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from usagegraph.db.schema_version import upgrade_to_head
 from usagegraph.demo_data import DemoSpec, generate_demo
-from usagegraph.settings import GraphQLLimits, RateLimit, Settings
+from usagegraph.settings import GraphQLLimits, RateLimit, Settings, WebhookSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -119,6 +125,7 @@ class Facts:
     wallets: set[int]
     keys: dict[str, str] = field(default_factory=dict)  # institution -> live API key
     revoked_key: str = ""
+    endpoints: dict[int, str] = field(default_factory=dict)  # webhook endpoint -> institution
 
     def member_of(self, user_id: int) -> set[str]:
         return {i for (u, i) in self.memberships if u == user_id}
@@ -155,9 +162,55 @@ async def build_data_set(engine: AsyncEngine) -> Facts:
             _, keys[institution_id] = await create_api_key(session, institution_id, "sweep")
         revoked_row, revoked = await create_api_key(session, sorted(keys)[0], "revoked")
         revoked_row.revoked_at = FIXED_NOW - timedelta(days=1)
+        endpoints = await _add_alerts_and_webhooks(session, sorted(keys))
     facts = await read_facts(engine)
-    facts.keys, facts.revoked_key = keys, revoked
+    facts.keys, facts.revoked_key, facts.endpoints = keys, revoked, endpoints
     return facts
+
+
+def hook_marker(institution_id: str) -> str:
+    """In an institution's webhook URL, delivery ids and alerts: for its admins only."""
+    return f"hookx-{institution_id}"
+
+
+async def _add_alerts_and_webhooks(
+    session: AsyncSession, institutions: list[str]
+) -> dict[int, str]:
+    """Per institution: a webhook endpoint with one delivery, an alert rule and an alert,
+    each carrying the institution's hook marker; the endpoint ids."""
+    endpoints: dict[int, str] = {}
+    for institution_id in institutions:
+        marker = hook_marker(institution_id)
+        endpoint = WebhookEndpoint(
+            institution_id=institution_id,
+            url=f"https://{marker}.example/hook",
+            event_types=["api_key.revoked"],
+            secret="whsec_" + "A" * 32,
+            status="active",
+        )
+        event = OutboxEvent(
+            event_id=f"msg_{marker}",
+            type="api_key.revoked",
+            institution_id=institution_id,
+            body="{}",
+        )
+        rule = AlertRule(
+            institution_id=institution_id, kind="institution_period_usage", threshold=Decimal(1)
+        )
+        session.add_all([endpoint, event, rule])
+        await session.flush()
+        session.add(WebhookDelivery(endpoint_id=endpoint.id, outbox_event_id=event.id))
+        session.add(
+            Alert(
+                rule_id=rule.id,
+                institution_id=institution_id,
+                kind=rule.kind,
+                subject="period:2026-05",
+                event_id=f"msg_{marker}-alert",
+            )
+        )
+        endpoints[endpoint.id] = institution_id
+    return endpoints
 
 
 async def _shape_roles(session: AsyncSession) -> None:
@@ -397,6 +450,7 @@ def forbidden_markers(allowed: Allowed, facts: Facts) -> list[str]:
             markers += [institution_id, name]
             markers += [b for b, owner in facts.buckets.items() if owner == institution_id]
     markers += [endpoint_marker(*pair) for pair in facts.usage_pairs() - allowed.usage]
+    markers += [hook_marker(i) for i in facts.institutions if i not in allowed.admin_of]
     return markers
 
 
@@ -713,6 +767,12 @@ INSTITUTION_OPERATIONS = {
     "buckets": "buckets { id bucketId institutionId snapshots(first: 100) { edges { node { "
     "id bucketId snapshotDate records } } } }",
 }
+# Alerts and webhooks (issue 18): an institution's admins and super only.
+ADMIN_OPERATIONS = {
+    "webhooks": "webhookEndpoints(institutionId: $id) { endpointId institutionId url }",
+    "alert-rules": "alertRules(institutionId: $id) { ruleId institutionId kind }",
+    "alerts": "alerts(institutionId: $id) { alertId institutionId eventId subject }",
+}
 NODE_FRAGMENT = """fragment N on Node { id
   ... on User { userId email fname lname }
   ... on Institution { databaseId name }
@@ -764,6 +824,21 @@ def graphql_lookups(facts: Facts) -> list[Lookup]:
                     "variables": {"id": institution_id},
                 }
             )
+        for selection in ADMIN_OPERATIONS.values():
+            operations.append(
+                {
+                    "query": f"query($id: String!) {{ {selection} }}",
+                    "variables": {"id": institution_id},
+                }
+            )
+    for endpoint_id in [*sorted(facts.endpoints), MISSING_USER]:
+        operations.append(
+            {
+                "query": "query($id: Int!) { webhookDeliveries(endpointId: $id) { deliveryId "
+                "endpointId eventId eventType } }",
+                "variables": {"id": endpoint_id},
+            }
+        )
     lookups.append(Lookup("batch", operations, len(operations)))
     lookups.append(
         _document(
@@ -882,6 +957,7 @@ def sweep_settings(database: TestDatabase, data_dir: Path) -> Settings:
         data_dir=data_dir,
         graphql=generous,
         rate_limit=RateLimit(per_minute=0),
+        webhooks=WebhookSettings(deliver=False),  # the sweep's endpoints are not real
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,11 +36,13 @@ from usagegraph.observability import metrics
 from usagegraph.observability.database import watch_database
 from usagegraph.observability.tracing import Tracing, tracing_from_env
 from usagegraph.outages import watch_engine
+from usagegraph.resolvers.wallet_operations import keep_expiring_reservations
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.schema.graphiql import graphiql_routes
 from usagegraph.schema.persisted_queries import create_persisted_queries
 from usagegraph.settings import Settings
+from usagegraph.webhooks.deliverer import Deliverer
 
 # After uvicorn's own shutdown window: the lifespan's cleanup (cancelled requests, the pool).
 SHUTDOWN_MARGIN_SECONDS = 10.0
@@ -82,6 +85,9 @@ def create_app(
             ),
             graceful_shutdown_seconds=settings.shutdown_timeout_seconds + SHUTDOWN_MARGIN_SECONDS,
         )
+        stop_delivering = asyncio.Event()
+        delivering: asyncio.Task[None] | None = None
+        expiring: asyncio.Task[None] | None = None
         try:
             app.state.engine = engine
             app.state.sessions = session_factory(engine, info=publisher_info(live_bus.publish))
@@ -95,12 +101,28 @@ def create_app(
             maintenance = asyncio.create_task(
                 keep_partitions_ahead(engine, history=settings.event_window.max_age)
             )
+            expiring = asyncio.create_task(
+                keep_expiring_reservations(app.state.sessions, clock, stop_delivering)
+            )
+            # Every worker runs one; the database lease lets one of them send at a time.
+            delivering = (
+                asyncio.create_task(
+                    Deliverer(app.state.sessions, settings.webhooks).run(stop_delivering)
+                )
+                if settings.webhooks.deliver
+                else None
+            )
             watchdog.start()
             metrics.READY.set(1)  # the schema was checked: ready until a probe says otherwise
             yield
         finally:
             watchdog.stop()
             maintenance.cancel()
+            stop_delivering.set()
+            for task in (delivering, expiring):
+                if task is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(task, SHUTDOWN_MARGIN_SECONDS)
             await settle_cancelled_work()
             await live_bus.close()
             if rate_limiter is not None:

@@ -175,6 +175,53 @@ def _run_with_database(
 @app.command(
     cls=PlainHelpCommand,
     epilog=epilog(
+        ["usagegraph worker"],
+        (
+            *DATABASE,
+            "USAGEGRAPH_WEBHOOKS_ALLOW_PRIVATE",
+            "USAGEGRAPH_WEBHOOKS_RETRY_BASE_MS",
+            "USAGEGRAPH_WEBHOOKS_MAX_ATTEMPTS",
+            "USAGEGRAPH_WEBHOOKS_POLL_MS",
+            "USAGEGRAPH_WEBHOOKS_TIMEOUT_SECONDS",
+            "USAGEGRAPH_WEBHOOKS_LEASE_SECONDS",
+        ),
+        CHECKED,
+    ),
+)
+def worker() -> None:
+    """Deliver webhooks, and release expired reservations, until stopped (Ctrl-C, SIGTERM).
+    Every `serve` worker also runs a deliverer (unless USAGEGRAPH_WEBHOOKS_DELIVER=false);
+    all of them share one database lease, so whichever holds it sends and the others wait:
+    run this to deliver from a process of its own, e.g. with USAGEGRAPH_WEBHOOKS_DELIVER=false
+    on the servers."""
+    import signal
+
+    from usagegraph.clock import system_clock
+    from usagegraph.db.engine import session_factory
+    from usagegraph.resolvers.wallet_operations import keep_expiring_reservations
+    from usagegraph.webhooks.deliverer import Deliverer
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def work(engine: AsyncEngine) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("usagegraph worker delivering webhooks")
+        sessions = session_factory(engine)
+        await asyncio.gather(
+            Deliverer(sessions, settings.webhooks).run(stop),
+            keep_expiring_reservations(sessions, system_clock, stop),
+        )
+
+    _run_with_database(settings, work)
+
+
+@app.command(
+    cls=PlainHelpCommand,
+    epilog=epilog(
         [
             "usagegraph serve --port 8000",
             "usagegraph serve --host 0.0.0.0 --port 8080 --workers 4",

@@ -69,6 +69,13 @@ VARIABLES = (
     "USAGEGRAPH_METRICS_TOKEN",
     "USAGEGRAPH_LOG_FORMAT",
     "USAGEGRAPH_LOG_LEVEL",
+    "USAGEGRAPH_WEBHOOKS_ALLOW_PRIVATE",
+    "USAGEGRAPH_WEBHOOKS_DELIVER",
+    "USAGEGRAPH_WEBHOOKS_RETRY_BASE_MS",
+    "USAGEGRAPH_WEBHOOKS_MAX_ATTEMPTS",
+    "USAGEGRAPH_WEBHOOKS_POLL_MS",
+    "USAGEGRAPH_WEBHOOKS_TIMEOUT_SECONDS",
+    "USAGEGRAPH_WEBHOOKS_LEASE_SECONDS",
 )
 
 LOG_FORMATS = ("json", "text")
@@ -179,6 +186,31 @@ class LiveLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Webhook endpoints and their deliverer (USAGEGRAPH_WEBHOOKS_*).
+
+    Attempt n (from 1) that fails is retried `retry_base_ms * 2**(n-1)` later, until
+    `max_attempts`: the defaults retry for about a day (90 s, 3 min, ... 12.8 h: 25.6 h in
+    all); tests shrink the base to milliseconds. `lease_seconds` is how long the elected
+    deliverer's lease lasts without renewal (after a crash, another process takes over then).
+    """
+
+    # Private, loopback and link-local receivers are refused (SSRF) unless this is true.
+    allow_private: bool = False
+    # Whether `serve` runs the (leader-elected) deliverer; `usagegraph worker` always does.
+    deliver: bool = True
+    retry_base_ms: int = 90_000
+    max_attempts: int = 11
+    poll_ms: int = 1000
+    timeout_seconds: int = 10
+    lease_seconds: int = 30
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        """How long after the `attempts`-th failed attempt the next one is due."""
+        return timedelta(milliseconds=self.retry_base_ms * 2 ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration of one usagegraph process."""
 
@@ -222,6 +254,7 @@ class Settings:
     log_format: str | None = None
     # USAGEGRAPH_LOG_LEVEL: a standard logging level name.
     log_level: str = "INFO"
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def backend(self) -> str:
@@ -284,6 +317,7 @@ class Settings:
             metrics_token=_metrics_token(env),
             log_format=_choice(env, "USAGEGRAPH_LOG_FORMAT", LOG_FORMATS),
             log_level=_choice(env, "USAGEGRAPH_LOG_LEVEL", LOG_LEVELS) or "INFO",
+            webhooks=_webhooks(env),
         )
 
 
@@ -339,6 +373,24 @@ def _auto_reload_limit(env: dict[str, str]) -> AutoReloadLimit:
         period_seconds=_integer(
             env, "USAGEGRAPH_AUTO_RELOAD_PERIOD_SECONDS", defaults.period_seconds, minimum=1
         ),
+    )
+
+
+def _webhooks(env: dict[str, str]) -> WebhookSettings:
+    defaults = WebhookSettings()
+    prefix = "USAGEGRAPH_WEBHOOKS_"
+    return WebhookSettings(
+        allow_private=_boolean(env, f"{prefix}ALLOW_PRIVATE", defaults.allow_private),
+        deliver=_boolean(env, f"{prefix}DELIVER", defaults.deliver),
+        retry_base_ms=_integer(env, f"{prefix}RETRY_BASE_MS", defaults.retry_base_ms, minimum=1),
+        max_attempts=_integer(
+            env, f"{prefix}MAX_ATTEMPTS", defaults.max_attempts, minimum=1, maximum=30
+        ),
+        poll_ms=_integer(env, f"{prefix}POLL_MS", defaults.poll_ms, minimum=10),
+        timeout_seconds=_integer(
+            env, f"{prefix}TIMEOUT_SECONDS", defaults.timeout_seconds, minimum=1, maximum=60
+        ),
+        lease_seconds=_integer(env, f"{prefix}LEASE_SECONDS", defaults.lease_seconds, minimum=1),
     )
 
 

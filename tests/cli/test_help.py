@@ -51,6 +51,15 @@ READS: dict[str, set[str]] = {
     "rollups": DATABASE,
     "rollups rebuild": DATABASE,
     "send": CLIENT,
+    "worker": DATABASE
+    | {
+        "USAGEGRAPH_WEBHOOKS_ALLOW_PRIVATE",
+        "USAGEGRAPH_WEBHOOKS_RETRY_BASE_MS",
+        "USAGEGRAPH_WEBHOOKS_MAX_ATTEMPTS",
+        "USAGEGRAPH_WEBHOOKS_POLL_MS",
+        "USAGEGRAPH_WEBHOOKS_TIMEOUT_SECONDS",
+        "USAGEGRAPH_WEBHOOKS_LEASE_SECONDS",
+    },
 }
 TYPE_NOISE = re.compile(r"<[a-z][a-z ]*>")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

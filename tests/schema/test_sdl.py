@@ -30,7 +30,7 @@ def test_the_exported_sdl_declares_the_roots_the_server_has() -> None:
         assert (built_root and built_root.name) == (live_root and live_root.name), operation
     # The live updates are the subscription root; the plan type is named apart from it.
     assert built.subscription_type is not None
-    assert set(built.subscription_type.fields) == {"usageUpdated", "walletChanged"}
+    assert set(built.subscription_type.fields) == {"usageUpdated", "walletChanged", "alertRaised"}
     assert "PlanSubscription" in built.type_map
 
 

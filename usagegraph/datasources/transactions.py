@@ -42,6 +42,8 @@ DEFAULT_ATTEMPTS = 5
 # against `money_range.MAX_STORED` before writing; only writers racing past the bound on the
 # same unlocked total get here, and the client's write is what would overflow it.
 OVERFLOW_SQLSTATE = "22003"
+# session.info key of the outbox events the current write transaction queued.
+QUEUED_EVENTS = "usagegraph.queued_events"
 
 
 class WriteConflict(Exception):
@@ -62,6 +64,9 @@ async def write_transaction(session: AsyncSession) -> AsyncIterator[AsyncSession
     lock upgrade; the busy timeout of the engine makes the second one wait.
     """
     async with session.begin():
+        # The outbox events this transaction queues (`datasources.outbox.queued_events`);
+        # emptied per attempt, so after a retried write it lists the committed attempt's.
+        session.info[QUEUED_EVENTS] = []
         if dialect_of(session) == "sqlite":
             await session.execute(text("BEGIN IMMEDIATE"))
         yield session

@@ -90,6 +90,8 @@ class Posting:
     metadata: dict[str, Any]
     created_at: datetime
     id: int | None = None
+    # Posted by auto-reload (not a credit someone sent): what `wallet.auto_reloaded` reports.
+    auto_reload: bool = False
 
 
 @dataclass(slots=True)
@@ -245,3 +247,15 @@ async def reservation_for_update(session: AsyncSession, reservation_id: int) -> 
         .execution_options(populate_existing=True)
     )
     return await session.scalar(statement)
+
+
+async def expired_reservations(session: AsyncSession, now: datetime, limit: int) -> list[int]:
+    """Ids of held reservations whose expiry has passed, oldest expiry first (read without
+    locks: the caller settles each under its wallet's lock, checking again)."""
+    statement = (
+        select(Reservation.id)
+        .where(Reservation.status == "held", Reservation.expires_at <= now)
+        .order_by(Reservation.expires_at, Reservation.id)
+        .limit(limit)
+    )
+    return list(await session.scalars(statement))

@@ -28,6 +28,13 @@ def wallet_channel(user_id: int) -> str:
     return f"wallet.{user_id}"
 
 
+def alert_channel(institution_id: str | None, user_id: int | None) -> str:
+    """Alerts of an institution's rules, or of one user's wallet rules."""
+    if institution_id is not None:
+        return f"alerts.{institution_id}"
+    return f"alerts.personal.{user_id}"
+
+
 def note_of(user_ids: Iterable[int] | None) -> Payload:
     """The note for these users (None: anyone)."""
     if user_ids is None:

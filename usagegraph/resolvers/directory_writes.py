@@ -37,6 +37,7 @@ from usagegraph.auth.access import (
 from usagegraph.auth.api_keys import create_api_key as store_api_key
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources import directory_writes
+from usagegraph.datasources.outbox import enqueue
 from usagegraph.datasources.transactions import run_write
 from usagegraph.datasources.usage_writes import forget_events
 from usagegraph.db.models import ApiKey, Membership
@@ -314,6 +315,13 @@ async def create_api_key(
         row, key = await store_api_key(session, institution_id, name)
         row.created_at = now
         await session.flush()
+        await enqueue(
+            session,
+            now,
+            "api_key.created",
+            {"api_key_id": row.id, "institution_id": institution_id, "name": row.name},
+            institution_id=institution_id,
+        )
         return CreatedApiKey(key=key, api_key=api_key_info(row))
 
     return await run_write(session, work)
@@ -336,6 +344,13 @@ async def revoke_api_key(
         if row.revoked_at is None:
             row.revoked_at = now
             await session.flush()
+            await enqueue(
+                session,
+                now,
+                "api_key.revoked",
+                {"api_key_id": row.id, "institution_id": row.institution_id, "name": row.name},
+                institution_id=row.institution_id,
+            )
         return api_key_info(row)
 
     return await run_write(session, work)

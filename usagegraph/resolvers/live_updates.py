@@ -16,8 +16,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from usagegraph.live.channels import Payload, concerns, usage_channel, wallet_channel
+from usagegraph.live.channels import (
+    Payload,
+    alert_channel,
+    concerns,
+    usage_channel,
+    wallet_channel,
+)
 from usagegraph.live.feed import coalesced
+from usagegraph.resolvers.alerts import MAX_LIST, RaisedAlert, list_alerts, owner_of
 from usagegraph.resolvers.live_context import LiveContext
 from usagegraph.resolvers.usage_history import (
     Scope,
@@ -79,3 +86,25 @@ async def wallet_updates(live: LiveContext) -> AsyncIterator[CreditBalance]:
 async def _balance_now(live: LiveContext, user_id: int) -> CreditBalance:
     async with live.reading() as context:
         return await wallet_balance(context, user_id)
+
+
+async def alert_updates(
+    live: LiveContext, institution_id: str | None
+) -> AsyncIterator[RaisedAlert]:
+    """Each alert raised from now on by an institution's rules (its admins) or by the
+    caller's wallet rules: the `alerts` query's rule (FORBIDDEN before anything is sent),
+    read again after each commit that raised one. Unlike the other two, nothing is sent at
+    first: an alert is an event, not a value; alerts raised in one burst arrive one by one."""
+    institution, user = owner_of(live.principal, institution_id)
+    async with live.bus.subscribe([alert_channel(institution, user)]) as feed:
+        seen = max((alert.id for alert in await _latest_alerts(live, institution_id)), default=0)
+        async for _turn in coalesced(feed, lambda _channel, _note: True):
+            raised = [a for a in await _latest_alerts(live, institution_id) if a.id > seen]
+            for alert in sorted(raised, key=lambda a: a.id):
+                seen = max(seen, alert.id)
+                yield alert
+
+
+async def _latest_alerts(live: LiveContext, institution_id: str | None) -> list[RaisedAlert]:
+    async with live.reading() as context, context.sessions() as session:
+        return await list_alerts(session, context.principal, institution_id, MAX_LIST)

@@ -73,6 +73,7 @@ from usagegraph.errors import (
 from usagegraph.input_ids import INSTITUTION_ID_PATTERN, is_id
 from usagegraph.money import canonical_money
 from usagegraph.observability.metrics import count_usage_outcomes
+from usagegraph.resolvers import alerts
 from usagegraph.resolvers.event_time_window import (
     EventTimeBounds,
     check_event_time,
@@ -330,6 +331,8 @@ class _BatchWriter:
 
     async def run(self) -> dict[int, UsageOutcome]:
         facts, book = await self._read_locked()
+        lifetime_before = dict(facts.lifetime)
+        available_before = alerts.available_of(book.wallets)
         judgement = _Judgement()
         for index, event in self.events:
             try:
@@ -337,7 +340,41 @@ class _BatchWriter:
             except UsageGraphError as error:
                 judgement.outcomes[index] = _refused(index, error)
         await self._write(judgement, book)
+        await self._alert(judgement, facts, lifetime_before, book, available_before)
         return judgement.outcomes
+
+    async def _alert(
+        self,
+        judgement: _Judgement,
+        facts: _Facts,
+        lifetime_before: dict[UsageKey, Decimal],
+        book: LedgerBook,
+        available_before: dict[int, Decimal],
+    ) -> None:
+        """Crossings this batch caused, checked in its transaction (`resolvers.alerts`):
+        capped members' caps (their memberships are locked), the institutions' period
+        totals (their rules are locked there), and the debited wallets (locked)."""
+        members: dict[UsageKey, alerts.MemberUsage] = {}
+        periods: dict[str, set[str]] = {}
+        for item in judgement.accepted:
+            institution = item.event.institution_id
+            if institution is None:
+                continue
+            periods.setdefault(institution, set()).add(alerts.period_of(item.event.occurred_at))
+            key = (item.event.user_id, item.event.instance)
+            cap = facts.members.get((item.event.user_id, institution))
+            if cap is not None and cap.cap is not None and key not in members:
+                members[key] = alerts.MemberUsage(
+                    user_id=item.event.user_id,
+                    institution_id=institution,
+                    cap=cap.cap,
+                    before=lifetime_before.get(key, Decimal(0)),
+                    after=facts.lifetime.get(key, Decimal(0)),
+                )
+        if periods:
+            await alerts.after_usage(self.session, self.now, members.values(), periods)
+        if book.postings:
+            await alerts.after_wallet_moves(self.session, self.now, book, available_before)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -27,6 +27,9 @@ from `resolvers.metering`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,12 +42,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from usagegraph import money_range
 from usagegraph.auth.access import is_super
 from usagegraph.auth.principal import Principal
+from usagegraph.datasources.outbox import enqueue
 from usagegraph.datasources.transactions import run_write
 from usagegraph.datasources.wallet_writes import (
     LedgerBook,
     Posting,
     add_reservation,
     credits_since,
+    expired_reservations,
     locked_wallet,
     reservation_for_update,
     reservation_owner,
@@ -60,11 +65,13 @@ from usagegraph.errors import (
 )
 from usagegraph.input_ids import is_id
 from usagegraph.observability.metrics import count_refused_debit
+from usagegraph.resolvers import alerts
 from usagegraph.resolvers.wallet_account import CreditBalance, credit_balance
 from usagegraph.resolvers.wallet_ledger import CreditLedgerEntry, LedgerType
 from usagegraph.settings import AutoReloadLimit
 from usagegraph.shapes import described
 
+log = logging.getLogger(__name__)
 MAX_TEXT = 500
 MAX_REFERENCE = 255
 AUTO_RELOAD_DESCRIPTION = "Auto-reload"
@@ -102,6 +109,9 @@ class CreditReservation:
     description: str | None = described("What it is for.")
     created_at: datetime = described("When it was made.")
     settled_at: datetime | None = described("When it was captured or released.")
+    expires_at: datetime | None = described(
+        "When it is released by itself if still held (null: never)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +212,15 @@ def maybe_auto_reload(
         return None
     book.reloads_left[wallet.user_id] -= 1
     assert wallet.auto_reload_amount is not None
-    return book.post(
+    posting = book.post(
         wallet,
         "credit",
         wallet.auto_reload_amount,
         description=AUTO_RELOAD_DESCRIPTION,
         metadata={"auto_reload": True, "threshold": str(wallet.auto_reload_threshold)},
     )
+    posting.auto_reload = True
+    return posting
 
 
 def spend(
@@ -266,6 +278,7 @@ def reservation_of(row: Reservation) -> CreditReservation:
         description=row.description,
         created_at=row.created_at,
         settled_at=row.settled_at,
+        expires_at=row.expires_at,
     )
 
 
@@ -301,8 +314,10 @@ async def _movement(
             book = LedgerBook(session, now, wallets)
         else:
             book = await open_book(session, now, wallets, reload_limit)
+        before = alerts.available_of(wallets)
         entry, reload = apply(book, wallet)
         await book.write()
+        await alerts.after_wallet_moves(session, now, book, before)
         return WalletMovement(
             entry=ledger_entry_of(entry),
             auto_reload=ledger_entry_of(reload) if reload else None,
@@ -472,15 +487,19 @@ async def reserve_credits(
     amount: Decimal,
     description: str | None = None,
     reload_limit: AutoReloadLimit = DEFAULT_RELOAD_LIMIT,
+    expires_at: datetime | None = None,
 ) -> ReservationMovement:
     """Hold `amount` (> 0) of the available credits; INSUFFICIENT_CREDITS if not available.
 
     Holding lowers `available`, so it may trigger auto-reload like a debit does (within
-    `reload_limit`).
+    `reload_limit`). With `expires_at` (after now), a reservation still held then is released
+    by `expire_reservations`.
     """
     require_wallet_operator(principal)
     amount = positive(amount)
     description = optional_text(description, "description")
+    if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+        raise invalid("expiresAt must be a time with an offset, after now")
 
     async def work(session: AsyncSession) -> ReservationMovement:
         await _require_user(session, user_id)
@@ -492,7 +511,9 @@ async def reserve_credits(
         book.hold(wallet, amount)
         reload = maybe_auto_reload(book, wallet, before)
         row = await add_reservation(session, user_id, amount, description, book.moment(wallet))
+        row.expires_at = expires_at
         await book.write()
+        await alerts.after_wallet_moves(session, now, book, {user_id: before})
         return ReservationMovement(
             reservation=reservation_of(row),
             entry=None,
@@ -553,6 +574,7 @@ async def capture_reservation(
 
     async def work(session: AsyncSession) -> ReservationMovement:
         row, wallet, book = await _held_reservation(session, now, reservation_id)
+        before = alerts.available_of(book.wallets)
         captured = row.amount if amount is None else amount
         if captured > row.amount:
             raise invalid(f"amount must not exceed the {row.amount} held")
@@ -571,6 +593,7 @@ async def capture_reservation(
         row.captured_amount = captured
         row.settled_at = book.moment(wallet)
         await book.write()
+        await alerts.after_wallet_moves(session, now, book, before)
         return ReservationMovement(
             reservation=reservation_of(row),
             entry=ledger_entry_of(entry) if entry else None,
@@ -593,10 +616,12 @@ async def release_reservation(
 
     async def work(session: AsyncSession) -> ReservationMovement:
         row, wallet, book = await _held_reservation(session, now, reservation_id)
+        before = alerts.available_of(book.wallets)
         book.unhold(wallet, row.amount)
         row.status = ReservationStatus.RELEASED.value
         row.settled_at = book.moment(wallet)
         await book.write()
+        await alerts.after_wallet_moves(session, now, book, before)
         return ReservationMovement(
             reservation=reservation_of(row),
             entry=None,
@@ -605,3 +630,70 @@ async def release_reservation(
         )
 
     return await run_write(session, work)
+
+
+async def expire_reservations(session: AsyncSession, now: datetime, *, limit: int = 100) -> int:
+    """Release held reservations whose `expires_at` has passed, each in its own write under
+    its wallet's lock (settled once: one already settled meanwhile is left alone). Each
+    writes `reservation.expired` to the outbox and fires the owner's `reservation_expired`
+    rules in that transaction. How many were released. Run by `serve` and `worker`."""
+    due = await expired_reservations(session, now, limit)
+    await session.rollback()  # end the read's transaction: each release is a write of its own
+    released = 0
+    for reservation_id in due:
+
+        async def work(session: AsyncSession, reservation_id: int = reservation_id) -> bool:
+            owner = await reservation_owner(session, reservation_id)
+            if owner is None:
+                return False
+            wallet = await locked_wallet(session, owner, now)
+            row = await reservation_for_update(session, reservation_id)
+            if wallet is None or row is None or row.status != ReservationStatus.HELD:
+                return False
+            if row.expires_at is None or row.expires_at > now:
+                return False
+            book = LedgerBook(session, now, {owner: wallet})
+            before = alerts.available_of(book.wallets)
+            book.unhold(wallet, row.amount)
+            row.status = ReservationStatus.RELEASED.value
+            row.settled_at = book.moment(wallet)
+            await book.write()
+            await enqueue(
+                session,
+                now,
+                "reservation.expired",
+                {"reservation_id": row.id, "user_id": owner, "amount": row.amount},
+                user_id=owner,
+            )
+            await alerts.reservation_expired(session, now, owner, row.id, row.amount)
+            await alerts.after_wallet_moves(session, now, book, before)
+            return True
+
+        if await run_write(session, work):
+            released += 1
+    return released
+
+
+EXPIRY_SWEEP_SECONDS = 30.0
+
+
+async def keep_expiring_reservations(
+    sessions: Callable[[], Any],
+    clock: Callable[[], datetime],
+    stop: asyncio.Event,
+    seconds: float = EXPIRY_SWEEP_SECONDS,
+) -> None:
+    """Release expired reservations every `seconds` until `stop` (every `serve` worker and
+    `usagegraph worker` run one: each release re-checks under the wallet's lock, so
+    several sweepers release a reservation once)."""
+    while True:
+        # Waits first: a process that lives less than `seconds` (a test app) never sweeps.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        if stop.is_set():
+            return
+        try:
+            async with sessions() as session:
+                await expire_reservations(session, clock())
+        except Exception:  # an outage must not end the sweep
+            log.exception("reservation expiry sweep failed")

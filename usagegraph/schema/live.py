@@ -18,7 +18,7 @@ from strawberry.types.graphql import OperationType
 
 from usagegraph.resolvers import live_updates
 from usagegraph.resolvers.live_context import LiveContext
-from usagegraph.schema import usage_history, wallet
+from usagegraph.schema import alerts, usage_history, wallet
 
 LiveInfo = StrawberryInfo[LiveContext, None]
 OVER_HTTP = "Subscriptions run over a websocket (graphql-transport-ws on /graphql), not HTTP"
@@ -78,3 +78,20 @@ class Subscription:
     async def wallet_changed(self, info: LiveInfo) -> AsyncGenerator[wallet.CreditBalance, None]:
         async for balance in live_updates.wallet_updates(info.context):
             yield balance  # type: ignore[misc]
+
+    @strawberry.subscription(
+        description="Each alert raised from now on by the rules of an institution you "
+        "administer, or (without `institutionId`) of your own wallet: the `alerts` query's "
+        "rule, FORBIDDEN for anyone else. Nothing is sent at first; alerts raised together "
+        "arrive one message each."
+    )
+    async def alert_raised(
+        self,
+        info: LiveInfo,
+        institution_id: Annotated[
+            str | None,
+            strawberry.argument(description="An institution you administer; none: your wallet."),
+        ] = None,
+    ) -> AsyncGenerator[alerts.Alert, None]:  # type: ignore[valid-type]
+        async for alert in live_updates.alert_updates(info.context, institution_id):
+            yield alert  # type: ignore[misc]

@@ -15,6 +15,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from usagegraph.input_ids import is_id
 from usagegraph.resolvers import directory
+from usagegraph.schema.alerts import AlertMutations, AlertQueries
 from usagegraph.schema.buckets import ClientBucket, Snapshot, resolve_bucket
 from usagegraph.schema.buckets_mutations import BucketsMutations
 from usagegraph.schema.compiled_execution import CompilingExecutionContext
@@ -46,11 +47,12 @@ from usagegraph.schema.user_stats import UserStatsInput, UserStatsReport, resolv
 from usagegraph.schema.viewer import Viewer, resolve_viewer
 from usagegraph.schema.wallet import LedgerEntry
 from usagegraph.schema.wallet_mutations import WalletMutations
+from usagegraph.schema.webhooks import WebhookMutations, WebhookQueries
 from usagegraph.settings import GraphQLLimits
 
 
 @strawberry.type(description="The entry points of the usagegraph API.")
-class Query:
+class Query(AlertQueries, WebhookQueries):
     viewer: Viewer = strawberry.field(
         resolver=resolve_viewer, description="The caller of this request."
     )
@@ -133,6 +135,8 @@ class Mutation(
     ForgetUsageMutations,
     BucketsMutations,
     DirectoryMutations,
+    AlertMutations,
+    WebhookMutations,
 ):
     pass
 

@@ -7,6 +7,7 @@ again) and writes the ledger in one transaction; the movement it answers is rend
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -119,6 +120,11 @@ class ReserveCreditsInput:
         description="Credits to hold (> 0); INSUFFICIENT_CREDITS when not available."
     )
     description: str | None = strawberry.field(default=None, description="What it is for.")
+    expires_at: datetime | None = strawberry.field(
+        default=None,
+        description="Release it by itself at this time if it is still held (after now); "
+        "the owner's reservation_expired alert rules fire then.",
+    )
 
 
 @strawberry.input(description="Charge a held reservation.")
@@ -226,6 +232,7 @@ class WalletMutations:
                 amount=input.amount,
                 description=input.description,
                 reload_limit=write.settings.auto_reload,
+                expires_at=input.expires_at,
             )
         return ReservationMovement.from_result(movement)
 

@@ -1,9 +1,16 @@
 """Every table, importable from one place (Alembic reads `Base.metadata` from here)."""
 
+from usagegraph.db.models.alerts import Alert, AlertRule, AlertState
 from usagegraph.db.models.api_keys import ApiKey
 from usagegraph.db.models.base import Base, utcnow
 from usagegraph.db.models.buckets import ClientBucket, Snapshot
 from usagegraph.db.models.institutions import Institution, Membership, new_institution_id
+from usagegraph.db.models.outbox import (
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WorkerLease,
+)
 from usagegraph.db.models.usage import PERSONAL_INSTANCE, UsageEvent, UsageIdempotencyKey
 from usagegraph.db.models.usage_rollups import (
     ROLLUPS,
@@ -25,12 +32,16 @@ from usagegraph.db.models.wallets import (
 __all__ = [
     "PERSONAL_INSTANCE",
     "ROLLUPS",
+    "Alert",
+    "AlertRule",
+    "AlertState",
     "ApiKey",
     "Base",
     "ClientBucket",
     "Institution",
     "LedgerEntry",
     "Membership",
+    "OutboxEvent",
     "Reservation",
     "Snapshot",
     "Subscription",
@@ -43,6 +54,9 @@ __all__ = [
     "UsageTotal",
     "User",
     "Wallet",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WorkerLease",
     "new_institution_id",
     "signed_amount",
     "utcnow",

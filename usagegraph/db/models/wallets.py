@@ -99,7 +99,10 @@ class Reservation(Base):
     description: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A held reservation past this time is released by the expiry sweep (migration 0009).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         CheckConstraint("status IN ('held', 'captured', 'released')", name="status_known"),
+        Index("ix_reservations_status_expires_at", "status", "expires_at"),
     )

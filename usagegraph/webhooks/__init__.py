@@ -1,0 +1,1 @@
+"""Webhook delivery: the process-level worker that carries outbox deliveries out."""
