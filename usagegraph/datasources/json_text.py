@@ -51,13 +51,13 @@ def money(expression: str) -> str:
 
 
 def iso_instant(expression: str) -> str:
-    """The instant's `datetime.isoformat()` in UTC, without quotes (NULL stays NULL).
-
-    One `to_char` with the microseconds, dropped when they are all zero (the text holds a
-    single `.`, followed by exactly six digits).
-    """
+    """The instant's `datetime.isoformat()` in UTC, without quotes (NULL stays NULL)."""
     local = f"({expression}) {_UTC}"
-    return f"(replace(to_char({local}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '.000000', '') || '+00:00')"
+    return (
+        f"(to_char({local}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
+        f"CASE WHEN to_char({local}, 'US') = '000000' THEN '' "
+        f"ELSE '.' || to_char({local}, 'US') END || '+00:00')"
+    )
 
 
 def instant(expression: str) -> str:

@@ -66,6 +66,7 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.schema import validate_document
 
 from usagegraph.errors import ErrorCode
 from usagegraph.schema.document_shape import SATURATED, measure
@@ -132,7 +133,24 @@ class ShapedValidation(ValidationCache):
             context.pre_execution_errors = errors
             yield
             return
-        yield from super().on_validate()
+        source = _source_of(document) if document is not None else None
+        if source is None:
+            yield from super().on_validate()
+            return
+        # Keyed by the document's text: Strawberry's cache hashes the whole syntax tree (every
+        # node, recursively) on each request to find the same answer.
+        key = (source, id(context.schema._schema), tuple(map(id, context.validation_rules)))
+        found = _VALIDATED.get(key)
+        if found is None:
+            VALIDATIONS_RUN[0] += 1
+            found = validate_document(context.schema._schema, document, context.validation_rules)
+            _VALIDATED[key] = found
+            if len(_VALIDATED) > _VALIDATED_CAPACITY:
+                _VALIDATED.popitem(last=False)
+        else:
+            _VALIDATED.move_to_end(key)
+        context.pre_execution_errors = found
+        yield
 
 
 class NamedOperationChoice(SchemaExtension):
@@ -182,6 +200,9 @@ class _WithinLimits:
 
 
 MAX_KEPT_VARIABLES = 2048  # characters of repr(variables)
+_VALIDATED_CAPACITY = 1024
+VALIDATIONS_RUN = [0]  # documents validated (not found kept): the cache's test reads it
+_VALIDATED: OrderedDict[tuple[Any, ...], list[GraphQLError]] = OrderedDict()
 _SHAPES_WITHIN = _WithinLimits()
 _COSTS_WITHIN = _WithinLimits()
 
