@@ -204,6 +204,29 @@ class Page:
     cursor: Callable[[str], str]  # SQL text of a row's cursor
     parent: str | None = None  # the parent row's alias (a member's institution)
 
+    @classmethod
+    def of(
+        cls,
+        selection: Selection,
+        type_name: str,
+        order: Sequence[Ordered],
+        rows: Callable[[JsonStatement, str], str],
+        count: Callable[[JsonStatement], str],
+        cursor: Callable[[str], str],
+        parent: str | None = None,
+    ) -> Page:
+        """The page a connection's decoded arguments ask for (`schema.compiled_execution`)."""
+        return cls(
+            type_name=type_name,
+            size=selection.argument("size"),
+            after_given=selection.argument("after_given", False),
+            order=order,
+            rows=rows,
+            count=count,
+            cursor=cursor,
+            parent=parent,
+        )
+
 
 def _order_sql(key: Ordered, row: str) -> str:
     return f"{row}.{key.name} {'DESC' if key.descending else 'ASC'}"
@@ -221,7 +244,7 @@ def _count(table: str, conditions: str) -> str:
 # --- the pages -------------------------------------------------------------------------
 
 
-def _members(statement: JsonStatement, institution: str, selection: Selection) -> Page:
+def _members(institution: str, selection: Selection) -> Page:
     after = selection.argument("after")
 
     def conditions(s: JsonStatement) -> str:
@@ -237,10 +260,9 @@ def _members(statement: JsonStatement, institution: str, selection: Selection) -
             where += f" AND memberships.user_id > {s.parameter(after)}"
         return _limited("memberships", where, MEMBERS_BY_USER, limit)
 
-    return Page(
+    return Page.of(
+        selection,
         type_name="Membership",
-        size=selection.argument("size"),
-        after_given=selection.argument("after_given", False),
         order=MEMBERS_BY_USER,
         rows=rows,
         count=lambda s: _count("memberships", conditions(s)),
@@ -249,7 +271,7 @@ def _members(statement: JsonStatement, institution: str, selection: Selection) -
     )
 
 
-def _institutions(statement: JsonStatement, selection: Selection) -> Page:
+def _institutions(selection: Selection) -> Page:
     after = selection.argument("after")
     order = (Ordered("id"),)
 
@@ -259,10 +281,9 @@ def _institutions(statement: JsonStatement, selection: Selection) -> Page:
             where += f" AND institutions.id > {s.parameter(after)}"
         return _limited("institutions", where, order, limit)
 
-    return Page(
+    return Page.of(
+        selection,
         type_name="Institution",
-        size=selection.argument("size"),
-        after_given=selection.argument("after_given", False),
         order=order,
         rows=rows,
         count=lambda s: _count("institutions", s.clause(readable_institutions(s.principal))),
@@ -270,7 +291,7 @@ def _institutions(statement: JsonStatement, selection: Selection) -> Page:
     )
 
 
-def _ledger(statement: JsonStatement, user: str, selection: Selection) -> Page:
+def _ledger(user: str, selection: Selection) -> Page:
     entry_type = selection.argument("type")
     start, end = selection.argument("from"), selection.argument("to")
     moment = selection.argument("before")
@@ -286,10 +307,9 @@ def _ledger(statement: JsonStatement, user: str, selection: Selection) -> Page:
             where += f" AND {s.clause(older_than(before))}"
         return _limited("ledger_entries", where, LEDGER_NEWEST_FIRST, limit)
 
-    return Page(
+    return Page.of(
+        selection,
         type_name="LedgerEntry",
-        size=selection.argument("size"),
-        after_given=selection.argument("after_given", False),
         order=LEDGER_NEWEST_FIRST,
         rows=rows,
         count=lambda s: _count("ledger_entries", conditions(s)),
@@ -299,7 +319,7 @@ def _ledger(statement: JsonStatement, user: str, selection: Selection) -> Page:
     )
 
 
-def _usage_events(statement: JsonStatement, user: str, selection: Selection) -> Page:
+def _usage_events(user: str, selection: Selection) -> Page:
     event_filter = EventFilter(
         instance=selection.argument("instance"),
         start=selection.argument("from"),
@@ -339,10 +359,9 @@ def _usage_events(statement: JsonStatement, user: str, selection: Selection) -> 
             f"WHERE usage_totals.user_id = {user}.id AND {s.clause(*conditions)})::text"
         )
 
-    return Page(
+    return Page.of(
+        selection,
         type_name="UsageEvent",
-        size=selection.argument("size"),
-        after_given=selection.argument("after_given", False),
         order=EVENTS_NEWEST_FIRST,
         rows=rows,
         count=count,
@@ -413,9 +432,7 @@ _FIELDS: dict[str, dict[str, Render]] = {
         "planLimit": _column(js.integer, "plan_limit"),
         "defaultCap": _column(js.money, "default_cap"),
         "createdAt": _column(js.instant, "created_at"),
-        "members": lambda s, row, selected, parent: s.connection(
-            _members(s, row, selected), selected
-        ),
+        "members": lambda s, row, selected, parent: s.connection(_members(row, selected), selected),
     },
     "Membership": {
         "id": _typed_id(
@@ -440,11 +457,9 @@ _FIELDS: dict[str, dict[str, Render]] = {
         "createdAt": _column(js.instant, "created_at"),
         "lastLoginAt": _column(js.instant, "last_login_at"),
         "wallet": _user_wallet,
-        "ledger": lambda s, row, selected, parent: s.connection(
-            _ledger(s, row, selected), selected
-        ),
+        "ledger": lambda s, row, selected, parent: s.connection(_ledger(row, selected), selected),
         "usageEvents": lambda s, row, selected, parent: s.connection(
-            _usage_events(s, row, selected), selected
+            _usage_events(row, selected), selected
         ),
     },
     # A wallet row (or the NULLs of none) of the user `parent`.
@@ -555,7 +570,7 @@ def _root_statement(principal: Principal, root: Selection) -> tuple[str, tuple[A
         source = f"(SELECT users.* FROM users WHERE {conditions}) AS {row}"
         value = f"coalesce((SELECT {user} FROM {source}), 'null')"
     elif root.name == "institutions":
-        value = statement.connection(_institutions(statement, root), root)
+        value = statement.connection(_institutions(root), root)
     else:
         raise NotCompilable(f"Query.{root.name}")
     return f"SELECT {value}", tuple(statement.parameters)
