@@ -17,10 +17,8 @@ TYPENAME = "__typename"
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """One field of the response: `key` is its alias (or name), `name` the schema field.
-
-    For `__typename`, `arguments` holds the object type's name under "value".
-    """
+    """One field of the response: `key` is its alias (or name), `name` the schema field
+    (`__typename` included: the renderer knows each object's type)."""
 
     key: str
     name: str
@@ -32,20 +30,6 @@ class Selection:
             if argument_name == name:
                 return value
         return default
-
-    def child(self, name: str) -> Selection | None:
-        """The first child selecting field `name` (a connection's `edges`, `pageInfo`)."""
-        for selected in self.children:
-            if selected.name == name:
-                return selected
-        return None
-
-    def walk(self) -> list[Selection]:
-        """This selection and every selection below it."""
-        found = [self]
-        for selected in self.children:
-            found.extend(selected.walk())
-        return found
 
 
 class NotCompilable(Exception):

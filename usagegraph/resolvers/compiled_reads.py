@@ -23,11 +23,13 @@ from usagegraph.auth.access import (
 )
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources.json_reads import read_json, root_statement
-from usagegraph.datasources.selections import NotCompilable, Selection
+from usagegraph.datasources.selections import TYPENAME, NotCompilable, Selection
 from usagegraph.errors import UsageGraphError
 from usagegraph.input_ids import is_id
 from usagegraph.resolvers.request_context import RequestContext
 from usagegraph.resolvers.wallet_ledger import LedgerFilter, validate_filter
+
+__all__ = ["COMPILED_ROOTS", "TYPENAME", "NotCompilable", "Selection", "compiled_root", "compiles"]
 
 # The root fields the compiled path answers (others always take the resolver path).
 COMPILED_ROOTS = frozenset({"institution", "institutions", "user"})

@@ -43,6 +43,7 @@ from usagegraph.errors import UsageGraphError
 from usagegraph.observability.metrics import count_compiled_read
 from usagegraph.resolvers.compiled_reads import (
     COMPILED_ROOTS,
+    TYPENAME,
     NotCompilable,
     Selection,
     compiled_root,
@@ -55,7 +56,6 @@ from usagegraph.schema.pagination import (
     page_size,
 )
 
-TYPENAME = "__typename"
 MAX_PLANS = 512
 
 
