@@ -15,7 +15,6 @@ the tables `_FIELDS` below; `docs/decisions.md` lists them.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,7 @@ from usagegraph.datasources.wallet import (
 )
 from usagegraph.datasources.wallet_batches import LEDGER_NEWEST_FIRST
 from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent, UsageTotal, Wallet
+from usagegraph.recently_used import RecentlyUsed
 
 _DIALECT = postgresql.dialect()
 DEFAULT_CURRENCY = "usd"  # a user without a wallet reads as an empty usd one (wallet_account)
@@ -521,19 +521,13 @@ def root_statement(principal: Principal, root: Selection) -> tuple[str, tuple[An
     clauses, the selected fields and arguments), and a client repeats its few queries.
     """
     key = (_caller_key(principal), root)
-    built = _STATEMENTS.get(key)
-    if built is None:
-        built = _root_statement(principal, root)
-        _STATEMENTS[key] = built
-        if len(_STATEMENTS) > MAX_STATEMENTS:
-            _STATEMENTS.popitem(last=False)
-    else:
-        _STATEMENTS.move_to_end(key)
-    return built
+    return _STATEMENTS.get_or_make(key, lambda: _root_statement(principal, root))
 
 
 MAX_STATEMENTS = 1024
-_STATEMENTS: OrderedDict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = OrderedDict()
+_STATEMENTS: RecentlyUsed[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = RecentlyUsed(
+    MAX_STATEMENTS
+)
 
 
 def _caller_key(principal: Principal) -> tuple[Any, ...]:

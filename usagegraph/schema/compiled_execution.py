@@ -17,7 +17,6 @@ half compiled.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +40,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from usagegraph.errors import UsageGraphError
 from usagegraph.observability.metrics import count_compiled_read
+from usagegraph.recently_used import RecentlyUsed
 from usagegraph.resolvers.compiled_reads import (
     COMPILED_ROOTS,
     TYPENAME,
@@ -106,8 +106,7 @@ class SelectionPlans:
     test of the cache reads it)."""
 
     def __init__(self, capacity: int = MAX_PLANS) -> None:
-        self._plans: OrderedDict[tuple[Any, ...], Selection | None] = OrderedDict()
-        self._capacity = capacity
+        self._plans: RecentlyUsed[tuple[Any, ...], Selection | None] = RecentlyUsed(capacity)
         self.built = 0
 
     def selection(
@@ -125,19 +124,15 @@ class SelectionPlans:
             nodes[0].alias.value if nodes[0].alias else nodes[0].name.value,
             repr(sorted(variables.items())),
         )
-        if source is not None and key in self._plans:
-            self._plans.move_to_end(key)
-            return self._plans[key]
-        self.built += 1
-        try:
-            plan: Selection | None = _Planner(execution).field(parent_type, nodes)
-        except (NotCompilable, UsageGraphError):
-            plan = None
-        if source is not None:
-            self._plans[key] = plan
-            if len(self._plans) > self._capacity:
-                self._plans.popitem(last=False)
-        return plan
+
+        def plan() -> Selection | None:
+            self.built += 1
+            try:
+                return _Planner(execution).field(parent_type, nodes)
+            except (NotCompilable, UsageGraphError):
+                return None
+
+        return plan() if source is None else self._plans.get_or_make(key, plan)
 
 
 PLANS = SelectionPlans()

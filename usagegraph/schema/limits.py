@@ -22,7 +22,6 @@ new class per request would never hit the cache.
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -69,6 +68,7 @@ from strawberry.extensions import (
 from strawberry.schema.schema import validate_document
 
 from usagegraph.errors import ErrorCode
+from usagegraph.recently_used import RecentlyUsed
 from usagegraph.schema.document_shape import SATURATED, measure
 from usagegraph.schema.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from usagegraph.settings import GraphQLLimits
@@ -140,16 +140,12 @@ class ShapedValidation(ValidationCache):
         # Keyed by the document's text: Strawberry's cache hashes the whole syntax tree (every
         # node, recursively) on each request to find the same answer.
         key = (source, id(context.schema._schema), tuple(map(id, context.validation_rules)))
-        found = _VALIDATED.get(key)
-        if found is None:
+
+        def validate() -> list[GraphQLError]:
             VALIDATIONS_RUN[0] += 1
-            found = validate_document(context.schema._schema, document, context.validation_rules)
-            _VALIDATED[key] = found
-            if len(_VALIDATED) > _VALIDATED_CAPACITY:
-                _VALIDATED.popitem(last=False)
-        else:
-            _VALIDATED.move_to_end(key)
-        context.pre_execution_errors = found
+            return validate_document(context.schema._schema, document, context.validation_rules)
+
+        context.pre_execution_errors = _VALIDATED.get_or_make(key, validate)
         yield
 
 
@@ -178,33 +174,14 @@ class NamedOperationChoice(SchemaExtension):
         yield
 
 
-class _WithinLimits:
-    """Documents (by text) and requests already found within a limit: most requests repeat
-    the few documents of their client, and measuring them again cost a walk per request.
-    Only passes are kept, so a refusal is always freshly built and reported."""
-
-    def __init__(self, capacity: int = 1024) -> None:
-        self._passed: OrderedDict[Hashable, None] = OrderedDict()
-        self._capacity = capacity
-
-    def __contains__(self, key: Hashable) -> bool:
-        if key in self._passed:
-            self._passed.move_to_end(key)
-            return True
-        return False
-
-    def add(self, key: Hashable) -> None:
-        self._passed[key] = None
-        if len(self._passed) > self._capacity:
-            self._passed.popitem(last=False)
-
-
 MAX_KEPT_VARIABLES = 2048  # characters of repr(variables)
-_VALIDATED_CAPACITY = 1024
+KEPT_DOCUMENTS = 1024
 VALIDATIONS_RUN = [0]  # documents validated (not found kept): the cache's test reads it
-_VALIDATED: OrderedDict[tuple[Any, ...], list[GraphQLError]] = OrderedDict()
-_SHAPES_WITHIN = _WithinLimits()
-_COSTS_WITHIN = _WithinLimits()
+_VALIDATED: RecentlyUsed[tuple[Any, ...], list[GraphQLError]] = RecentlyUsed(KEPT_DOCUMENTS)
+# Documents (by text) and requests already found within a limit: most requests repeat the
+# few documents of their client. Only passes are kept, so a refusal is always freshly built.
+_SHAPES_WITHIN: RecentlyUsed[Hashable, None] = RecentlyUsed(KEPT_DOCUMENTS)
+_COSTS_WITHIN: RecentlyUsed[Hashable, None] = RecentlyUsed(KEPT_DOCUMENTS)
 
 
 def _source_of(document: DocumentNode) -> str | None:
@@ -217,7 +194,7 @@ def _shape_errors_once(document: DocumentNode, limits: GraphQLLimits) -> list[Gr
         return []
     errors = shape_errors(document, limits)
     if not errors and key[0] is not None:
-        _SHAPES_WITHIN.add(key)
+        _SHAPES_WITHIN.keep(key, None)
     return errors
 
 
@@ -290,7 +267,7 @@ class QueryCost(SchemaExtension):
             ):
                 context.result = ExecutionResult(data=None, errors=[too_costly(self.max_cost)])
             elif source is not None:
-                _COSTS_WITHIN.add(key)
+                _COSTS_WITHIN.keep(key, None)
         yield
 
 
