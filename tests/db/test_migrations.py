@@ -88,3 +88,26 @@ async def test_ensure_schema_migrates_when_allowed(empty_database: TestDatabase)
         await engine.dispose()
     assert status.up_to_date
     assert again.up_to_date
+
+
+async def test_rollup_tables_keep_room_for_in_page_updates(empty_database: TestDatabase) -> None:
+    """PostgreSQL: every rollup table is created with fillfactor 70 (migration 0010), as the
+    models declare, so a usage write's increments stay on their pages."""
+    from sqlalchemy import text
+
+    from usagegraph.db.models.usage_rollups import ROLLUPS
+
+    if empty_database.backend != "postgresql":
+        pytest.skip("fillfactor is a PostgreSQL storage parameter")
+    engine = create_engine(empty_database.url)
+    try:
+        await upgrade_to_head(engine)
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names)"),
+                {"names": [model.__tablename__ for model in ROLLUPS]},
+            )
+            options = {name: reloptions for name, reloptions in rows}
+    finally:
+        await engine.dispose()
+    assert options == {model.__tablename__: ["fillfactor=70"] for model in ROLLUPS}

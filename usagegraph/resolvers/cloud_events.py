@@ -39,7 +39,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
 from usagegraph.errors import ErrorCode, UsageGraphError
-from usagegraph.resolvers.event_time_window import check_event_time, online_bounds
+from usagegraph.resolvers.event_time_window import (
+    EventTimeBounds,
+    check_event_time,
+    online_bounds,
+)
 from usagegraph.resolvers.usage_recording import (
     MAX_BATCH,
     OutcomeStatus,
@@ -163,16 +167,17 @@ def _id_of(raw: bytes | msgspec.Raw) -> str | None:
 
 
 def map_event(
-    index: int, raw: bytes | msgspec.Raw, settings: Settings, now: datetime
+    index: int, raw: bytes | msgspec.Raw, bounds: EventTimeBounds
 ) -> MappedEvent | Refusal:
-    """The event at `index` decoded and mapped, or its refusal (INVALID_REQUEST)."""
+    """The event at `index` decoded and mapped, or its refusal (INVALID_REQUEST); `bounds`
+    is the request's acceptance window (computed once per request, not per event)."""
     try:
         cloud = _EVENT.decode(raw)
     except msgspec.DecodeError as error:
         message = f"invalid CloudEvent: {error}"
         return Refusal(index, _id_of(raw), ErrorCode.INVALID_REQUEST, message)
     try:
-        check_event_time(cloud.time, online_bounds(settings.event_window, now), "time")
+        check_event_time(cloud.time, bounds, "time")
     except UsageGraphError as error:
         return Refusal(index, cloud.id, error.code, error.message)
     data = cloud.data
@@ -221,12 +226,13 @@ class EventWriter:
         self.principal = principal
         self.now = now
         self.settings = settings
+        self.bounds = online_bounds(settings.event_window, now)
         self.answer = EventsAnswer()
         self.pending: list[MappedEvent] = []
         self.refusals: list[Refusal] = []
 
     async def add(self, index: int, raw: bytes | msgspec.Raw) -> None:
-        mapped = map_event(index, raw, self.settings, self.now)
+        mapped = map_event(index, raw, self.bounds)
         if isinstance(mapped, Refusal):
             self.refusals.append(mapped)
             return
