@@ -192,6 +192,20 @@ async def test_bad_line_in_the_middle_leaves_the_database_untouched(
             "6 decimal places",
         ),
         ({"kind": "bucket", "id": "no spaces", "institution": ACME}, "must match"),
+        (
+            {"kind": "user", "id": 2, "email": "a@b.c", "fname": "Ada\u0000"},
+            "fname may not contain the NUL character",
+        ),
+        (
+            {
+                "kind": "usage",
+                "user": 1,
+                "instance": "personal",
+                "occurred_at": "2026-01-01T00:00:00Z",
+                "endpoint": "/v1/\u0000",
+            },
+            "endpoint may not contain the NUL character",
+        ),
         ({"kind": "snapshot", "bucket": "b", "snapshot_date": "2024-02-30"}, "does not exist"),
         # The input rules (issue 11): ids within 64 bits, times within 1970 .. 9998.
         ({"kind": "user", "id": 2**70, "email": "a@b.c"}, "id must fit in 64 bits"),

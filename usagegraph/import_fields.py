@@ -13,6 +13,7 @@ from typing import Any
 
 from usagegraph.input_ids import MAX_ID as MAX_BIGINT
 from usagegraph.input_ids import MIN_INTEGER
+from usagegraph.input_text import NUL, NUL_REFUSED
 from usagegraph.iso_dates import parse_date, parse_datetime
 from usagegraph.money import MoneyPrecisionError, to_money
 
@@ -49,6 +50,8 @@ class FieldReader:
             raise FieldError(f"{name} must be a string")
         if len(value) > max_length:
             raise FieldError(f"{name} is longer than {max_length} characters")
+        if NUL in value:
+            raise FieldError(f"{name} {NUL_REFUSED}")
         return value
 
     def required_string(self, name: str, *, max_length: int) -> str:

@@ -15,6 +15,11 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 
+# No database stores U+0000 in text (PostgreSQL refuses it in `text` and in JSON), so no
+# text field of any request may hold it: refused where each kind of input is checked.
+NUL = "\x00"
+NUL_REFUSED = "may not contain the NUL character (U+0000)"
+
 
 class NotUtf8(ValueError):
     """The bytes are not UTF-8 text."""

@@ -12,13 +12,13 @@ from tests.fixtures.usage_recording_data import ACME, API_ACME, NOW, event, run
 from usagegraph.resolvers.usage_recording import OutcomeStatus, record_usage_batch
 
 # An API key's batch of new institution events (no cap, fresh idempotency keys): read the
-# memberships and the keys, insert the events, add to the rollups, claim the keys, then read
-# the institution's alert rules (resolvers/alerts.py: usually none, so nothing more). On
-# PostgreSQL the five rollup tables take one statement (data-modifying CTEs). SQLite counts
-# its BEGIN IMMEDIATE, reads the largest event id before the insert and the new ids after
-# it, and upserts each rollup table apart.
-EXPECTED = {"postgresql": 2 + 1 + 1 + 1 + 1, "sqlite": 1 + 2 + 3 + 5 + 1 + 1}
-
+# memberships and the keys, insert the events, claim the keys, add to the rollups (last, so
+# the hot rollup rows stay locked only until the commit), then read the institution's alert
+# rules (resolvers/alerts.py: usually none, so nothing more). On PostgreSQL the ids are drawn
+# from the sequence first and the five rollup tables take one statement (data-modifying
+# CTEs). SQLite counts its BEGIN IMMEDIATE, reads the largest event id before the insert and
+# the new ids after it, and upserts each rollup table apart.
+EXPECTED = {"postgresql": 2 + 1 + 1 + 1 + 1 + 1, "sqlite": 1 + 2 + 3 + 1 + 5 + 1}
 
 @pytest.fixture
 async def members(engine: AsyncEngine) -> list[int]:

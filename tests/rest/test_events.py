@@ -123,6 +123,11 @@ def _without(event: dict[str, Any], name: str) -> dict[str, Any]:
         (lambda e: {**e, "data": {**e["data"], "messages": "3"}}, "bad", "Expected `int`"),
         (lambda e: {**e, "data": {**e["data"], "credits": "-1"}}, "bad", "must not be negative"),
         (lambda e: {**e, "data": {**e["data"], "status": "odd"}}, "bad", "success or failed"),
+        (
+            lambda e: {**e, "data": {**e["data"], "endpoint": "/v1/\u0000chat"}},
+            "bad",
+            "endpoint may not contain the NUL character",
+        ),
         (lambda e: {**e, "datacontenttype": "text/xml"}, "bad", "datacontenttype"),
     ],
 )

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from usagegraph.datasources.bulk_inserts import unnested_rows
+from usagegraph.datasources.bulk_inserts import json_rows, rows_json
 from usagegraph.db.models import PERSONAL_INSTANCE, ROLLUPS, UsageEvent
 
 Executor = AsyncSession | AsyncConnection
@@ -134,12 +134,6 @@ class RollupDelta:
         names = _column_names(table)
         return [dict(zip(names, (*key, *sums), strict=True)) for key, sums in self._sorted(table)]
 
-    def columns(self, table: Table) -> dict[str, list[Any]]:
-        """The same rows as one list per column (for PostgreSQL's array upsert)."""
-        ordered = self._sorted(table)
-        rows = [(*key, *sums) for key, sums in ordered]
-        return {name: [row[i] for row in rows] for i, name in enumerate(_column_names(table))}
-
     def _sorted(self, table: Table) -> list[tuple[tuple[Any, ...], list[Any]]]:
         return sorted(self._rows[table].items(), key=_lock_order(table))
 
@@ -174,40 +168,36 @@ def _adding_rows(dialect: str, table: Table) -> Any:
     return _adding_measures(_insert(dialect, table), table)
 
 
-def _adding_arrays(table: Table) -> Any:
-    """PostgreSQL: the table's upsert fed one array per column, unnested by the server
-    (a batch of 1,000 events touches up to 5,000 rollup rows). The parameters are named
-    `<table>__<column>`, so every table's upsert fits in one statement."""
+def _adding_json(table: Table) -> Any:
+    """PostgreSQL: the table's upsert fed its rows as one JSON text (a batch of 1,000 events
+    touches up to 5,000 rollup rows), named `<table>__rows` so every table's upsert fits
+    in one statement."""
     names = _column_names(table)
-    given = unnested_rows(table, names, prefix=_array_name(table, ""))
+    given = json_rows(table, names, parameter=_rows_name(table))
     return _adding_measures(postgresql.insert(table).from_select(names, given), table)
 
 
 @cache
 def _adding_to_every_table() -> Any:
-    """PostgreSQL: every table's array upsert as a data-modifying CTE of one statement.
+    """PostgreSQL: every table's JSON upsert as a data-modifying CTE of one statement.
 
-    One round trip instead of one per table; a table given empty arrays is left alone.
+    One round trip instead of one per table; a table given no rows is left alone.
     PostgreSQL runs each CTE exactly once, in the same order for every transaction.
     """
-    upserts = [_adding_arrays(table).cte(f"add_{table.name}") for table in _TABLES]
+    upserts = [_adding_json(table).cte(f"add_{table.name}") for table in _TABLES]
     return select(literal(1)).add_cte(*upserts)
 
 
-def _array_name(table: Table, column: str) -> str:
-    return f"{table.name}__{column}"
+def _rows_name(table: Table) -> str:
+    return f"{table.name}__rows"
 
 
 async def apply_delta(executor: Executor, delta: RollupDelta) -> None:
     """Add the delta to the rollups: one statement on PostgreSQL, one per table on SQLite."""
     dialect = _dialect(executor)
     if dialect == "postgresql":
-        arrays = {
-            _array_name(table, name): values
-            for table in _TABLES
-            for name, values in delta.columns(table).items()
-        }
-        await executor.execute(_adding_to_every_table(), arrays)
+        sent = {_rows_name(table): rows_json(delta.rows(table)) for table in _TABLES}
+        await executor.execute(_adding_to_every_table(), sent)
         return
     for table in _TABLES:
         rows = delta.rows(table)

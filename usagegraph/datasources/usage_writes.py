@@ -34,10 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.datasources.bulk_inserts import (
     allocate_ids,
-    columns_of,
-    columns_with_defaults,
     insert_returning_ids,
-    unnested_rows,
+    json_rows,
+    rows_json,
+    rows_with_defaults,
 )
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.datasources.usage_rollups import (
@@ -178,11 +178,8 @@ async def live_keys(
         return {}
     dialect = dialect_of(session)
     if dialect == "postgresql":
-        pairs = sorted(refs)
-        values: dict[str, Any] = {
-            "user_id": [user for user, _ in pairs],
-            "key": [key for _, key in pairs],
-        }
+        pairs = [{"user_id": user, "key": key} for user, key in sorted(refs)]
+        values: dict[str, Any] = {"rows": rows_json(pairs)}
     else:
         values = {
             "keys": sorted({key for _, key in refs}),
@@ -208,7 +205,7 @@ async def live_keys(
 def _live_keys_statement(dialect: str) -> Any:
     """Key rows claimed since `since`, built once (see above).
 
-    PostgreSQL gets the (user, key) pairs as two arrays joined to the primary key: one index
+    PostgreSQL gets the (user, key) pairs as JSON rows joined to the primary key: one index
     probe per key, where `key = ANY(...) AND user_id = ANY(...)` read every key of the
     batch's users (40 ms for a batch of 1,000 once the table held a few thousand keys).
     SQLite gets the keys and the users, matched as pairs by the caller.
@@ -216,7 +213,7 @@ def _live_keys_statement(dialect: str) -> Any:
     keys = UsageIdempotencyKey
     statement = select(keys.user_id, keys.key, keys.usage_event_id, keys.payload_digest)
     if dialect == "postgresql":
-        wanted = unnested_rows(keys.__table__, ("user_id", "key")).subquery("wanted")
+        wanted = json_rows(keys.__table__, ("user_id", "key")).subquery("wanted")
         return statement.join(
             wanted, (keys.user_id == wanted.c.user_id) & (keys.key == wanted.c.key)
         ).where(keys.created_at >= bindparam("since"))
@@ -257,42 +254,96 @@ async def lifetime_credits(
     return {(user_id, instance): total or Decimal(0) for user_id, instance, total in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class InsertedEvents:
+    """Events inserted but not yet counted in the rollups: their ids in the order given,
+    and the rows (on PostgreSQL also as the text they were sent as, to be counted from)."""
+
+    ids: list[int]
+    rows: Sequence[dict[str, Any]]
+    sent: str | None = None  # PostgreSQL: the rows as the JSON text they were inserted from
+
+
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert usage events and count them in the rollups (same transaction); their ids, in
-    the order given.
+    the order given. For writers that hold no other rows: the importer, fixtures."""
+    inserted = await insert_uncounted_events(session, rows)
+    await count_inserted_events(session, inserted)
+    return inserted.ids
 
-    PostgreSQL: two statements whatever the batch size. The ids are drawn from the sequence
-    first; then one statement unnests the rows (one array per column), inserts them and adds
-    their sums, grouped by the database, to every rollup table. SQLite: a multi-row insert,
-    then the rollup rows summed here.
+
+async def insert_uncounted_events(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> InsertedEvents:
+    """Insert usage events, not yet counted in the rollups. The caller must
+    `count_inserted_events` in the same transaction.
+
+    Counting is a step of its own so that a usage write can run it last: it updates the
+    rollup rows of the current slots, which every concurrent writer of the same users
+    updates too, and a row stays locked from its update to the commit. Inserting the events
+    and claiming their keys first keeps that lock short.
+
+    PostgreSQL: the ids are drawn from the sequence first; then one statement inserts the
+    rows, sent as one JSON text (`bulk_inserts.json_rows`). SQLite: a multi-row insert.
     """
     if not rows:
-        return []
+        return InsertedEvents([], rows)
     note_usage_changes(session, ((row["user_id"], row.get("institution_id")) for row in rows))
     table = UsageEvent.__table__
     if dialect_of(session) != "postgresql":
-        ids = await insert_returning_ids(session, table, rows)
-        await add_usage(session, (UsageFact.of_row(row) for row in rows))
-        return ids
+        return InsertedEvents(await insert_returning_ids(session, table, rows), rows)
     ids = await allocate_ids(session, table, len(rows))
-    values = {"id": ids, **columns_with_defaults(table, rows)}
-    await session.execute(_inserting_counted(tuple(values)), values)
-    return ids
+    sent = rows_json(rows_with_defaults(table, rows, id=ids))
+    await session.execute(_inserting(), {"rows": sent})
+    return InsertedEvents(ids, rows, sent)
+
+
+async def count_inserted_events(session: AsyncSession, inserted: InsertedEvents) -> None:
+    """Add just-inserted events to every rollup table.
+
+    PostgreSQL: one statement, the JSON text the events were inserted from sent again and
+    summed by the database into each table, in lock order. SQLite: the sums made here.
+    """
+    if not inserted.rows:
+        return
+    if inserted.sent is None:
+        await add_usage(session, (UsageFact.of_row(row) for row in inserted.rows))
+        return
+    await session.execute(_counting(), {"rows": inserted.sent})
+
+
+# What the rollups sum and group by: every column but the event's own bookkeeping.
+_COUNTED_COLUMNS = (
+    "user_id",
+    "institution_id",
+    "occurred_at",
+    "credits",
+    "messages",
+    "endpoint",
+    "status",
+    "forgotten",
+)
 
 
 @cache
-def _inserting_counted(columns: tuple[str, ...]) -> Any:
-    """PostgreSQL: the rows given as arrays, inserted and summed into the rollups, as
-    data-modifying CTEs of one statement (each runs exactly once)."""
+def _inserting() -> Any:
+    """PostgreSQL: the rows given as JSON, inserted."""
     table = UsageEvent.__table__
-    given = unnested_rows(table, columns).cte("given")
-    rows = select(*given.c)
-    inserted = insert(table).from_select(columns, rows, include_defaults=False).cte("inserted")
+    columns = tuple(column.name for column in table.c)
+    rows = json_rows(table, columns)
+    return insert(table).from_select(columns, rows, include_defaults=False)
+
+
+@cache
+def _counting() -> Any:
+    """PostgreSQL: rows given as JSON summed into every rollup table, each upsert a
+    data-modifying CTE of one statement (each runs exactly once)."""
+    given = json_rows(UsageEvent.__table__, _COUNTED_COLUMNS).cte("given")
     upserts = [
         upsert.cte(f"add_{index}")
         for index, upsert in enumerate(summing_upserts("postgresql", given))
     ]
-    return select(literal(1)).add_cte(inserted, *upserts)
+    return select(literal(1)).add_cte(*upserts)
 
 
 async def claim_keys(
@@ -310,7 +361,7 @@ async def claim_keys(
         return set()
     dialect = dialect_of(session)
     if dialect == "postgresql":
-        values = {**columns_of(rows, _KEY_COLUMNS), "stale_before": stale_before}
+        values = {"rows": rows_json(rows), "stale_before": stale_before}
         result = await session.execute(_claiming(dialect), values)
     else:
         result = await session.execute(
@@ -325,11 +376,11 @@ _KEY_COLUMNS = ("user_id", "key", "usage_event_id", "created_at", "payload_diges
 @cache
 def _claiming(dialect_name: str) -> Any:
     """The key-claiming upsert, built once (every usage write runs it): on PostgreSQL fed
-    one array per column (the keys of a batch are distinct, so no row is touched twice)."""
+    the rows as JSON (the keys of a batch are distinct, so no row is touched twice)."""
     table = UsageIdempotencyKey.__table__
     if dialect_name == "postgresql":
         statement = postgresql.insert(table)
-        statement = statement.from_select(_KEY_COLUMNS, unnested_rows(table, _KEY_COLUMNS))
+        statement = statement.from_select(_KEY_COLUMNS, json_rows(table, _KEY_COLUMNS))
     else:
         statement = sqlite.insert(table)
     return statement.on_conflict_do_update(

@@ -71,6 +71,7 @@ from usagegraph.errors import (
     unauthorized,
 )
 from usagegraph.input_ids import INSTITUTION_ID_PATTERN, is_id
+from usagegraph.input_text import NUL, NUL_REFUSED
 from usagegraph.money import canonical_money
 from usagegraph.observability.metrics import count_usage_outcomes
 from usagegraph.resolvers import alerts
@@ -206,6 +207,8 @@ def validate_event(event: UsageEventInput, bounds: EventTimeBounds) -> UsageEven
         raise invalid("status must be success or failed")
     if event.endpoint is not None and len(event.endpoint) > MAX_ENDPOINT:
         raise invalid(f"endpoint is longer than {MAX_ENDPOINT} characters")
+    if event.endpoint is not None and NUL in event.endpoint:
+        raise invalid(f"endpoint {NUL_REFUSED}")
     key = event.idempotency_key
     if key is not None and not 1 <= len(key) <= MAX_KEY:
         raise invalid(f"idempotencyKey must be 1 to {MAX_KEY} characters")
@@ -522,14 +525,17 @@ class _BatchWriter:
     async def _write(self, judgement: _Judgement, book: LedgerBook) -> None:
         accepted = judgement.accepted
         rows = [self._row(item) for item in accepted]
-        ids = await usage_writes.insert_events(self.session, rows)
-        for item, event_id in zip(accepted, ids, strict=True):
+        inserted = await usage_writes.insert_uncounted_events(self.session, rows)
+        for item, event_id in zip(accepted, inserted.ids, strict=True):
             item.id = event_id
             if item.debit is not None:
                 item.debit.reference = str(event_id)
                 item.debit.metadata["usage_event_id"] = event_id
         await book.write()
         await self._claim_keys(judgement)
+        # Last: the rollup rows of the current slots are what concurrent writers of the same
+        # users wait for, from this update to the commit.
+        await usage_writes.count_inserted_events(self.session, inserted)
         for item in accepted:
             stored = self._recorded(item)
             judgement.outcomes[item.index] = UsageOutcome(

@@ -68,6 +68,7 @@ from strawberry.extensions import (
 from strawberry.schema.schema import validate_document
 
 from usagegraph.errors import ErrorCode
+from usagegraph.input_text import NUL, NUL_REFUSED
 from usagegraph.recently_used import RecentlyUsed
 from usagegraph.schema.document_shape import SATURATED, measure
 from usagegraph.schema.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -83,7 +84,6 @@ UNPAGED_LIST_SIZE = 20
 # Far above any real query (2,000 tokens write at most ~1,000 fields), it bounds the walk
 # against fragments of scalars spread into many places.
 MAX_VISITED_FIELDS = 100_000
-NUL = "\x00"
 
 ExtensionFactory = Callable[[], SchemaExtension]
 
@@ -326,7 +326,7 @@ def _value_has_nul(value: Any) -> bool:
 
 def _nul_refused() -> GraphQLError:
     return GraphQLError(
-        "Text may not contain the NUL character (U+0000)",
+        f"Text {NUL_REFUSED}",
         extensions={"code": ErrorCode.INVALID_REQUEST.value},
     )
 
