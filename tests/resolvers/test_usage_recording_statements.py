@@ -20,6 +20,7 @@ from usagegraph.resolvers.usage_recording import OutcomeStatus, record_usage_bat
 # the new ids after it, and upserts each rollup table apart.
 EXPECTED = {"postgresql": 2 + 1 + 1 + 1 + 1 + 1, "sqlite": 1 + 2 + 3 + 1 + 5 + 1}
 
+
 @pytest.fixture
 async def members(engine: AsyncEngine) -> list[int]:
     await add_institution(engine, institution_id=ACME, name="Acme")
