@@ -1,7 +1,8 @@
 """Measure ingestion through `POST /v1/events` against its physical floor (issue 16).
 
     ./scripts/bench events [--members N] [--batches N] [--batch-size N]
-                           [--batch-concurrency N] [--single N] [--single-concurrency N]
+                           [--batch-concurrency N] [--single-seconds N]
+                           [--single-concurrency N]
                            [--graphql-batches N] [--rss-seconds N]
 
 On a throwaway PostgreSQL database next to `postgres` (USAGEGRAPH_TEST_POSTGRES_URL): an
@@ -11,8 +12,8 @@ client's own JSON work is not timed), every event with its own id:
 
 - batched: `--batches` requests of `--batch-size` CloudEvents (cloudevents-batch+json)
   from `--batch-concurrency` connections;
-- single: `--single` requests of one CloudEvent each from `--single-concurrency`
-  connections;
+- single: one CloudEvent per request for `--single-seconds`, from `--single-concurrency`
+  connections of wrk (bench/wrk.py builds each event with its own id);
 - graphql: `--graphql-batches` recordUsageBatch requests of `--batch-size` events (the
   shared write path through the graph);
 - floor: the same rows as the batched run, loaded with raw asyncpg `copy_records_to_table`
@@ -55,6 +56,7 @@ from sqlalchemy.engine import URL, make_url
 
 from bench.dataset import ADMIN_URL
 from bench.server import JWT_SECRET, RunningServer, serving
+from bench.wrk import Check, IngestLoad, WrkRunner, find_wrk, lua_script
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import create_engine, session_factory
@@ -219,6 +221,24 @@ async def _drive(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - started, failures
+
+
+def _singles(base_url: str, work_dir: Path, setup: Setup, args: argparse.Namespace) -> Row:
+    """One CloudEvent per request for `--single-seconds`, from wrk (C, on epoll): a Python
+    client spent more CPU per request (~5 ms with httpx) than the server, on the same cores.
+    Events count only when the server answered that it inserted them."""
+    load = IngestLoad(setup.api_key, INSTITUTION, tuple(setup.members), cloud_events=True)
+    runner = WrkRunner(find_wrk(), base_url, work_dir)
+    script = runner.script("events_single", lua_script([], Check.STATUS, load))
+    result = runner.run(
+        script, threads=2, connections=args.single_concurrency, seconds=args.single_seconds
+    )
+    latency = result.latency_ms
+    note = (
+        f"1/request, {args.single_concurrency} connections (wrk), "
+        f"p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms"
+    )
+    return Row("/v1/events single", result.events, result.seconds, result.failures, note)
 
 
 async def _floor(url: URL, chunks: list[list[tuple[object, ...]]], concurrency: int) -> float:
@@ -427,24 +447,7 @@ async def main(args: argparse.Namespace) -> None:
                     f"{size}/request, {args.batch_concurrency} connections",
                 )
             )
-            singles = [orjson.dumps(events.cloud()) for _ in range(args.single)]
-            seconds, failed = await _drive(
-                server.base_url,
-                "/v1/events",
-                {**key, **SINGLE_TYPE},
-                singles,
-                args.single_concurrency,
-                1,
-            )
-            rows.append(
-                Row(
-                    "/v1/events single",
-                    args.single,
-                    seconds,
-                    failed,
-                    f"1/request, {args.single_concurrency} connections",
-                )
-            )
+            rows.append(_singles(server.base_url, Path(tmp), setup, args))
             graphql = [
                 orjson.dumps(
                     {
@@ -510,7 +513,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batch-concurrency", type=int, default=4)
-    parser.add_argument("--single", type=int, default=4000)
+    parser.add_argument("--single-seconds", type=int, default=10)
     parser.add_argument("--single-concurrency", type=int, default=32)
     parser.add_argument("--graphql-batches", type=int, default=20)
     parser.add_argument(

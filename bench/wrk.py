@@ -8,7 +8,8 @@ credentials, so the generated script also:
   at a different one;
 - counts every status code (a benchmark of 401s is worthless) and, for GraphQL, answers with
   an `errors` member, which arrive with status 200;
-- for ingestion, builds each body itself: every event gets a unique idempotency key made of a
+- for ingestion, builds each body itself (GraphQL mutations, or CloudEvents for
+  `POST /v1/events`): every event gets a unique idempotency key (or CloudEvent id) made of a
   random run prefix, the thread number and a counter, and the script counts the events the
   server says it inserted (events/s come from those, not from requests);
 - prints one JSON line from `done()` with latency percentiles and the counts, parsed here.
@@ -49,12 +50,15 @@ class HttpRequest:
 
 @dataclass(frozen=True, slots=True)
 class IngestLoad:
-    """recordUsage (batch None) or recordUsageBatch events written by an institution's key."""
+    """Events written by an institution's key: through the graph, recordUsage (batch None)
+    or recordUsageBatch; with `cloud_events`, POST /v1/events, one CloudEvent per request
+    (batch None) or a CloudEvents batch."""
 
     api_key: str
     instance: str  # the institution the events are recorded in
     users: tuple[int, ...]  # its members, round-robin
     batch: int | None = None
+    cloud_events: bool = False
 
     @property
     def events_per_request(self) -> int:
@@ -154,13 +158,19 @@ def _lua_request(request: HttpRequest) -> str:
 def _lua_ingest(load: IngestLoad | None) -> str:
     if load is None:
         return "nil"
-    query = json.dumps(RECORD_USAGE_BATCH if load.batch else RECORD_USAGE)
-    headers = {"Authorization": f"Bearer {load.api_key}", "Content-Type": "application/json"}
+    if load.cloud_events:
+        media = "cloudevents-batch+json" if load.batch else "cloudevents+json"
+        headers = {"X-API-Key": load.api_key, "Content-Type": f"application/{media}"}
+        query = ""
+    else:
+        headers = {"Authorization": f"Bearer {load.api_key}", "Content-Type": "application/json"}
+        query = json.dumps(RECORD_USAGE_BATCH if load.batch else RECORD_USAGE)
     users = ", ".join(str(u) for u in load.users)
     return (
         f"{{query = {_lua_string(query)}, headers = {_lua_headers(headers)}, "
         f"instance = {_lua_string(load.instance)}, users = {{{users}}}, "
-        f"batch = {load.batch or 0}, prefix = {_lua_string('bench-' + uuid.uuid4().hex[:12])}}}"
+        f"batch = {load.batch or 0}, prefix = {_lua_string('bench-' + uuid.uuid4().hex[:12])}, "
+        f"cloud = {'true' if load.cloud_events else 'false'}}}"
     )
 
 
@@ -194,8 +204,30 @@ local function event_json(n, i, when)
     user, INGEST.instance, when, INGEST.prefix, tid, n, i)
 end
 
+local function cloud_event_json(n, i, when)
+  local user = INGEST.users[((n * 7 + i) %% #INGEST.users) + 1]
+  return string.format(
+    '{"specversion":"1.0","id":"%%s-%%d-%%d-%%d","source":"//bench/wrk","type":"usage",' ..
+    '"subject":"%%d","time":"%%s","data":{"instance":"%%s","credits":0.25,' ..
+    '"endpoint":"/v1/bench"}}',
+    INGEST.prefix, tid, n, i, user, when, INGEST.instance)
+end
+
+local function cloud_request(when)
+  local body
+  if INGEST.batch > 0 then
+    local items = {}
+    for i = 1, INGEST.batch do items[i] = cloud_event_json(sent, i, when) end
+    body = "[" .. table.concat(items, ",") .. "]"
+  else
+    body = cloud_event_json(sent, 0, when)
+  end
+  return wrk.format("POST", "/v1/events", INGEST.headers, body)
+end
+
 local function ingest_request()
   local when = os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ", os.time() - 60)
+  if INGEST.cloud then return cloud_request(when) end
   local body
   if INGEST.batch > 0 then
     local items = {}
@@ -223,7 +255,7 @@ function response(status, headers, body)
     graphql_errors = graphql_errors + 1
   end
   if INGEST then
-    if INGEST.batch > 0 then
+    if INGEST.batch > 0 or INGEST.cloud then
       local n = body:match('"inserted":(%%d+)')
       if n then events = events + tonumber(n) end
     elseif body:find('"INSERTED"', 1, true) then
@@ -264,10 +296,14 @@ def lua_script(
         raise ValueError("a scenario needs requests or an ingestion load")
     return _SCRIPT % {
         "requests": "\n".join(_lua_request(r) for r in requests),
-        "check": _lua_string(check.value if ingest is None else Check.GRAPHQL.value),
+        "check": _lua_string(_ingest_check(ingest) if ingest is not None else check.value),
         "ingest": _lua_ingest(ingest),
         "prefix": RESULT_PREFIX,
     }
+
+
+def _ingest_check(load: IngestLoad) -> str:
+    return Check.STATUS.value if load.cloud_events else Check.GRAPHQL.value
 
 
 @dataclass

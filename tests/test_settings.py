@@ -84,6 +84,7 @@ def test_hardening_settings_have_documented_defaults(tmp_path: Path) -> None:
     assert settings.tokens.keys == {}
     assert settings.request_timeout_seconds == 30
     assert settings.cache_enabled is True
+    assert settings.database_pool_size == 20
 
 
 def test_the_cache_can_be_turned_off(tmp_path: Path) -> None:
@@ -170,6 +171,8 @@ def test_limits_of_writes_and_tokens_are_read_from_the_environment(tmp_path: Pat
         ("USAGEGRAPH_AUTO_RELOAD_PERIOD_SECONDS", "0"),
         ("USAGEGRAPH_JWT_MAX_TTL_SECONDS", "0"),
         ("USAGEGRAPH_JWT_MAX_TTL_SECONDS", "1e30"),
+        ("USAGEGRAPH_DATABASE_POOL_SIZE", "0"),
+        ("USAGEGRAPH_DATABASE_POOL_SIZE", "1001"),
     ],
 )
 def test_unusable_limits_are_refused(tmp_path: Path, variable: str, value: str) -> None:

@@ -36,12 +36,13 @@ from usagegraph.observability import metrics
 from usagegraph.observability.database import watch_database
 from usagegraph.observability.tracing import Tracing, tracing_from_env
 from usagegraph.outages import watch_engine
+from usagegraph.resolvers.usage_group_commit import UsageGroupCommit
 from usagegraph.resolvers.wallet_operations import keep_expiring_reservations
 from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.schema.graphiql import graphiql_routes
 from usagegraph.schema.persisted_queries import create_persisted_queries
-from usagegraph.settings import Settings
+from usagegraph.settings import DATABASE_POOL_OVERFLOW, Settings
 from usagegraph.webhooks.deliverer import Deliverer
 
 # After uvicorn's own shutdown window: the lifespan's cleanup (cancelled requests, the pool).
@@ -66,8 +67,15 @@ def create_app(
         # First, so that a bad persisted-query manifest stops start-up before anything opens.
         persisted_queries = create_persisted_queries(settings)
         await _prepare_schema(settings)
+        pool = (
+            {"pool_size": settings.database_pool_size, "max_overflow": DATABASE_POOL_OVERFLOW}
+            if settings.backend == "postgresql"
+            else {}
+        )
         engine = create_engine(
-            settings.database_url, statement_timeout_seconds=settings.request_timeout_seconds
+            settings.database_url,
+            statement_timeout_seconds=settings.request_timeout_seconds,
+            **pool,
         )
         watch_engine(engine)
         watch_database(engine)
@@ -91,6 +99,7 @@ def create_app(
         try:
             app.state.engine = engine
             app.state.sessions = session_factory(engine, info=publisher_info(live_bus.publish))
+            app.state.usage_writes = UsageGroupCommit(app.state.sessions, clock, settings)
             app.state.live_bus = live_bus
             # Each request's reads (its caller, its loaders, its compiled statements) share
             # one autocommit connection (http.request_resources.request_reads).
@@ -124,6 +133,8 @@ def create_app(
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(task, SHUTDOWN_MARGIN_SECONDS)
             await settle_cancelled_work()
+            if hasattr(app.state, "usage_writes"):
+                await app.state.usage_writes.close()
             await live_bus.close()
             if rate_limiter is not None:
                 await rate_limiter.close()

@@ -17,7 +17,8 @@ intermediate dicts, no coercion of `"5"` into 5. A batch is first split into raw
 (`msgspec.Raw`, no parsing of their insides) so each event is judged on its own: one bad
 event is refused with its index and the others go on.
 
-Writing goes through `usage_recording.record_usage_batch`, the function the graph's
+Writing goes through `usage_recording.record_usage_batch` (by way of `usage_group_commit`,
+which lets small requests of one caller share a transaction), the function the graph's
 recordUsageBatch calls, so caps, wallet debits, rollups and idempotency cannot disagree
 between the two APIs. CloudEvent keys live `EVENT_KEY_TTL` (35 days, or the acceptance window
 when it is longer): at least as long as an event may still be accepted, so no replay that is
@@ -28,14 +29,12 @@ inside the window can be recorded twice. They are stored hashed with their sourc
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from usagegraph.auth.principal import Principal
 from usagegraph.errors import ErrorCode, UsageGraphError
@@ -44,11 +43,11 @@ from usagegraph.resolvers.event_time_window import (
     check_event_time,
     online_bounds,
 )
+from usagegraph.resolvers.usage_group_commit import UsageGroupCommit
 from usagegraph.resolvers.usage_recording import (
     MAX_BATCH,
     OutcomeStatus,
     UsageEventInput,
-    record_usage_batch,
     require_usage_recorder,
 )
 from usagegraph.settings import Settings
@@ -211,18 +210,20 @@ def _outcome_message(item: MappedEvent, code: ErrorCode, message: str) -> str:
 
 
 class EventWriter:
-    """Collects mapped events and writes them in chunks of at most MAX_BATCH, each chunk one
-    transaction of the shared write path; the answer accumulates across chunks."""
+    """Collects mapped events and writes them in chunks of at most MAX_BATCH through the
+    shared write path (a small request's chunk may share its transaction with other
+    requests of the same caller: `usage_group_commit`); the answer accumulates across
+    chunks."""
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        writes: UsageGroupCommit,
         principal: Principal,
         now: datetime,
         settings: Settings,
     ) -> None:
         require_usage_recorder(principal)  # refuse the whole request before reading it
-        self.sessions = sessions
+        self.writes = writes
         self.principal = principal
         self.now = now
         self.settings = settings
@@ -245,17 +246,9 @@ class EventWriter:
         items, self.pending = self.pending, []
         if not items:
             return
-        async with self.sessions() as session:
-            result = await record_usage_batch(
-                session,
-                self.principal,
-                self.now,
-                [item.event for item in items],
-                window=self.settings.event_window,
-                reload_limit=self.settings.auto_reload,
-                key_ttl=key_ttl(self.settings),
-            )
-        for item, outcome in zip(items, result.outcomes, strict=True):
+        events = [item.event for item in items]
+        outcomes = await self.writes.record(self.principal, events, key_ttl(self.settings))
+        for item, outcome in zip(items, outcomes, strict=True):
             if outcome.status is OutcomeStatus.INSERTED:
                 self.answer.inserted += 1
             elif outcome.status is OutcomeStatus.DUPLICATE:
@@ -272,20 +265,6 @@ class EventWriter:
         return self.answer
 
 
-async def record_events(
-    sessions: async_sessionmaker[AsyncSession],
-    principal: Principal,
-    now: datetime,
-    settings: Settings,
-    raws: Sequence[bytes | msgspec.Raw],
-) -> EventsAnswer:
-    """Record already-split events (a batch, or one event): the non-streaming entry point."""
-    writer = EventWriter(sessions, principal, now, settings)
-    for index, raw in enumerate(raws):
-        await writer.add(index, raw)
-    return await writer.finish()
-
-
 __all__ = [
     "EVENT_KEY_TTL",
     "CloudEvent",
@@ -294,6 +273,5 @@ __all__ = [
     "Refusal",
     "UsageData",
     "idempotency_key",
-    "record_events",
     "split_batch",
 ]

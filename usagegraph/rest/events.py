@@ -115,7 +115,8 @@ async def post_events(request: Request) -> Response:
                 ErrorCode.UNSUPPORTED_MEDIA_TYPE,
                 f"Content-Type must be one of {', '.join(MEDIA_TYPES)}",
             )
-        writer = EventWriter(context.sessions, context.principal, context.now, settings)
+        writes = request.app.state.usage_writes  # the process's group commit (app.py)
+        writer = EventWriter(writes, context.principal, context.now, settings)
         limits = (settings.max_body_bytes, settings.max_events_per_request)
         if media_type == NDJSON:
             await _write_ndjson(request, writer, limits)

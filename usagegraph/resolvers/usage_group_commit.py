@@ -1,0 +1,167 @@
+"""Concurrent small usage writes of one caller share one transaction (group commit).
+
+One CloudEvent per request used to cost one transaction: seven statements, BEGIN and a COMMIT
+that waits for the WAL to reach the disk, all for one row. Metering clients (gateways, job
+runners) send many such requests at once. Here, while a write of one caller is running in
+this process, the small writes its other requests bring wait in a queue, and go together in
+the next transaction (up to MAX_BATCH events). Nothing waits on a timer: an idle caller's
+event is written at once, and under load each transaction carries what arrived during the
+last one.
+
+What a caller sees does not change:
+- events are judged exactly as if the requests had come one after another in the order they
+  arrived (`record_usage_batch` judges a batch in order: a second use of a key is a duplicate
+  of the first, a cap is reached by the event that reaches it, a wallet is spent in order);
+- a request is answered once the transaction holding its events has committed, so a 200
+  still means durable;
+- if that transaction fails, every request in it gets the failure and nothing of theirs was
+  written; resending with the same ids is safe.
+
+Only writes of fewer than GROUPED_BELOW events are grouped: a batch of hundreds is a
+transaction's worth on its own, and queueing it behind others would only serialise writes
+that can run side by side. Requests are grouped per caller (an institution's API key, or one
+super user) and per idempotency-key lifetime, the only parts of the caller and the request
+that the write path reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.clock import Clock
+from usagegraph.resolvers.usage_recording import (
+    MAX_BATCH,
+    UsageEventInput,
+    UsageOutcome,
+    record_usage_batch,
+)
+from usagegraph.settings import Settings
+
+GROUPED_BELOW = 100
+
+_GroupKey = tuple[CallerKind, int | None, str | None, str | None, timedelta]
+
+
+@dataclass(slots=True)
+class _Submission:
+    """One request's events, and where its outcomes (or the failure) are delivered."""
+
+    events: Sequence[UsageEventInput]
+    done: asyncio.Future[list[UsageOutcome]]
+
+
+@dataclass(slots=True)
+class _Group:
+    """The queue of one caller's waiting writes; `writer` drains it, one transaction at a
+    time, and is gone once the queue is empty."""
+
+    principal: Principal
+    key_ttl: timedelta
+    queue: deque[_Submission] = field(default_factory=deque)
+    writer: asyncio.Task[None] | None = None
+
+
+class UsageGroupCommit:
+    """The per-process entry of usage writes from `POST /v1/events` (app.state)."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, settings: Settings
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.settings = settings
+        self._groups: dict[_GroupKey, _Group] = {}
+
+    async def record(
+        self, principal: Principal, events: Sequence[UsageEventInput], key_ttl: timedelta
+    ) -> list[UsageOutcome]:
+        """Write `events` (at most MAX_BATCH) for `principal`; their outcomes, indexed from 0
+        in the order given. Raises what the write raised (nothing of them is then written)."""
+        if len(events) >= GROUPED_BELOW:
+            return await self._write_alone(principal, events, key_ttl)
+        key = (principal.kind, principal.user_id, principal.role, principal.institution_id, key_ttl)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(principal, key_ttl)
+        submission = _Submission(events, asyncio.get_running_loop().create_future())
+        group.queue.append(submission)
+        if group.writer is None:
+            group.writer = asyncio.create_task(self._drain(key, group))
+        # Shielded: a request that goes away must not cancel the transaction of the others.
+        return await asyncio.shield(submission.done)
+
+    async def close(self) -> None:
+        """Let every queued write finish (at shutdown, after the last request)."""
+        writers = [group.writer for group in self._groups.values() if group.writer is not None]
+        await asyncio.gather(*writers, return_exceptions=True)
+
+    async def _write_alone(
+        self, principal: Principal, events: Sequence[UsageEventInput], key_ttl: timedelta
+    ) -> list[UsageOutcome]:
+        async with self.sessions() as session:
+            result = await self._record(session, principal, events, key_ttl)
+        return list(result)
+
+    async def _drain(self, key: _GroupKey, group: _Group) -> None:
+        try:
+            while group.queue:
+                await self._write_together(group, self._take(group.queue))
+        finally:
+            # No await since the queue was seen empty: nothing can have been queued since.
+            del self._groups[key]
+
+    @staticmethod
+    def _take(queue: deque[_Submission]) -> list[_Submission]:
+        """The oldest submissions that fit in one batch (always at least one)."""
+        taken = [queue.popleft()]
+        size = len(taken[0].events)
+        while queue and size + len(queue[0].events) <= MAX_BATCH:
+            size += len(queue[0].events)
+            taken.append(queue.popleft())
+        return taken
+
+    async def _write_together(self, group: _Group, taken: list[_Submission]) -> None:
+        events = [event for submission in taken for event in submission.events]
+        try:
+            async with self.sessions() as session:
+                outcomes = await self._record(session, group.principal, events, group.key_ttl)
+        except Exception as error:  # every request of the transaction answers the failure
+            for submission in taken:
+                if not submission.done.done():
+                    submission.done.set_exception(error)
+            return
+        start = 0
+        for submission in taken:
+            end = start + len(submission.events)
+            mine = [replace(each, index=each.index - start) for each in outcomes[start:end]]
+            if not submission.done.done():
+                submission.done.set_result(mine)
+            start = end
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        events: Sequence[UsageEventInput],
+        key_ttl: timedelta,
+    ) -> tuple[UsageOutcome, ...]:
+        result = await record_usage_batch(
+            session,
+            principal,
+            self.clock(),
+            events,
+            window=self.settings.event_window,
+            reload_limit=self.settings.auto_reload,
+            key_ttl=key_ttl,
+        )
+        return result.outcomes
+
+
+__all__ = ["GROUPED_BELOW", "UsageGroupCommit"]
