@@ -36,7 +36,6 @@ from graphql import (
     is_object_type,
 )
 from graphql.execution.values import get_argument_values, get_directive_values
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from usagegraph.errors import UsageGraphError
 from usagegraph.observability.metrics import count_compiled_read
@@ -49,6 +48,7 @@ from usagegraph.resolvers.compiled_reads import (
     compiled_root,
     compiles,
 )
+from usagegraph.schema.leaf_fields import LeafFieldsExecutionContext
 from usagegraph.schema.pagination import (
     id_cursor,
     institution_cursor,
@@ -221,8 +221,9 @@ class _Planner:
         )
 
 
-class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor, answering covered root fields of a query compiled."""
+class CompilingExecutionContext(LeafFieldsExecutionContext):
+    """graphql-core's executor, answering covered root fields of a query compiled (and
+    plain leaf fields directly: `schema.leaf_fields`)."""
 
     def execute_field(
         self,

@@ -1,0 +1,87 @@
+"""Plain scalar fields completed without graphql-core's per-field machinery.
+
+On the resolver path most fields of an answer are leaves read straight off an object: an
+event's `credits`, a member's `role`. graphql-core executes each one like any field: it
+builds a `GraphQLResolveInfo`, calls the resolver, asks whether the result is awaitable,
+then walks `complete_value` through the non-null wrapper to the scalar's `serialize`. For a
+nested read of 500 events that was most of the Python time of the answer.
+
+A field qualifies when Strawberry marks its resolver as the default attribute read
+(`_is_default`: no resolver function, no permission classes, no field extensions), it takes
+no arguments, and its type is a scalar or enum, non-null or not. Such a field's value is
+read and serialised here. Whatever is not the plain case goes down graphql-core's own path,
+so errors stay exactly as they were: a null in a non-null field, a value the scalar refuses
+to serialise, an awaitable, a resolver that raised. With graphql-core middleware in place
+(a schema extension that wraps every resolver, such as tracing), nothing is short-cut.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    Undefined,
+)
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+# (resolver, leaf type, non-null) of a plain leaf field, or None; per (type, field name).
+_Plan = tuple[Any, GraphQLScalarType | GraphQLEnumType, bool] | None
+_PLANS: dict[tuple[GraphQLObjectType, str], _Plan] = {}
+
+
+def _plan(parent_type: GraphQLObjectType, name: str) -> _Plan:
+    key = (parent_type, name)
+    if key not in _PLANS:
+        _PLANS[key] = _plan_of(parent_type, name)
+    return _PLANS[key]
+
+
+def _plan_of(parent_type: GraphQLObjectType, name: str) -> _Plan:
+    field = parent_type.fields.get(name)
+    if field is None or field.args or not getattr(field.resolve, "_is_default", False):
+        return None
+    field_type, non_null = field.type, False
+    if isinstance(field_type, GraphQLNonNull):
+        field_type, non_null = field_type.of_type, True
+    if not isinstance(field_type, GraphQLScalarType | GraphQLEnumType):
+        return None
+    return field.resolve, field_type, non_null
+
+
+class LeafFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, with plain leaf fields read and serialised directly."""
+
+    def execute_field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any = None,
+    ) -> Any:
+        node = field_details_list[0].node
+        # Strawberry always passes a manager; it wraps resolvers only when it holds middleware.
+        wrapped = self.middleware_manager is not None and self.middleware_manager.middlewares
+        plan = None if node.arguments or wrapped else _plan(parent_type, node.name.value)
+        if plan is not None:
+            resolve, leaf_type, non_null = plan
+            try:
+                value = resolve(source, None)
+                if value is None and not non_null:
+                    return None
+                if value is not None and not self.is_awaitable(value):
+                    serialized = leaf_type.serialize(value)
+                    if serialized is not None and serialized is not Undefined:
+                        return serialized
+            except Exception:  # graphql-core's path below reports it, located and coded
+                pass
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
+
+
+__all__ = ["LeafFieldsExecutionContext"]
