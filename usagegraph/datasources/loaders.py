@@ -27,7 +27,7 @@ from usagegraph.datasources import billing, buckets, directory, usage, wallet_ba
 from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.datasources.usage import EventFilter
 from usagegraph.datasources.wallet import LedgerPosition
-from usagegraph.db.models import LedgerEntry, Membership, Snapshot, UsageEvent
+from usagegraph.db.models import LedgerEntry, Membership, Snapshot
 
 # --- the keys of the grouped loaders -------------------------------------------------------
 # A grouped key names one parent (`PARENT` names its field) and the arguments of its page.
@@ -205,7 +205,7 @@ class Loaders:
         return self._by_key(usage.usage_events_by_id)
 
     @cached_property
-    def usage_event_page(self) -> DataLoader[UsageEventPageKey, list[UsageEvent]]:
+    def usage_event_page(self) -> DataLoader[UsageEventPageKey, list[usage.EventRow]]:
         return self._grouped(self._usage_event_pages)
 
     @cached_property
@@ -282,7 +282,7 @@ class Loaders:
 
     async def _usage_event_pages(
         self, key: UsageEventPageKey, user_ids: list[int]
-    ) -> dict[int, list[UsageEvent]]:
+    ) -> dict[int, list[usage.EventRow]]:
         async with self._session() as session:
             return await usage.usage_event_pages(
                 session,

@@ -37,6 +37,7 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import administered_institutions, is_super
@@ -69,6 +70,8 @@ LOOKUP_CHUNK = 1000
 # migration 0006; a page of one instance by (user_id, institution_id, occurred_at, id),
 # migration 0008).
 EVENTS_NEWEST_FIRST = newest_first("occurred_at", "id")
+# A usage event read as plain columns named like the model's attributes (`pages`, columns).
+EventRow = Row[Any]
 
 # Usage rows: the events model or a rollup model; both have `user_id` and `institution_id`.
 UsageSource = Any
@@ -387,10 +390,11 @@ async def usage_event_pages(
     *,
     first: int,
     before: tuple[datetime, int] | None,
-) -> dict[int, list[UsageEvent]]:
+) -> dict[int, list[EventRow]]:
     """Up to `first + 1` newest readable events of each user (older than `before`): each
     user's page stops after its rows of the (user, time, id) index, whatever their history
-    (of one instance: of the (user, instance, time, id) index)."""
+    (of one instance: of the (user, instance, time, id) index). Rows of columns, not ORM
+    objects: a nested read copies hundreds of them into its answer."""
     conditions = event_filter.narrowing()
     if before is not None:
         occurred_at, event_id = before
@@ -400,7 +404,7 @@ async def usage_event_pages(
                 and_(UsageEvent.occurred_at == occurred_at, UsageEvent.id < event_id),
             )
         )
-    pages: dict[int, list[UsageEvent]] = {user_id: [] for user_id in user_ids}
+    pages: dict[int, list[EventRow]] = {user_id: [] for user_id in user_ids}
     for users, scope in _scopes_of_pages(principal, user_ids):
         for statement in page_per_parent_statements(
             dialect_of(session),
@@ -410,8 +414,9 @@ async def usage_event_pages(
             [scope, *conditions],
             EVENTS_NEWEST_FIRST,
             first + 1,
+            columns=True,
         ):
-            for event in await session.scalars(statement):
+            for event in await session.execute(statement):
                 pages[event.user_id].append(event)
     return pages
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import partial
 
 from usagegraph.datasources.loaders import UsageEventCountKey, UsageEventPageKey
-from usagegraph.datasources.usage import EventFilter
+from usagegraph.datasources.usage import EventFilter, EventRow
 from usagegraph.db import models
 from usagegraph.resolvers.request_context import RequestContext
 from usagegraph.shapes import described
@@ -36,11 +36,11 @@ class RecordedUsageEvent:
     forgotten: bool = described("Flagged by the user: out of the reports, still counted for money.")
 
 
-def recorded_event(row: models.UsageEvent) -> RecordedUsageEvent:
+def recorded_event(row: models.UsageEvent | EventRow) -> RecordedUsageEvent:
     return RecordedUsageEvent(
         id=row.id,
         user_id=row.user_id,
-        instance_id=row.instance,
+        instance_id=models.instance_of(row.institution_id),
         occurred_at=row.occurred_at,
         credits=row.credits,
         messages=row.messages,

@@ -11,7 +11,12 @@ from usagegraph.db.models.outbox import (
     WebhookEndpoint,
     WorkerLease,
 )
-from usagegraph.db.models.usage import PERSONAL_INSTANCE, UsageEvent, UsageIdempotencyKey
+from usagegraph.db.models.usage import (
+    PERSONAL_INSTANCE,
+    UsageEvent,
+    UsageIdempotencyKey,
+    instance_of,
+)
 from usagegraph.db.models.usage_rollups import (
     ROLLUPS,
     UsageRollupDay,
@@ -57,6 +62,7 @@ __all__ = [
     "WebhookDelivery",
     "WebhookEndpoint",
     "WorkerLease",
+    "instance_of",
     "new_institution_id",
     "signed_amount",
     "utcnow",

@@ -24,6 +24,12 @@ PERSONAL_INSTANCE = "personal"
 USAGE_STATUSES = ("success", "failed")
 
 
+def instance_of(institution_id: str | None) -> str:
+    """An event's instance as the APIs spell it, from its institution column: the id, or
+    `personal` (for rows read as plain columns, which have no `instance` property)."""
+    return institution_id or PERSONAL_INSTANCE
+
+
 class UsageEvent(Base):
     """One metered call. `institution_id` NULL is the user's personal instance."""
 
@@ -48,7 +54,7 @@ class UsageEvent(Base):
     @property
     def instance(self) -> str:
         """The instance id as the APIs spell it: an institution id or `personal`."""
-        return self.institution_id or PERSONAL_INSTANCE
+        return instance_of(self.institution_id)
 
     __table_args__ = (
         Index("ix_usage_events_institution_time", "institution_id", "occurred_at"),
