@@ -27,7 +27,7 @@ from usagegraph.datasources import billing, buckets, directory, usage, wallet_ba
 from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.datasources.usage import EventFilter
 from usagegraph.datasources.wallet import LedgerPosition
-from usagegraph.db.models import LedgerEntry, Membership, Snapshot
+from usagegraph.db.models import Membership, Snapshot
 
 # --- the keys of the grouped loaders -------------------------------------------------------
 # A grouped key names one parent (`PARENT` names its field) and the arguments of its page.
@@ -225,7 +225,7 @@ class Loaders:
         return self._by_key(wallet_batches.ledger_entries_by_id)
 
     @cached_property
-    def ledger_page(self) -> DataLoader[LedgerPageKey, list[LedgerEntry]]:
+    def ledger_page(self) -> DataLoader[LedgerPageKey, list[wallet_batches.EntryRow]]:
         return self._grouped(self._ledger_pages)
 
     @cached_property
@@ -316,7 +316,7 @@ class Loaders:
 
     async def _ledger_pages(
         self, key: LedgerPageKey, user_ids: list[int]
-    ) -> dict[int, list[LedgerEntry]]:
+    ) -> dict[int, list[wallet_batches.EntryRow]]:
         async with self._session() as session:
             return await wallet_batches.ledger_pages(
                 session,

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.principal import Principal
@@ -60,9 +61,10 @@ async def ledger_pages(
     end: datetime | None,
     first: int,
     before: LedgerPosition | None,
-) -> dict[int, list[LedgerEntry]]:
+) -> dict[int, list[EntryRow]]:
     """Up to `first + 1` newest entries of each user (older than `before`), in one statement
-    whose every user's page stops after its rows (`datasources.pages`)."""
+    whose every user's page stops after its rows (`datasources.pages`); rows of columns, not
+    ORM objects (a nested read copies hundreds of them into its answer)."""
     conditions = ledger_filter_conditions(principal, entry_type, start, end)
     if before is not None:
         conditions.append(older_than(before))
@@ -74,13 +76,17 @@ async def ledger_pages(
         conditions,
         LEDGER_NEWEST_FIRST,
         first + 1,
+        columns=True,
     )
-    pages: dict[int, list[LedgerEntry]] = {user_id: [] for user_id in user_ids}
+    pages: dict[int, list[EntryRow]] = {user_id: [] for user_id in user_ids}
     for statement in statements:
-        for entry in await session.scalars(statement):
+        for entry in await session.execute(statement):
             pages[entry.user_id].append(entry)
     return pages
 
+
+# A ledger entry read as plain columns named like the model's attributes (`pages`, columns).
+EntryRow = Row[Any]
 
 # Served by ix_ledger_entries_user_time (user_id, created_at, id), read backwards; a page of
 # one type by ix_ledger_entries_user_type_time (user_id, type, created_at, id) (migration 0008).

@@ -22,6 +22,7 @@ from usagegraph.datasources.wallet import (
     count_ledger_entries,
     ledger_entries,
 )
+from usagegraph.datasources.wallet_batches import EntryRow
 from usagegraph.db.models import LedgerEntry
 from usagegraph.errors import invalid
 from usagegraph.input_ids import MAX_ID as MAX_BIGINT
@@ -109,7 +110,7 @@ def _query(user_id: int, ledger_filter: LedgerFilter) -> LedgerQuery:
     )
 
 
-def ledger_entry(row: LedgerEntry) -> CreditLedgerEntry:
+def ledger_entry(row: LedgerEntry | EntryRow) -> CreditLedgerEntry:
     return CreditLedgerEntry(
         id=row.id,
         user_id=row.user_id,
