@@ -231,6 +231,19 @@ async def forget_usage(executor: Executor, facts: Sequence[UsageFact]) -> None:
         await executor.execute(delete(table).where(table.c.user_id.in_(users), table.c.events == 0))
 
 
+# The event columns `summing_upserts` reads: what the rollups group by and sum.
+SUMMED_EVENT_COLUMNS = (
+    "user_id",
+    "institution_id",
+    "occurred_at",
+    "credits",
+    "messages",
+    "endpoint",
+    "status",
+    "forgotten",
+)
+
+
 def summing_upserts(dialect: str, source: FromClause, where: Any = None) -> list[Any]:
     """Per rollup table, the upsert that adds the sums of the events in `source` (the usage
     events table, or rows shaped like it), grouped by the table's key and sorted by its
@@ -238,7 +251,7 @@ def summing_upserts(dialect: str, source: FromClause, where: Any = None) -> list
 
     The database sums: the rows need not come back to Python to be counted.
     """
-    events = source.c
+    events = source.c  # SUMMED_EVENT_COLUMNS, and no other
     expressions: dict[str, Any] = {
         "user_id": events.user_id,
         "instance": func.coalesce(events.institution_id, literal(PERSONAL_INSTANCE)),

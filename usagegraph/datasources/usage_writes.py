@@ -41,6 +41,7 @@ from usagegraph.datasources.bulk_inserts import (
 )
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.datasources.usage_rollups import (
+    SUMMED_EVENT_COLUMNS,
     UsageFact,
     add_usage,
     forget_usage,
@@ -312,19 +313,6 @@ async def count_inserted_events(session: AsyncSession, inserted: InsertedEvents)
     await session.execute(_counting(), {"rows": inserted.sent})
 
 
-# What the rollups sum and group by: every column but the event's own bookkeeping.
-_COUNTED_COLUMNS = (
-    "user_id",
-    "institution_id",
-    "occurred_at",
-    "credits",
-    "messages",
-    "endpoint",
-    "status",
-    "forgotten",
-)
-
-
 @cache
 def _inserting() -> Any:
     """PostgreSQL: the rows given as JSON, inserted."""
@@ -338,7 +326,7 @@ def _inserting() -> Any:
 def _counting() -> Any:
     """PostgreSQL: rows given as JSON summed into every rollup table, each upsert a
     data-modifying CTE of one statement (each runs exactly once)."""
-    given = json_rows(UsageEvent.__table__, _COUNTED_COLUMNS).cte("given")
+    given = json_rows(UsageEvent.__table__, SUMMED_EVENT_COLUMNS).cte("given")
     upserts = [
         upsert.cte(f"add_{index}")
         for index, upsert in enumerate(summing_upserts("postgresql", given))
