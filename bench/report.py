@@ -2,7 +2,8 @@
 
 One row per scenario and connection level. Failures (non-2xx, GraphQL errors, socket errors)
 sit next to the latency they came with, so a fast row that failed is visibly worthless. Targets
-are issue 7's; the PostGraphile figure is a reference measured elsewhere, labelled as such.
+are issue 7's; PostGraphile is measured side by side by `./scripts/bench peer`, which the table
+points to.
 """
 
 from __future__ import annotations
