@@ -55,6 +55,7 @@ from usagegraph.schema.pagination import (
     moment_id_cursor,
     page_size,
 )
+from usagegraph.schema.plain_values import NotPlain, complete_plain_object
 
 MAX_PLANS = 512
 
@@ -222,7 +223,33 @@ class _Planner:
 
 
 class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor, answering covered root fields of a query compiled."""
+    """graphql-core's executor, answering covered root fields of a query compiled, and
+    completing plain values (`schema.plain_values`) in one walk."""
+
+    def complete_object_value(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        position_context: Any = None,
+    ) -> Any:
+        manager = self.middleware_manager  # Strawberry gives one always, often empty
+        if manager is None or not manager.middlewares:
+            try:
+                return complete_plain_object(
+                    self._plain_subfields, return_type, field_details_list, result
+                )
+            except NotPlain:
+                pass  # graphql-core completes it, errors and all
+        return super().complete_object_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _plain_subfields(self, object_type: GraphQLObjectType, field_details_list: Any) -> Any:
+        grouped, defers, _forbidden = self.collect_subfields(object_type, field_details_list)
+        return grouped, defers
 
     def execute_field(
         self,
