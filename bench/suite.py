@@ -50,9 +50,11 @@ from bench.dataset import (
 )
 from bench.report import Measured
 from bench.scenarios import (
+    RATIO_TARGETS,
     Credentials,
     Scenario,
     cache_on_scenarios,
+    compare_answers,
     ingest_scenarios,
     read_scenarios,
     verify,
@@ -129,6 +131,8 @@ class Run:
     floors: dict[str, Floor | None] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Per RatioTarget label, on the main data set: how its two scenarios' answers differed.
+    comparisons: dict[str, list[str]] = field(default_factory=dict)
 
     def wanted(self, scenarios: Sequence[Scenario]) -> list[Scenario]:
         keys = self.args.only_keys
@@ -245,9 +249,11 @@ def measure_reads(
     pick: Callable[[list[Scenario]], list[Scenario]],
     *,
     cache_on: bool,
+    compare: bool = False,
 ) -> list[Measured]:
     """The read scenarios on one data set, cache off (then, if asked, the cache-on row); their
-    statements and the SQL floor."""
+    statements and the SQL floor; with `compare`, whether the scenarios of each RatioTarget
+    ask the same question."""
     label = report.events_label(dataset.shape.events)
     data_dir = run.work_dir
     actors = asyncio.run(pick_actors(dataset))
@@ -264,6 +270,8 @@ def measure_reads(
     report.print_header()
     log = _server_log(run, f"{dataset.name}-cache-off")
     with serving(dataset.url, data_dir, log, workers=run.args.workers) as server:
+        if compare:
+            compare_pairs(run, server, scenarios)
         measured = measure(run, server, dataset, scenarios, cache=False, statements=statements)
     if not cache_on or not run.wanted(cache_on_scenarios(actors, creds)):
         return measured
@@ -272,6 +280,22 @@ def measure_reads(
     with serving(dataset.url, data_dir, log, workers=run.args.workers, cache=True) as server:
         measure(run, server, dataset, run.wanted(cache_on_scenarios(actors, creds)), cache=True)
     return measured
+
+
+def compare_pairs(run: Run, server: RunningServer, scenarios: Sequence[Scenario]) -> None:
+    """Before a ratio of two scenarios is measured: do they ask the same question? Each
+    pair of requests is sent once and the answers compared (RatioTarget.same_answer)."""
+    by_key = {s.key: s for s in scenarios}
+    for target in RATIO_TARGETS:
+        numerator, denominator = by_key.get(target.numerator), by_key.get(target.denominator)
+        if numerator is None or denominator is None:
+            continue
+        problems = compare_answers(server.base_url, target, numerator, denominator)
+        run.comparisons[target.label] = problems
+        verdict = (
+            "the same answers" if not problems else "DIFFERENT answers: " + "; ".join(problems[:3])
+        )
+        print(f"{target.label}: {len(numerator.requests)} request pairs, {verdict}")
 
 
 def measure_ingestion(run: Run, dataset: Dataset) -> None:
@@ -360,6 +384,12 @@ def _summary(
         request = next((m.run_at(1) for m in rows if m.scenario.key == FLOOR_SCENARIO), None)
         for line in report.floor_lines(f"[{name}] usage-history usage read", floor, request):
             print(line)
+    pair_ratios = report.pair_ratios(main_rows, run.comparisons)
+    lines = report.issue15_lines(main_rows, pair_ratios)
+    if lines:
+        print()
+        for line in lines:
+            print(line)
     ratios = report.scale_ratios(main_rows, compare_rows) if compare else []
     if compare:
         print()
@@ -372,6 +402,7 @@ def _summary(
         "scenarios": [m.as_json() for m in run.measured],
         "sql_floor": {k: v.as_json() if v else None for k, v in run.floors.items()},
         "scale": [r.as_json() for r in ratios],
+        "ratios": [r.as_json() for r in pair_ratios],
         "peer": "PostGraphile v5 is measured side by side by ./scripts/bench peer",
     }
 
@@ -396,7 +427,7 @@ def _measure_all(run: Run, main_set: Dataset, compare: Dataset | None) -> dict[s
     main_rows = _phase(
         run,
         "reads",
-        lambda: measure_reads(run, main_set, list, cache_on=not run.args.no_cache_on),
+        lambda: measure_reads(run, main_set, list, cache_on=not run.args.no_cache_on, compare=True),
     )
     compare_rows = []
     if compare is not None:
