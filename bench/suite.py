@@ -102,6 +102,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--workers", type=int, default=2, help="usagegraph serve --workers (default 2)")
     add("--batch-size", type=int, default=100, help="events per recordUsageBatch (default 100)")
     add("--floor-repeats", type=int, default=200, help="runs of the SQL floor statement")
+    add(
+        "--ratio-rounds",
+        type=int,
+        default=4,
+        help="alternating rounds of each two-scenario ratio target at 1 connection "
+        "(default 4; 0: none)",
+    )
+    add("--ratio-seconds", type=float, default=3, help="seconds per side of a round (default 3)")
     add("--only", default="", help="comma-separated substrings of scenario keys to run")
     add("--no-cache-on", action="store_true", help="skip the cache-on usage-history row")
     add("--no-ingest", action="store_true", help="skip the ingestion scenarios")
@@ -131,8 +139,10 @@ class Run:
     floors: dict[str, Floor | None] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    # Per RatioTarget label, on the main data set: how its two scenarios' answers differed.
+    # Per RatioTarget label, on the main data set: how its two scenarios' answers differed,
+    # and the (numerator, denominator) p50s of its alternating rounds.
     comparisons: dict[str, list[str]] = field(default_factory=dict)
+    rounds: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def wanted(self, scenarios: Sequence[Scenario]) -> list[Scenario]:
         keys = self.args.only_keys
@@ -273,6 +283,8 @@ def measure_reads(
         if compare:
             compare_pairs(run, server, scenarios)
         measured = measure(run, server, dataset, scenarios, cache=False, statements=statements)
+        if compare:
+            alternate_pairs(run, server, dataset, measured)
     if not cache_on or not run.wanted(cache_on_scenarios(actors, creds)):
         return measured
     print(f"\n{label}: {dataset.name}, cache ON (in-process, per worker)")
@@ -296,6 +308,47 @@ def compare_pairs(run: Run, server: RunningServer, scenarios: Sequence[Scenario]
             "the same answers" if not problems else "DIFFERENT answers: " + "; ".join(problems[:3])
         )
         print(f"{target.label}: {len(numerator.requests)} request pairs, {verdict}")
+
+
+def alternate_pairs(
+    run: Run, server: RunningServer, dataset: Dataset, measured: Sequence[Measured]
+) -> None:
+    """Each ratio target's two scenarios again, in short alternating runs at 1 connection
+    (the order flips every round): on a shared machine the load drifts over the minute
+    between a scenario's row and the other's, and a ratio of two far-apart runs measures
+    the drift as much as the service. Per-round ratios see the same conditions on both
+    sides; the summary reports them and their median."""
+    rounds = run.args.ratio_rounds
+    if rounds <= 0:
+        return
+    runner = WrkRunner(run.wrk, server.base_url, run.work_dir)
+    by_key = {m.scenario.key: m for m in measured if not m.failed and m.runs}
+    for target in RATIO_TARGETS:
+        pair = (by_key.get(target.numerator), by_key.get(target.denominator))
+        if pair[0] is None or pair[1] is None:
+            continue
+        found: list[tuple[float, float]] = []
+        for index in range(rounds):
+            p50: dict[str, float] = {}
+            for item in pair if index % 2 == 0 else pair[::-1]:
+                result = runner.run(
+                    _script_for(runner, item.scenario, f"round{index}"),
+                    threads=1,
+                    connections=1,
+                    seconds=run.args.ratio_seconds,
+                )
+                drain(server, dataset)
+                if result.requests and not result.failures:
+                    p50[item.scenario.key] = result.latency_ms["p50"]
+            if len(p50) == 2:
+                found.append((p50[target.numerator], p50[target.denominator]))
+                top, bottom = found[-1]
+                print(
+                    f"{target.label}, round {index + 1}: {top:.2f} / {bottom:.2f} ms = "
+                    f"{top / bottom:.2f}",
+                    flush=True,
+                )
+        run.rounds[target.label] = found
 
 
 def measure_ingestion(run: Run, dataset: Dataset) -> None:
@@ -384,7 +437,7 @@ def _summary(
         request = next((m.run_at(1) for m in rows if m.scenario.key == FLOOR_SCENARIO), None)
         for line in report.floor_lines(f"[{name}] usage-history usage read", floor, request):
             print(line)
-    pair_ratios = report.pair_ratios(main_rows, run.comparisons)
+    pair_ratios = report.pair_ratios(main_rows, run.comparisons, run.rounds)
     lines = report.issue15_lines(main_rows, pair_ratios)
     if lines:
         print()
