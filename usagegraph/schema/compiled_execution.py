@@ -55,7 +55,7 @@ from usagegraph.schema.pagination import (
     moment_id_cursor,
     page_size,
 )
-from usagegraph.schema.plain_values import NotPlain, complete_plain_object
+from usagegraph.schema.plain_values import NotPlain, complete_plain_object, is_plain_type
 
 MAX_PLANS = 512
 
@@ -236,7 +236,9 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         position_context: Any = None,
     ) -> Any:
         manager = self.middleware_manager  # Strawberry gives one always, often empty
-        if manager is None or not manager.middlewares:
+        # Checked first: most objects of a graph are not plain, and an exception per object
+        # would cost them what the walk saves the plain ones.
+        if (manager is None or not manager.middlewares) and is_plain_type(return_type):
             try:
                 return complete_plain_object(
                     self._plain_subfields, return_type, field_details_list, result
