@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.dataset import Dataset
-from bench.scenarios import Scenario, Verification
+from bench.scenarios import (
+    RATIO_TARGETS,
+    USER_STATS_5000,
+    RatioTarget,
+    Scenario,
+    Verification,
+)
 from bench.sql import Captured, Floor
 from bench.wrk import WrkResult
 
@@ -199,6 +206,12 @@ class Ratio:
             "base_p50_ms": self.base_ms,
             "scaled_p50_ms": self.scaled_ms,
             "ratio": round(self.ratio, 3),
+            "rounds": [
+                {"numerator_p50_ms": top, "denominator_p50_ms": bottom}
+                for top, bottom in self.rounds
+            ],
+            "round_ratios": [round(r, 3) for r in self.round_ratios],
+            "median_round_ratio": self.median_round_ratio,
             "target": f"≤ {SCALE_RATIO_TARGET}",
             "met": self.ratio <= SCALE_RATIO_TARGET,
         }
@@ -247,6 +260,120 @@ def ratio_lines(ratios: Sequence[Ratio], base_events: int, scaled_events: int) -
             f"{r.scaled_ms:7.2f} ms = {r.ratio:5.2f}  {verdict}"
         )
     return lines
+
+
+# ---- issue 15's targets: one scenario against another, and user-stats at 5,000 rows --------
+
+# The scenario whose p50 at one connection answers "user-stats with 5,000 rows ≤ 300 ms".
+USER_STATS_5000_KEY = "rest.user_stats_5000"
+
+
+@dataclass(frozen=True, slots=True)
+class PairRatio:
+    """One RatioTarget as measured: both p50s at one connection, and whether both scenarios
+    answered the same (`problems` empty) when checked before the load (None: not checked)."""
+
+    target: RatioTarget
+    numerator_ms: float
+    denominator_ms: float
+    problems: list[str] | None
+    # (numerator, denominator) p50 of each alternating round (`--ratio-rounds`).
+    rounds: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def round_ratios(self) -> list[float]:
+        return [top / bottom for top, bottom in self.rounds if bottom]
+
+    @property
+    def median_round_ratio(self) -> float | None:
+        ratios = self.round_ratios
+        return statistics.median(ratios) if ratios else None
+
+    @property
+    def ratio(self) -> float:
+        return self.numerator_ms / self.denominator_ms if self.denominator_ms else float("inf")
+
+    @property
+    def comparable(self) -> bool:
+        return self.problems == []
+
+    @property
+    def met(self) -> bool:
+        """Judged on the median of the alternating rounds when there are any (the ratio of
+        the two table rows otherwise)."""
+        median = self.median_round_ratio
+        judged = median if median is not None else self.ratio
+        return self.comparable and judged <= self.target.at_most
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "target": f"{self.target.label} ≤ {self.target.at_most}",
+            "numerator": self.target.numerator,
+            "denominator": self.target.denominator,
+            "numerator_p50_ms": self.numerator_ms,
+            "denominator_p50_ms": self.denominator_ms,
+            "ratio": round(self.ratio, 3),
+            "rounds": [
+                {"numerator_p50_ms": top, "denominator_p50_ms": bottom}
+                for top, bottom in self.rounds
+            ],
+            "round_ratios": [round(r, 3) for r in self.round_ratios],
+            "median_round_ratio": self.median_round_ratio,
+            "same_question": self.comparable,
+            "differences": self.problems,
+            "met": self.met,
+        }
+
+
+def _p50_at_one(measured: Sequence[Measured], key: str) -> float | None:
+    item = next((m for m in measured if m.scenario.key == key and not m.cache), None)
+    run = item.run_at(1) if item is not None and not item.failed else None
+    return run.latency_ms["p50"] if run is not None and run.requests else None
+
+
+def pair_ratios(
+    measured: Sequence[Measured],
+    comparisons: dict[str, list[str]],
+    rounds: dict[str, list[tuple[float, float]]],
+) -> list[PairRatio]:
+    """Every RatioTarget whose two scenarios both have a p50 at one connection."""
+    ratios = []
+    for target in RATIO_TARGETS:
+        top = _p50_at_one(measured, target.numerator)
+        bottom = _p50_at_one(measured, target.denominator)
+        if top is not None and bottom is not None:
+            problems = comparisons.get(target.label)
+            found = rounds.get(target.label, [])
+            ratios.append(PairRatio(target, top, bottom, problems, found))
+    return ratios
+
+
+def issue15_lines(measured: Sequence[Measured], ratios: Sequence[PairRatio]) -> list[str]:
+    """The usage-history ratio and user-stats at 5,000 rows, each against its target."""
+    lines = ["issue 15 targets (p50 at 1 connection, cache off):"]
+    for r in ratios:
+        if r.problems is None:
+            verdict = "not checked to ask the same question"
+        elif r.problems:
+            verdict = f"NOT COMPARABLE: {'; '.join(r.problems[:3])}"
+        else:
+            verdict = "met" if r.met else "MISSED"
+        median = r.median_round_ratio
+        rounds = ", ".join(f"{ratio:.2f}" for ratio in r.round_ratios)
+        judged = f"; alternating rounds {rounds}, median {median:.2f}" if median else ""
+        lines.append(
+            f"  {r.target.label}: table rows {r.numerator_ms:.2f} / {r.denominator_ms:.2f} ms"
+            f" = {r.ratio:.2f}{judged} (target ≤ {r.target.at_most}): {verdict}"
+        )
+    stats = _p50_at_one(measured, USER_STATS_5000_KEY)
+    if stats is not None and USER_STATS_5000.at_most is not None:
+        bound = USER_STATS_5000.at_most
+        verdict = "met" if stats <= bound else "MISSED"
+        lines.append(
+            f"  user-stats {USER_STATS_5000.label}: p50 {stats:.1f} ms = "
+            f"{stats / bound:.2f} x the target: {verdict}"
+        )
+    return lines if len(lines) > 1 else []
 
 
 # ---- where it ran ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -228,6 +229,56 @@ USAGE_HISTORY = """query History($instance: String!, $zone: String!) {
 
 USAGE_HISTORY_P50 = Target("p50 ≤ 10 ms (cache off)", "p50_ms", at_most=10, connections=1)
 USER_STATS_5000 = Target("5,000 rows ≤ 300 ms", "p50_ms", at_most=300, connections=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RatioTarget:
+    """Issue 15's targets that compare two scenarios of the same run: p50 of `numerator`
+    over p50 of `denominator` at one connection. A ratio means something only when both ask
+    the same question, which `same_answer` checks request by request before any load."""
+
+    label: str
+    numerator: str  # scenario keys
+    denominator: str
+    at_most: float
+    same_answer: Callable[[Any, Any], str | None]
+
+
+def _usage_history_facts(history: Any) -> dict[str, Any]:
+    """What a usage-history answer says, however the API spells it: parameters, and every
+    bucket's start and sums (money compared as decimals, times as instants)."""
+
+    def bucket(b: Any) -> tuple[Any, ...]:
+        start = datetime.fromisoformat(b["start"].replace("Z", "+00:00"))
+        return (start, Decimal(str(b["credits"])), b["messages"], b["users"])
+
+    totals = history["totals"]
+    return {
+        **{k: history[k] for k in ("instanceId", "window", "currency")},
+        # Enums: `DAILY`/`OWN` in the graph, `daily`/`own` in REST.
+        **{k: history[k].lower() for k in ("interval", "scope")},
+        "buckets": [bucket(b) for b in history["buckets"]],
+        "totals": (Decimal(str(totals["credits"])), totals["messages"], totals["users"]),
+    }
+
+
+def same_usage_history(graphql_body: Any, rest_body: Any) -> str | None:
+    """None when the GraphQL and the REST answer hold the same history, else what differs."""
+    graph = _usage_history_facts(graphql_body["data"]["viewer"]["user"]["usageHistory"])
+    rest = _usage_history_facts(rest_body)
+    differing = [key for key in graph if graph[key] != rest[key]]
+    return f"{', '.join(differing)} differ" if differing else None
+
+
+# Issue 15: "GraphQL usage history within 1.2x of the REST route's p50" (cache off).
+USAGE_HISTORY_RATIO = RatioTarget(
+    "GraphQL / REST usage-history p50",
+    "graphql.usage_history",
+    "rest.usage_history",
+    1.2,
+    same_usage_history,
+)
+RATIO_TARGETS = (USAGE_HISTORY_RATIO,)
 
 
 def _usage_history_rest(actors: Actors, creds: Credentials) -> Scenario:
@@ -507,6 +558,24 @@ def _problem(scenario: Scenario, request: HttpRequest, response: httpx.Response)
         if scenario.expect is not None and (issue := scenario.expect(body)):
             return f"{where} -> not the expected answer: {issue}"
     return None
+
+
+def compare_answers(
+    base_url: str, target: RatioTarget, numerator: Scenario, denominator: Scenario
+) -> list[str]:
+    """Send the two scenarios' requests pairwise (the same caller and instance in both, in
+    the same rotation); what differs between each pair's answers (empty: the same question)."""
+    if len(numerator.requests) != len(denominator.requests):
+        return [f"{len(numerator.requests)} requests vs {len(denominator.requests)}"]
+    problems = []
+    with httpx.Client(base_url=base_url, timeout=120) as http:
+        for left, right in zip(numerator.requests, denominator.requests, strict=True):
+            answers = [send(http, request) for request in (left, right)]
+            if any(a.status_code != 200 for a in answers):
+                problems.append(f"{right.path}: status {[a.status_code for a in answers]}")
+            elif issue := target.same_answer(answers[0].json(), answers[1].json()):
+                problems.append(f"{right.path}: {issue}")
+    return problems
 
 
 def verify(base_url: str, scenario: Scenario) -> Verification:

@@ -50,9 +50,11 @@ from bench.dataset import (
 )
 from bench.report import Measured
 from bench.scenarios import (
+    RATIO_TARGETS,
     Credentials,
     Scenario,
     cache_on_scenarios,
+    compare_answers,
     ingest_scenarios,
     read_scenarios,
     verify,
@@ -100,6 +102,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--workers", type=int, default=2, help="usagegraph serve --workers (default 2)")
     add("--batch-size", type=int, default=100, help="events per recordUsageBatch (default 100)")
     add("--floor-repeats", type=int, default=200, help="runs of the SQL floor statement")
+    add(
+        "--ratio-rounds",
+        type=int,
+        default=4,
+        help="alternating rounds of each two-scenario ratio target at 1 connection "
+        "(default 4; 0: none)",
+    )
+    add("--ratio-seconds", type=float, default=3, help="seconds per side of a round (default 3)")
     add("--only", default="", help="comma-separated substrings of scenario keys to run")
     add("--no-cache-on", action="store_true", help="skip the cache-on usage-history row")
     add("--no-ingest", action="store_true", help="skip the ingestion scenarios")
@@ -129,6 +139,10 @@ class Run:
     floors: dict[str, Floor | None] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Per RatioTarget label, on the main data set: how its two scenarios' answers differed,
+    # and the (numerator, denominator) p50s of its alternating rounds.
+    comparisons: dict[str, list[str]] = field(default_factory=dict)
+    rounds: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def wanted(self, scenarios: Sequence[Scenario]) -> list[Scenario]:
         keys = self.args.only_keys
@@ -245,9 +259,11 @@ def measure_reads(
     pick: Callable[[list[Scenario]], list[Scenario]],
     *,
     cache_on: bool,
+    compare: bool = False,
 ) -> list[Measured]:
     """The read scenarios on one data set, cache off (then, if asked, the cache-on row); their
-    statements and the SQL floor."""
+    statements and the SQL floor; with `compare`, whether the scenarios of each RatioTarget
+    ask the same question."""
     label = report.events_label(dataset.shape.events)
     data_dir = run.work_dir
     actors = asyncio.run(pick_actors(dataset))
@@ -264,7 +280,11 @@ def measure_reads(
     report.print_header()
     log = _server_log(run, f"{dataset.name}-cache-off")
     with serving(dataset.url, data_dir, log, workers=run.args.workers) as server:
+        if compare:
+            compare_pairs(run, server, scenarios)
         measured = measure(run, server, dataset, scenarios, cache=False, statements=statements)
+        if compare:
+            alternate_pairs(run, server, dataset, measured)
     if not cache_on or not run.wanted(cache_on_scenarios(actors, creds)):
         return measured
     print(f"\n{label}: {dataset.name}, cache ON (in-process, per worker)")
@@ -272,6 +292,63 @@ def measure_reads(
     with serving(dataset.url, data_dir, log, workers=run.args.workers, cache=True) as server:
         measure(run, server, dataset, run.wanted(cache_on_scenarios(actors, creds)), cache=True)
     return measured
+
+
+def compare_pairs(run: Run, server: RunningServer, scenarios: Sequence[Scenario]) -> None:
+    """Before a ratio of two scenarios is measured: do they ask the same question? Each
+    pair of requests is sent once and the answers compared (RatioTarget.same_answer)."""
+    by_key = {s.key: s for s in scenarios}
+    for target in RATIO_TARGETS:
+        numerator, denominator = by_key.get(target.numerator), by_key.get(target.denominator)
+        if numerator is None or denominator is None:
+            continue
+        problems = compare_answers(server.base_url, target, numerator, denominator)
+        run.comparisons[target.label] = problems
+        verdict = (
+            "the same answers" if not problems else "DIFFERENT answers: " + "; ".join(problems[:3])
+        )
+        print(f"{target.label}: {len(numerator.requests)} request pairs, {verdict}")
+
+
+def alternate_pairs(
+    run: Run, server: RunningServer, dataset: Dataset, measured: Sequence[Measured]
+) -> None:
+    """Each ratio target's two scenarios again, in short alternating runs at 1 connection
+    (the order flips every round): on a shared machine the load drifts over the minute
+    between a scenario's row and the other's, and a ratio of two far-apart runs measures
+    the drift as much as the service. Per-round ratios see the same conditions on both
+    sides; the summary reports them and their median."""
+    rounds = run.args.ratio_rounds
+    if rounds <= 0:
+        return
+    runner = WrkRunner(run.wrk, server.base_url, run.work_dir)
+    by_key = {m.scenario.key: m for m in measured if not m.failed and m.runs}
+    for target in RATIO_TARGETS:
+        pair = (by_key.get(target.numerator), by_key.get(target.denominator))
+        if pair[0] is None or pair[1] is None:
+            continue
+        found: list[tuple[float, float]] = []
+        for index in range(rounds):
+            p50: dict[str, float] = {}
+            for item in pair if index % 2 == 0 else pair[::-1]:
+                result = runner.run(
+                    _script_for(runner, item.scenario, f"round{index}"),
+                    threads=1,
+                    connections=1,
+                    seconds=run.args.ratio_seconds,
+                )
+                drain(server, dataset)
+                if result.requests and not result.failures:
+                    p50[item.scenario.key] = result.latency_ms["p50"]
+            if len(p50) == 2:
+                found.append((p50[target.numerator], p50[target.denominator]))
+                top, bottom = found[-1]
+                print(
+                    f"{target.label}, round {index + 1}: {top:.2f} / {bottom:.2f} ms = "
+                    f"{top / bottom:.2f}",
+                    flush=True,
+                )
+        run.rounds[target.label] = found
 
 
 def measure_ingestion(run: Run, dataset: Dataset) -> None:
@@ -360,6 +437,12 @@ def _summary(
         request = next((m.run_at(1) for m in rows if m.scenario.key == FLOOR_SCENARIO), None)
         for line in report.floor_lines(f"[{name}] usage-history usage read", floor, request):
             print(line)
+    pair_ratios = report.pair_ratios(main_rows, run.comparisons, run.rounds)
+    lines = report.issue15_lines(main_rows, pair_ratios)
+    if lines:
+        print()
+        for line in lines:
+            print(line)
     ratios = report.scale_ratios(main_rows, compare_rows) if compare else []
     if compare:
         print()
@@ -372,6 +455,7 @@ def _summary(
         "scenarios": [m.as_json() for m in run.measured],
         "sql_floor": {k: v.as_json() if v else None for k, v in run.floors.items()},
         "scale": [r.as_json() for r in ratios],
+        "ratios": [r.as_json() for r in pair_ratios],
         "peer": "PostGraphile v5 is measured side by side by ./scripts/bench peer",
     }
 
@@ -396,7 +480,7 @@ def _measure_all(run: Run, main_set: Dataset, compare: Dataset | None) -> dict[s
     main_rows = _phase(
         run,
         "reads",
-        lambda: measure_reads(run, main_set, list, cache_on=not run.args.no_cache_on),
+        lambda: measure_reads(run, main_set, list, cache_on=not run.args.no_cache_on, compare=True),
     )
     compare_rows = []
     if compare is not None:

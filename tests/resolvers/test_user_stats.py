@@ -516,9 +516,9 @@ async def _statements_of_one_run(engine: AsyncEngine, **kwargs: object) -> int:
 
 async def test_lookups_are_batched_not_per_row(engine: AsyncEngine) -> None:
     await seed_bulk(engine, extra_rows=1)
-    # usage slots, institutions, lifetime credits, membership caps, users: 5 statements for
-    # 5001 matching rows, as for 10.
-    assert await _statements_of_one_run(engine, daterange=BULK_WINDOW) == 5
+    # sums per (user, instance), institutions, lifetime credits, membership caps, the first
+    # 5000 rows, their users: 6 statements for 5001 matching rows, as for 10.
+    assert await _statements_of_one_run(engine, daterange=BULK_WINDOW) == 6
 
 
 async def test_nothing_matching_costs_one_statement(engine: AsyncEngine) -> None:

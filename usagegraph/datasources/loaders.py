@@ -240,8 +240,9 @@ class Loaders:
     def billing_months(self) -> DataLoader[BillingMonthsKey, list[int]]:
         return self._grouped(self._billing_months)
 
-    def _session(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """Where a batch reads: the shared read connection, or a session of its own."""
+    def read_session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """Where a batch (or another read-only rule of the request) reads: the shared read
+        connection, or a session of its own."""
         if self.reads is not None:
             return self.reads.session()
         return self.sessions()
@@ -254,7 +255,7 @@ class Loaders:
         """A loader for a fetch that maps keys to values (missing keys load as None)."""
 
         async def batch(keys: list[Any]) -> list[Any]:
-            async with self._session() as session:
+            async with self.read_session() as session:
                 found = await fetch(session, self.principal, keys)
             return [found.get(key, default() if default else None) for key in keys]
 
@@ -283,7 +284,7 @@ class Loaders:
     async def _usage_event_pages(
         self, key: UsageEventPageKey, user_ids: list[int]
     ) -> dict[int, list[usage.EventRow]]:
-        async with self._session() as session:
+        async with self.read_session() as session:
             return await usage.usage_event_pages(
                 session,
                 self.principal,
@@ -296,7 +297,7 @@ class Loaders:
     async def _usage_event_counts(
         self, key: UsageEventCountKey, user_ids: list[int]
     ) -> dict[int, int]:
-        async with self._session() as session:
+        async with self.read_session() as session:
             return await usage.usage_event_counts(
                 session, self.principal, user_ids, key.event_filter
             )
@@ -304,7 +305,7 @@ class Loaders:
     async def _snapshot_pages(
         self, key: SnapshotPageKey, bucket_ids: list[str]
     ) -> dict[str, list[Snapshot]]:
-        async with self._session() as session:
+        async with self.read_session() as session:
             return await buckets.snapshots_of_buckets(
                 session,
                 self.principal,
@@ -317,7 +318,7 @@ class Loaders:
     async def _ledger_pages(
         self, key: LedgerPageKey, user_ids: list[int]
     ) -> dict[int, list[wallet_batches.EntryRow]]:
-        async with self._session() as session:
+        async with self.read_session() as session:
             return await wallet_batches.ledger_pages(
                 session,
                 self.principal,
@@ -330,7 +331,7 @@ class Loaders:
             )
 
     async def _ledger_counts(self, key: LedgerCountKey, user_ids: list[int]) -> dict[int, int]:
-        async with self._session() as session:
+        async with self.read_session() as session:
             return await wallet_batches.ledger_counts(
                 session,
                 self.principal,
@@ -343,7 +344,7 @@ class Loaders:
     async def _member_pages(
         self, key: MemberPageKey, institution_ids: list[str]
     ) -> dict[str, list[Membership]]:
-        async with self._session() as session:
+        async with self.read_session() as session:
             return await directory.member_pages(
                 session,
                 self.principal,
@@ -355,7 +356,7 @@ class Loaders:
     async def _billing_months(
         self, key: BillingMonthsKey, institution_ids: list[str]
     ) -> dict[str, list[int]]:
-        async with self._session() as session:
+        async with self.read_session() as session:
             return await billing.messages_by_month_of(
                 session, self.principal, institution_ids, key.boundaries
             )

@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Subquery
 
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
@@ -312,6 +313,27 @@ async def usage_by_slot(
     # A period that holds both an edge and whole slots comes back twice (one row from each
     # part of the UNION); per slot, the parts never share a key.
     return _merged(slots) if periods else slots
+
+
+def day_sums(
+    principal: Principal,
+    dialect: str,
+    *,
+    start: datetime,
+    end: datetime,
+    filters: Sequence[UsageFilter] = (),
+) -> Subquery:
+    """`usage_by_slot`'s rows per UTC day, forgotten usage left out, as a subquery for the
+    database to go on with (columns slot, user_id, institution_id, credits, messages, events,
+    failed): one row per (day, user, instance), never two, so a report can sum, count, order
+    and limit them in SQL instead of receiving every day of its window.
+
+    One row per key holds because a day rollup row is already one (day, user, instance) when
+    forgotten usage is left out, and the partial days at an unaligned window's edges, summed
+    from events, are days no whole-day row covers.
+    """
+    query = _SlotQuery(principal, DAY_SLOT_SECONDS, filters, False, False)
+    return _slot_statement(query, dialect, start, end).subquery("day_sums")
 
 
 def _merged(slots: list[UsageSlot]) -> list[UsageSlot]:

@@ -9,6 +9,7 @@ requests (the loaders cache what this caller may read).
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,12 @@ class RequestContext:
     loaders: Loaders
     cache: Cache | None  # the usage-history response cache (shared by both APIs)
     settings: Settings
+
+    def read_session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session for rules that only read: on the request's autocommit read connection
+        (shared with the loaders, no BEGIN/ROLLBACK round trips), else a session of its own.
+        Writes keep `sessions`, whose transaction they need."""
+        return self.loaders.read_session()
 
 
 def context_of(connection: HTTPConnection) -> RequestContext:

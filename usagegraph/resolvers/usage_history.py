@@ -425,7 +425,9 @@ async def usage_history_for(
     if reader_id is not None and context.principal.user_id != reader_id:
         raise forbidden("usage history is read as yourself")
     zone = _zone(time_zone)
-    async with context.sessions() as session:
+    # Two reads (the currency, the usage) that need no transaction: on the request's read
+    # connection, which the graph's `viewer { user }` has usually opened already.
+    async with context.read_session() as session:
         return await usage_history(
             session,
             context.principal,

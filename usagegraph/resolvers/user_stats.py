@@ -1,10 +1,11 @@
 """The per-user usage extract (CONTRACT.md section 2): who may run it, its window, its rows.
 
 One row per (user, instance, period) with non-zero unforgotten usage in the window, plus the
-user's lifetime spend in that instance measured against their cap there. Usage is summed by
-the database per UTC day; every period here (UTC day, ISO week, month) is a union of whole
-UTC days, so folding day slots into periods is exact even for a window that starts mid-day
-(the window itself is applied to `occurred_at`, not to slots).
+user's lifetime spend in that instance measured against their cap there. The database sums
+usage per period, orders the rows and returns only the first ROW_LIMIT of them, with sums
+per (user, instance) for the summary (`datasources.user_stats`): every period here (UTC day,
+ISO week, month) is a union of whole UTC days, so summing day rows is exact even for a
+window that starts mid-day (the window itself is applied to `occurred_at`, not to days).
 
 Rounding is exact: percentages and means are computed as fractions and rounded half-up
 (away from zero) to two places, never through a binary float.
@@ -13,7 +14,6 @@ Rounding is exact: percentages and means are computed as fractions and rounded h
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,20 +23,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import is_institution_admin, is_super
 from usagegraph.auth.principal import CallerKind, Principal
-from usagegraph.datasources.usage import (
-    DAY_SLOT_SECONDS,
-    UsageFilter,
-    UsageSlot,
-    lifetime_credits,
-    usage_by_slot,
-)
+from usagegraph.datasources.transactions import dialect_of
+from usagegraph.datasources.usage import UsageFilter, lifetime_credits
 from usagegraph.datasources.user_stats import (
     InstitutionProfile,
+    PairTally,
+    PeriodTally,
     by_people,
     by_users,
+    first_period_tallies,
     in_instances,
     institution_profiles,
     membership_caps,
+    pair_tallies,
+    period_sums,
     user_profiles,
 )
 from usagegraph.db.models import PERSONAL_INSTANCE
@@ -297,42 +297,9 @@ def mean(total: Decimal, count: int) -> Decimal:
     return round_half_up(total_n, total_d * count)
 
 
-# ---- folding slots into rows ---------------------------------------------------------------
+# ---- cap standings and rows ---------------------------------------------------------------
 
-_RowKey = tuple[datetime, int, str | None]  # (period start, user, institution or None)
 _Pair = tuple[int, str | None]  # (user, institution or None)
-
-
-@dataclass(slots=True)
-class _Tally:
-    credits: Decimal
-    messages: int
-
-
-def fold_into_periods(
-    slots: Iterable[UsageSlot], granularity: Granularity
-) -> dict[_RowKey, _Tally]:
-    """Sum day slots per (period, user, instance)."""
-    starts: dict[datetime, datetime] = {}
-    tallies: dict[_RowKey, _Tally] = {}
-    for slot in slots:
-        start = starts.get(slot.slot_start)
-        if start is None:
-            start = starts[slot.slot_start] = period_start(slot.slot_start, granularity)
-        key = (start, slot.user_id, slot.institution_id)
-        tally = tallies.get(key)
-        if tally is None:
-            tallies[key] = _Tally(slot.credits, slot.messages)
-        else:
-            tally.credits += slot.credits
-            tally.messages += slot.messages
-    return tallies
-
-
-def row_order(key: _RowKey) -> tuple[datetime, int, bool, str]:
-    """periodStart, then user id, then instance with personal first, then institution id."""
-    start, user_id, institution_id = key
-    return (start, user_id, institution_id is not None, institution_id or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,30 +365,27 @@ def _instance_names(
     return profile.name, profile.ai_name
 
 
-def _summary(
-    keys: list[_RowKey], tallies: dict[_RowKey, _Tally], standings: dict[_Pair, _CapStanding]
-) -> UserStatsSummary:
-    total = sum((tallies[key].credits for key in keys), Decimal(0))
-    users = {user_id for _, user_id, _ in keys}
+def _summary(pairs: list[PairTally], standings: dict[_Pair, _CapStanding]) -> UserStatsSummary:
+    total = sum((pair.credits for pair in pairs), Decimal(0))
+    users = {pair.user_id for pair in pairs}
     return UserStatsSummary(
         mean_credits_per_user_account=mean(total, len(users)),
-        mean_credits_per_user_institution=mean(total, len(standings)),
+        mean_credits_per_user_institution=mean(total, len(pairs)),
         users_at_cap=len({user_id for (user_id, _), s in standings.items() if s.at_cap}),
     )
 
 
 async def _rows(
     session: AsyncSession,
-    keys: list[_RowKey],
-    tallies: dict[_RowKey, _Tally],
+    tallies: list[PeriodTally],
     standings: dict[_Pair, _CapStanding],
     institutions: dict[str, InstitutionProfile],
 ) -> tuple[UserStatsRow, ...]:
-    """The rows of `keys`, with one query for all their users' names."""
-    people = await user_profiles(session, {user_id for _, user_id, _ in keys})
+    """The rows of `tallies`, with one query for all their users' names."""
+    people = await user_profiles(session, {tally.user_id for tally in tallies})
     rows = []
-    for key in keys:
-        start, user_id, institution_id = key
+    for tally in tallies:
+        user_id, institution_id = tally.user_id, tally.institution_id
         person = people[user_id]
         instance_name, ai_name = _instance_names(institution_id, institutions)
         standing = standings[(user_id, institution_id)]
@@ -434,9 +398,9 @@ async def _rows(
                 institution_id=institution_id,
                 instance_name=instance_name,
                 ai_name=ai_name,
-                period_start=start,
-                query_count=tallies[key].messages,
-                credits_used=tallies[key].credits,
+                period_start=tally.period_start,
+                query_count=tally.messages,
+                credits_used=tally.credits,
                 lifetime_used=standing.lifetime,
                 cap_limit=standing.cap,
                 cap_used_pct=standing.used_pct,
@@ -482,36 +446,36 @@ async def _user_stats(
 ) -> UserStats:
     """The extract, read in one session.
 
-    Queries: usage per day slot, lifetime credits, institutions, membership caps and the
-    shown rows' users -- each once (chunked by LOOKUP_CHUNK keys), whatever the row count.
+    Queries: sums per (user, instance), institutions, lifetime credits, membership caps, the
+    first ROW_LIMIT rows and their users -- each once (chunked by LOOKUP_CHUNK keys), whatever
+    the row count; only the first when nothing matched.
     """
     authorize_stats_caller(principal)
     window = stats_window(now, granularity, range_periods, daterange)
     filters = filters or UserStatsFilters()
     validate_filters(filters)
-    conditions = _usage_filters(principal, filters)
-
-    slots = await usage_by_slot(
-        session,
+    sums = period_sums(
         principal,
+        dialect_of(session),
         start=window.start,
         end=window.end,
-        slot_seconds=DAY_SLOT_SECONDS,
-        filters=conditions,
-        include_forgotten=False,
+        granularity=granularity.value,
+        filters=_usage_filters(principal, filters),
     )
-    tallies = fold_into_periods(slots, granularity)
-    keys = sorted(
-        (key for key, tally in tallies.items() if tally.messages or tally.credits),
-        key=row_order,
+    pairs = await pair_tallies(session, sums)
+    if not pairs:
+        return UserStats(granularity, window, (), truncated=False, summary=_summary([], {}))
+    institutions = await institution_profiles(
+        session, {p.institution_id for p in pairs if p.institution_id is not None}
     )
-    pairs = {(user_id, institution_id) for _, user_id, institution_id in keys}
-    institutions = await institution_profiles(session, {i for _, i in pairs if i is not None})
-    standings = await _cap_standings(session, principal, pairs, institutions)
+    standings = await _cap_standings(
+        session, principal, {(p.user_id, p.institution_id) for p in pairs}, institutions
+    )
+    tallies = await first_period_tallies(session, sums, ROW_LIMIT)
     return UserStats(
         granularity=granularity,
         window=window,
-        rows=await _rows(session, keys[:ROW_LIMIT], tallies, standings, institutions),
-        truncated=len(keys) > ROW_LIMIT,
-        summary=_summary(keys, tallies, standings),
+        rows=await _rows(session, tallies, standings, institutions),
+        truncated=sum(pair.rows for pair in pairs) > ROW_LIMIT,
+        summary=_summary(pairs, standings),
     )

@@ -55,6 +55,7 @@ from usagegraph.schema.pagination import (
     moment_id_cursor,
     page_size,
 )
+from usagegraph.schema.plain_values import NotPlain, complete_plain_object, is_plain_type
 
 MAX_PLANS = 512
 
@@ -222,8 +223,35 @@ class _Planner:
 
 
 class CompilingExecutionContext(LeafFieldsExecutionContext):
-    """graphql-core's executor, answering covered root fields of a query compiled (and
-    plain leaf fields directly: `schema.leaf_fields`)."""
+    """graphql-core's executor, answering covered root fields of a query compiled,
+    completing plain values (`schema.plain_values`) in one walk, and plain leaf fields
+    directly (`schema.leaf_fields`)."""
+
+    def complete_object_value(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        position_context: Any = None,
+    ) -> Any:
+        # Checked first: most objects of a graph are not plain, and an exception per object
+        # would cost them what the walk saves the plain ones.
+        if not self.resolvers_wrapped() and is_plain_type(return_type):
+            try:
+                return complete_plain_object(
+                    self._plain_subfields, return_type, field_details_list, result
+                )
+            except NotPlain:
+                pass  # graphql-core completes it, errors and all
+        return super().complete_object_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _plain_subfields(self, object_type: GraphQLObjectType, field_details_list: Any) -> Any:
+        grouped, defers, _forbidden = self.collect_subfields(object_type, field_details_list)
+        return grouped, defers
 
     def execute_field(
         self,

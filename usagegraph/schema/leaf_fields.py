@@ -55,6 +55,13 @@ def _plan_of(parent_type: GraphQLObjectType, name: str) -> _Plan:
 class LeafFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's executor, with plain leaf fields read and serialised directly."""
 
+    def resolvers_wrapped(self) -> bool:
+        """Whether graphql-core middleware wraps every resolver (a schema extension with a
+        `resolve` hook, e.g. tracing): then no field may be completed around it. Strawberry
+        always passes a manager; it wraps only when it holds middleware."""
+        manager = self.middleware_manager
+        return manager is not None and bool(manager.middlewares)
+
     def execute_field(
         self,
         parent_type: GraphQLObjectType,
@@ -64,9 +71,8 @@ class LeafFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         position_context: Any = None,
     ) -> Any:
         node = field_details_list[0].node
-        # Strawberry always passes a manager; it wraps resolvers only when it holds middleware.
-        wrapped = self.middleware_manager is not None and self.middleware_manager.middlewares
-        plan = None if node.arguments or wrapped else _plan(parent_type, node.name.value)
+        wrapped = node.arguments or self.resolvers_wrapped()
+        plan = None if wrapped else _plan(parent_type, node.name.value)
         if plan is not None:
             resolve, leaf_type, non_null = plan
             try:

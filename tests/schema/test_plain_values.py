@@ -1,0 +1,122 @@
+"""Plain values (schema/plain_values.py) complete in one walk, exactly as graphql-core would.
+
+Two schemas over the same types: one with the graph's execution context, one with
+graphql-core's own. Every document must answer the same data and the same errors on both,
+and the walk must actually have answered the plain objects (else the test proves nothing).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import pytest
+import strawberry
+
+from usagegraph.schema import plain_values
+from usagegraph.schema.compiled_execution import CompilingExecutionContext
+
+
+@strawberry.enum(description="A colour.")
+class Colour(Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@strawberry.type(description="A leaf object.")
+class Cell:
+    n: int = strawberry.field(description="A number.")
+    label: str | None = strawberry.field(description="A label, maybe null.")
+    colour: Colour = strawberry.field(description="An enum.")
+
+
+@strawberry.type(description="A plain object holding plain objects.")
+class Table:
+    name: str = strawberry.field(description="Its name.")
+    cells: list[Cell] = strawberry.field(description="Its cells.")
+    first: Cell | None = strawberry.field(description="The first cell, maybe null.")
+    tags: list[str] = strawberry.field(description="Scalars in a list.")
+
+    @strawberry.field(description="A resolver: this type is not plain.")
+    def size(self) -> int:
+        return len(self.cells)
+
+
+@strawberry.type(description="A plain holder of a non-plain object.")
+class Holder:
+    table: Table = strawberry.field(description="A table.")
+    cells: list[Cell] = strawberry.field(description="Plain cells.")
+
+
+def _cells(broken: bool) -> list[Cell]:
+    cells = [Cell(n=i, label=None if i % 2 else f"c{i}", colour=Colour.RED) for i in range(3)]
+    if broken:
+        cells[1] = Cell(n=None, label="x", colour=Colour.BLUE)  # type: ignore[arg-type]
+    return cells
+
+
+@strawberry.type(description="The root.")
+class Query:
+    @strawberry.field(description="Plain cells.")
+    def cells(self) -> list[Cell]:
+        return _cells(broken=False)
+
+    @strawberry.field(description="A holder, null when a cell of it is broken.")
+    async def holder(self, broken: bool = False) -> Holder | None:
+        cells = _cells(broken)
+        return Holder(table=Table(name="t", cells=cells, first=None, tags=["a"]), cells=cells)
+
+
+FAST = strawberry.Schema(query=Query, execution_context_class=CompilingExecutionContext)
+REFERENCE = strawberry.Schema(query=Query)
+
+DOCUMENT = """
+query Q($skip: Boolean!, $broken: Boolean!) {
+  cells { ...C colour __typename alias: n }
+  holder(broken: $broken) {
+    __typename
+    cells { n ... on Cell { label } l2: label @skip(if: $skip) colour @include(if: $skip) }
+    table { name size tags first { n } cells { n colour } }
+  }
+}
+fragment C on Cell { n label }
+"""
+
+
+def _answer(result: Any) -> tuple[Any, list[tuple[str, list[Any] | None]]]:
+    errors = [(e.message, e.path) for e in result.errors or []]
+    return result.data, sorted(errors, key=repr)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+@pytest.mark.parametrize("broken", [False, True])
+async def test_the_walk_answers_what_graphql_core_answers(
+    monkeypatch: pytest.MonkeyPatch, skip: bool, broken: bool
+) -> None:
+    walked: list[str] = []
+    complete = plain_values.complete_plain_object
+
+    def spy(collect: Any, object_type: Any, details: Any, source: Any) -> Any:
+        walked.append(object_type.name)
+        return complete(collect, object_type, details, source)
+
+    monkeypatch.setattr(plain_values, "complete_plain_object", spy)
+    monkeypatch.setattr("usagegraph.schema.compiled_execution.complete_plain_object", spy)
+    variables = {"skip": skip, "broken": broken}
+    fast = await FAST.execute(DOCUMENT, variable_values=variables)
+    reference = await REFERENCE.execute(DOCUMENT, variable_values=variables)
+    assert _answer(fast) == _answer(reference)
+    assert walked.count("Cell") >= 3
+    assert "Holder" in walked
+    if broken:  # graphql-core reports the null `n` and nulls the nearest nullable field
+        assert fast.data is not None
+        assert fast.data["holder"] is None
+        assert [e.path for e in fast.errors or []] == [["holder", "cells", 1, "n"]]
+    else:
+        assert not fast.errors
+
+
+def test_a_type_with_a_resolver_is_not_plain() -> None:
+    graph = FAST._schema
+    assert plain_values.is_plain_type(graph.get_type("Cell"))  # type: ignore[arg-type]
+    assert not plain_values.is_plain_type(graph.get_type("Table"))  # type: ignore[arg-type]
