@@ -206,12 +206,6 @@ class Ratio:
             "base_p50_ms": self.base_ms,
             "scaled_p50_ms": self.scaled_ms,
             "ratio": round(self.ratio, 3),
-            "rounds": [
-                {"numerator_p50_ms": top, "denominator_p50_ms": bottom}
-                for top, bottom in self.rounds
-            ],
-            "round_ratios": [round(r, 3) for r in self.round_ratios],
-            "median_round_ratio": self.median_round_ratio,
             "target": f"≤ {SCALE_RATIO_TARGET}",
             "met": self.ratio <= SCALE_RATIO_TARGET,
         }
