@@ -80,7 +80,7 @@ class LeafFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 if value is None and not non_null:
                     return None
                 if value is not None and not self.is_awaitable(value):
-                    serialized = leaf_type.serialize(value)
+                    serialized = leaf_type.coerce_output_value(value)  # as graphql-core does
                     if serialized is not None and serialized is not Undefined:
                         return serialized
             except Exception:  # graphql-core's path below reports it, located and coded
