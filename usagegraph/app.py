@@ -42,7 +42,7 @@ from usagegraph.rest.routes import rest_routes
 from usagegraph.schema.endpoint import graphql_endpoint
 from usagegraph.schema.graphiql import graphiql_routes
 from usagegraph.schema.persisted_queries import create_persisted_queries
-from usagegraph.settings import DATABASE_POOL_OVERFLOW, Settings
+from usagegraph.settings import Settings
 from usagegraph.webhooks.deliverer import Deliverer
 
 # After uvicorn's own shutdown window: the lifespan's cleanup (cancelled requests, the pool).
@@ -67,15 +67,10 @@ def create_app(
         # First, so that a bad persisted-query manifest stops start-up before anything opens.
         persisted_queries = create_persisted_queries(settings)
         await _prepare_schema(settings)
-        pool = (
-            {"pool_size": settings.database_pool_size, "max_overflow": DATABASE_POOL_OVERFLOW}
-            if settings.backend == "postgresql"
-            else {}
-        )
         engine = create_engine(
             settings.database_url,
             statement_timeout_seconds=settings.request_timeout_seconds,
-            **pool,
+            pool_size=settings.database_pool_size,
         )
         watch_engine(engine)
         watch_database(engine)

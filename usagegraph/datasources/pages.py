@@ -158,8 +158,5 @@ def _selected(model: Any, row: Any, columns: bool) -> list[Any]:
     """The aliased entity itself, or its mapped columns labelled by attribute name."""
     if not columns:
         return [row]
-    return [getattr(row, attribute.key).label(attribute.key) for attribute in _columns(model)]
-
-
-def _columns(model: Any) -> Any:
-    return inspect(model).column_attrs
+    attributes = inspect(model).column_attrs
+    return [getattr(row, attribute.key).label(attribute.key) for attribute in attributes]

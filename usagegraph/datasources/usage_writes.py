@@ -2,7 +2,7 @@
 credits per user and instance, and the multi-row inserts of events and keys.
 
 Set-based on purpose: a batch of a thousand events costs a handful of statements, not a
-thousand. The caller (`resolvers.metering`) has already decided who may write what; these
+thousand. The caller (`resolvers.usage_recording`) has already decided who may write what; these
 functions are not scoped by caller, because writes are authorised event by event before
 anything here runs.
 """

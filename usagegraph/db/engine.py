@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util.concurrency import await_
 
+from usagegraph.settings import DATABASE_POOL_OVERFLOW, DEFAULT_DATABASE_POOL_SIZE
+
 # A PostgreSQL server that does not accept a connection within this is treated as down.
 CONNECT_TIMEOUT_SECONDS = 10.0
 # How long a SQLite connection waits for another writer's lock before giving up.
@@ -33,9 +35,14 @@ _STARTED_KEY = "usagegraph_statement_started"
 
 
 def create_engine(
-    url: URL, *, statement_timeout_seconds: float | None = None, **kwargs: Any
+    url: URL,
+    *,
+    statement_timeout_seconds: float | None = None,
+    pool_size: int = DEFAULT_DATABASE_POOL_SIZE,
+    **kwargs: Any,
 ) -> AsyncEngine:
-    """An engine for `url`; SQLite gets foreign keys, WAL and a busy timeout.
+    """An engine for `url`; SQLite gets foreign keys, WAL and a busy timeout. On PostgreSQL
+    the pool keeps `pool_size` connections, and opens up to DATABASE_POOL_OVERFLOW more.
 
     The pool pings a connection that sat idle before handing it out (`_ping_when_idle`), so
     connections that died in an outage are replaced by fresh ones and the service recovers
@@ -43,15 +50,14 @@ def create_engine(
     """
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, statement_timeout_seconds, **kwargs)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("max_overflow", DATABASE_POOL_OVERFLOW)
     connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("timeout", CONNECT_TIMEOUT_SECONDS)
     if statement_timeout_seconds is not None:
         server_settings = dict(connect_args.get("server_settings", {}))
         server_settings["statement_timeout"] = str(_milliseconds(statement_timeout_seconds))
         connect_args["server_settings"] = server_settings
-    engine = create_async_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_async_engine(url, connect_args=connect_args, pool_size=pool_size, **kwargs)
     if "pool_pre_ping" not in kwargs:
         _ping_when_idle(engine)
     return engine

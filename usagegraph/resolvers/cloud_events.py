@@ -225,7 +225,6 @@ class EventWriter:
         require_usage_recorder(principal)  # refuse the whole request before reading it
         self.writes = writes
         self.principal = principal
-        self.now = now
         self.settings = settings
         self.bounds = online_bounds(settings.event_window, now)
         self.answer = EventsAnswer()
