@@ -34,6 +34,7 @@ from tests.fixtures.factories import add_institution, add_user
 from usagegraph.app import create_app
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.principal import Principal
+from usagegraph.auth.resolve import Caller
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.models import ClientBucket
@@ -350,10 +351,10 @@ async def test_an_outage_met_inside_the_graph_is_a_503_not_an_error_in_a_200(
     viewer's email, inside GraphQL execution — which turns exceptions into `errors`."""
     resolved = Principal.for_user(world.user_id, "user", frozenset(), {ACME: "user"})
 
-    async def resolve_without_database(*_args: object, **_kwargs: object) -> Principal:
-        return resolved
+    async def resolve_without_database(*_args: object, **_kwargs: object) -> Caller:
+        return Caller(resolved)
 
-    monkeypatch.setattr("usagegraph.auth.middleware.resolve_principal", resolve_without_database)
+    monkeypatch.setattr("usagegraph.auth.middleware.resolve_caller", resolve_without_database)
     query = {"query": "{ viewer { email } }"}
     assert (await http.post("/graphql", json=query)).json() == {
         "data": {"viewer": {"email": "ada@acme.edu"}}

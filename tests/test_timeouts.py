@@ -26,7 +26,7 @@ from starlette.routing import Route
 from tests.conftest import FIXED_NOW
 from tests.databases import ADMIN_URL_VAR, DEFAULT_ADMIN_URL, TestDatabase
 from usagegraph.app import create_app
-from usagegraph.auth.principal import Principal
+from usagegraph.auth.resolve import Caller
 from usagegraph.db.engine import create_engine
 from usagegraph.outages import Unavailability, classify
 from usagegraph.settings import Settings
@@ -158,11 +158,11 @@ async def test_resolving_the_caller_is_inside_the_budget(
     """The principal middleware reads the database too; a hang there is a 503 as well (here
     on /graphql, in a GraphQL-shaped body)."""
 
-    async def hang(*_args: object, **_kwargs: object) -> Principal:
+    async def hang(*_args: object, **_kwargs: object) -> Caller:
         await asyncio.sleep(30)
         raise AssertionError("not cancelled")
 
-    monkeypatch.setattr("usagegraph.auth.middleware.resolve_principal", hang)
+    monkeypatch.setattr("usagegraph.auth.middleware.resolve_caller", hang)
     started = time.monotonic()
     response = await http.post(
         "/graphql", json={"query": "{ viewer { kind } }"}, headers={"Authorization": "Bearer x.y.z"}

@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from strawberry.relay import to_base64
 
 from tests.conftest import with_read_path
+from tests.fixtures.factories import add_institution, add_user
 from tests.fixtures.statements import count_statements
 from tests.schema.graph import graphql
 from tests.schema.test_wallet import ACME, _institution_with_members
@@ -65,3 +67,45 @@ async def test_a_nested_read_costs_the_same_whatever_the_members(
     # The caller's resolution reads on the request's autocommit connection too: no BEGIN or
     # ROLLBACK reaches the database.
     assert control == 0
+
+
+async def test_the_callers_own_row_is_read_once_when_they_are_authenticated(
+    engine: AsyncEngine, app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """`viewer { user }` is the row the caller's principal was read from: no second
+    statement, on either read path (`viewer` is not compiled)."""
+    await add_institution(engine, institution_id=ACME, name="Acme")
+    caller = await add_user(engine, email="Ada@acme.edu", member_of={ACME: "admin"})
+    query = "{ viewer { email user { id email role } } }"
+    with count_statements(app.state.engine) as statements:
+        body = await graphql(client, query, user_id=caller)
+    viewer = body["data"]["viewer"]
+    assert viewer == {
+        "email": "Ada@acme.edu",
+        "user": {"id": viewer["user"]["id"], "email": "Ada@acme.edu", "role": "user"},
+    }
+    assert len(statements) == 1  # the caller's principal, the users row with it
+
+
+async def test_another_users_row_is_still_read_through_the_caller_scoped_loader(
+    engine: AsyncEngine, app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """Only the caller's own row is known in advance: a member of an institution the caller
+    administers is read (one more statement), a user outside it is null."""
+    await add_institution(engine, institution_id=ACME, name="Acme")
+    caller = await add_user(
+        engine,
+        email="admin@acme.edu",
+        role="admin",
+        permissions=["institutions.edit"],
+        member_of={ACME: "admin"},
+    )
+    member = await add_user(engine, email="member@acme.edu", member_of={ACME: "user"})
+    stranger = await add_user(engine, email="stranger@else.org")
+    query = """query($m: ID!, $s: ID!) { m: node(id: $m) { ... on User { email } }
+      s: node(id: $s) { ... on User { email } } }"""
+    variables = {"m": to_base64("User", member), "s": to_base64("User", stranger)}
+    with count_statements(app.state.engine) as statements:
+        body = await graphql(client, query, user_id=caller, variables=variables)
+    assert body["data"] == {"m": {"email": "member@acme.edu"}, "s": None}, body
+    assert len(statements) == 2  # the caller's principal, then one batch of users

@@ -6,9 +6,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from usagegraph.auth.credentials import misdirected_header, presented_credential
 from usagegraph.auth.principal import CallerKind, Principal
-from usagegraph.auth.resolve import resolve_principal
+from usagegraph.auth.resolve import Caller, resolve_caller
 from usagegraph.http.rate_limit import CALLER_KEY_STATE
 from usagegraph.http.request_resources import request_reads
+
+# The caller's users row, when a user: `context_of` hands it to the request's user loader.
+CALLER_USER_STATE = "caller_user"
 
 
 def caller_key(principal: Principal | None, scope: Scope) -> str:
@@ -46,18 +49,19 @@ class PrincipalMiddleware:
             state = scope["app"].state
             settings = state.settings
             if misdirected is not None:
-                principal = Principal.misdirected(misdirected)
+                caller = Caller(Principal.misdirected(misdirected))
             else:
                 reads = request_reads(scope.setdefault("state", {}), state)
                 sessions = reads.session if reads is not None else state.sessions
                 try:
-                    principal = await resolve_principal(
+                    caller = await resolve_caller(
                         sessions, settings.jwt_secret, credential, settings.tokens
                     )
                 finally:
                     if reads is not None:
                         await reads.release()
             state_of_request = scope.setdefault("state", {})
-            state_of_request["principal"] = principal
-            state_of_request[CALLER_KEY_STATE] = caller_key(principal, scope)
+            state_of_request["principal"] = caller.principal
+            state_of_request[CALLER_USER_STATE] = caller.user
+            state_of_request[CALLER_KEY_STATE] = caller_key(caller.principal, scope)
         await self.app(scope, receive, send)

@@ -27,7 +27,7 @@ from usagegraph.datasources import billing, buckets, directory, usage, wallet_ba
 from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.datasources.usage import EventFilter
 from usagegraph.datasources.wallet import LedgerPosition
-from usagegraph.db.models import Membership, Snapshot
+from usagegraph.db.models import Membership, Snapshot, User
 
 # --- the keys of the grouped loaders -------------------------------------------------------
 # A grouped key names one parent (`PARENT` names its field) and the arguments of its page.
@@ -158,15 +158,22 @@ class Loaders:
         sessions: async_sessionmaker[AsyncSession],
         principal: Principal,
         reads: ReadConnection | None = None,
+        caller_user: User | None = None,
     ) -> None:
         self.sessions = sessions
         self.principal = principal
         # Batches share the request's autocommit read connection when there is one.
         self.reads = reads
+        self.caller_user = caller_user
 
     @cached_property
     def user(self) -> DataLoader[Any, Any]:
-        return self._by_key(directory.users_by_id)
+        """Users by id; the caller's own row, read when the request was authenticated, is
+        known already (`readable_users` always lets a user read themselves)."""
+        loader = self._by_key(directory.users_by_id)
+        if self.caller_user is not None and self.caller_user.id == self.principal.user_id:
+            loader.prime(self.caller_user.id, self.caller_user)
+        return loader
 
     @cached_property
     def institution(self) -> DataLoader[Any, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from usagegraph.auth.middleware import CALLER_USER_STATE
 from usagegraph.auth.principal import Principal
 from usagegraph.cache import Cache
 from usagegraph.datasources.loaders import Loaders
@@ -63,7 +64,12 @@ def context_of(connection: HTTPConnection) -> RequestContext:
             sessions=app_state.sessions,
             request_id=request_state.request_id,
             now=app_state.clock(),
-            loaders=Loaders(app_state.sessions, principal, reads),
+            loaders=Loaders(
+                app_state.sessions,
+                principal,
+                reads,
+                caller_user=getattr(request_state, CALLER_USER_STATE, None),
+            ),
             cache=getattr(app_state, "cache", None),
             settings=app_state.settings,
         )
