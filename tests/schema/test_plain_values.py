@@ -78,6 +78,7 @@ query Q($skip: Boolean!, $broken: Boolean!) {
     cells { n ... on Cell { label } l2: label @skip(if: $skip) colour @include(if: $skip) }
     table { name size tags first { n } cells { n colour } }
   }
+  plainTable: holder(broken: $broken) { table { name tags first { n } cells { n } } }
 }
 fragment C on Cell { n label }
 """
@@ -94,29 +95,57 @@ async def test_the_walk_answers_what_graphql_core_answers(
     monkeypatch: pytest.MonkeyPatch, skip: bool, broken: bool
 ) -> None:
     walked: list[str] = []
-    complete = plain_values.complete_plain_object
+    planner = plain_values.plain_completer
 
-    def spy(collect: Any, object_type: Any, details: Any, source: Any) -> Any:
-        walked.append(object_type.name)
-        return complete(collect, object_type, details, source)
+    def spy(collect: Any, object_type: Any, details: Any) -> Any:
+        complete = planner(collect, object_type, details)
+        if complete is None:
+            return None
 
-    monkeypatch.setattr(plain_values, "complete_plain_object", spy)
-    monkeypatch.setattr("usagegraph.schema.compiled_execution.complete_plain_object", spy)
+        def counted(value: Any) -> Any:
+            walked.append(object_type.name)
+            return complete(value)
+
+        return counted
+
+    monkeypatch.setattr("usagegraph.schema.compiled_execution.plain_completer", spy)
     variables = {"skip": skip, "broken": broken}
     fast = await FAST.execute(DOCUMENT, variable_values=variables)
     reference = await REFERENCE.execute(DOCUMENT, variable_values=variables)
     assert _answer(fast) == _answer(reference)
     assert walked.count("Cell") >= 3
-    assert "Holder" in walked
+    # A selection of Holder with `size` (a resolver) below it is not plain; one without is,
+    # though Table has that resolver.
+    assert walked.count("Holder") == 1
     if broken:  # graphql-core reports the null `n` and nulls the nearest nullable field
         assert fast.data is not None
-        assert fast.data["holder"] is None
-        assert [e.path for e in fast.errors or []] == [["holder", "cells", 1, "n"]]
+        assert (fast.data["holder"], fast.data["plainTable"]) == (None, None)
+        assert sorted(e.path for e in fast.errors or []) == [
+            ["holder", "cells", 1, "n"],
+            ["plainTable", "table", "cells", 1, "n"],
+        ]
     else:
         assert not fast.errors
 
 
-def test_a_type_with_a_resolver_is_not_plain() -> None:
-    graph = FAST._schema
-    assert plain_values.is_plain_type(graph.get_type("Cell"))  # type: ignore[arg-type]
-    assert not plain_values.is_plain_type(graph.get_type("Table"))  # type: ignore[arg-type]
+async def _plan(document: str, type_name: str) -> Any:
+    """The plain completer of `type_name` for the first field of `document` that returns it."""
+    planned: dict[str, Any] = {}
+    planner = plain_values.plain_completer
+
+    def spy(collect: Any, object_type: Any, details: Any) -> Any:
+        complete = planner(collect, object_type, details)
+        planned.setdefault(object_type.name, complete)
+        return complete
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("usagegraph.schema.compiled_execution.plain_completer", spy)
+        result = await FAST.execute(document)
+    assert not result.errors, result.errors
+    return planned.get(type_name)
+
+
+async def test_a_selection_is_plain_when_every_field_it_selects_is_an_attribute_read() -> None:
+    assert await _plan("{ holder { table { name tags } } }", "Holder") is not None
+    assert await _plan("{ holder { table { name size } } }", "Holder") is None
+    assert await _plan("{ holder { table { size } } }", "Table") is None

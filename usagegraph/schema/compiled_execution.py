@@ -55,7 +55,7 @@ from usagegraph.schema.pagination import (
     moment_id_cursor,
     page_size,
 )
-from usagegraph.schema.plain_values import NotPlain, complete_plain_object, is_plain_type
+from usagegraph.schema.plain_values import Completer, NotPlain, plain_completer
 
 MAX_PLANS = 512
 
@@ -236,18 +236,31 @@ class CompilingExecutionContext(LeafFieldsExecutionContext):
         result: Any,
         position_context: Any = None,
     ) -> Any:
-        # Checked first: most objects of a graph are not plain, and an exception per object
-        # would cost them what the walk saves the plain ones.
-        if not self.resolvers_wrapped() and is_plain_type(return_type):
+        wrapped = self.resolvers_wrapped()
+        complete = None if wrapped else self._plain(return_type, field_details_list)
+        if complete is not None:
             try:
-                return complete_plain_object(
-                    self._plain_subfields, return_type, field_details_list, result
-                )
+                return complete(result)
             except NotPlain:
                 pass  # graphql-core completes it, errors and all
         return super().complete_object_value(
             return_type, field_details_list, info, path, result, position_context
         )
+
+    def _plain(self, object_type: GraphQLObjectType, field_details_list: Any) -> Completer | None:
+        """The plain selection's completer, or None; planned once per selection, memoized on
+        the identity of the field nodes as graphql-core's `collect_subfields` is (the list is
+        kept alive with it, so that its id cannot be reused during the execution)."""
+        plans: dict[tuple[GraphQLObjectType, int], tuple[Any, Completer | None]] | None
+        plans = self.__dict__.get("_plain_plans")
+        if plans is None:
+            plans = self.__dict__["_plain_plans"] = {}
+        key = (object_type, id(field_details_list))
+        known = plans.get(key)
+        if known is None:
+            completer = plain_completer(self._plain_subfields, object_type, field_details_list)
+            known = plans[key] = (field_details_list, completer)
+        return known[1]
 
     def _plain_subfields(self, object_type: GraphQLObjectType, field_details_list: Any) -> Any:
         grouped, defers, _forbidden = self.collect_subfields(object_type, field_details_list)

@@ -28,7 +28,9 @@ from graphql import (
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-# (resolver, leaf type, non-null) of a plain leaf field, or None; per (type, field name).
+from usagegraph.schema.plain_values import attribute_reader
+
+# (reader, leaf type, non-null) of a plain leaf field, or None; per (type, field name).
 _Plan = tuple[Any, GraphQLScalarType | GraphQLEnumType, bool] | None
 _PLANS: dict[tuple[GraphQLObjectType, str], _Plan] = {}
 
@@ -49,7 +51,7 @@ def _plan_of(parent_type: GraphQLObjectType, name: str) -> _Plan:
         field_type, non_null = field_type.of_type, True
     if not isinstance(field_type, GraphQLScalarType | GraphQLEnumType):
         return None
-    return field.resolve, field_type, non_null
+    return attribute_reader(field), field_type, non_null
 
 
 class LeafFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -74,9 +76,9 @@ class LeafFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         wrapped = node.arguments or self.resolvers_wrapped()
         plan = None if wrapped else _plan(parent_type, node.name.value)
         if plan is not None:
-            resolve, leaf_type, non_null = plan
+            read, leaf_type, non_null = plan
             try:
-                value = resolve(source, None)
+                value = read(source)
                 if value is None and not non_null:
                     return None
                 if value is not None and not self.is_awaitable(value):
