@@ -7,7 +7,12 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.factories import (
+    add_institution,
+    add_institution_admin,
+    add_usage_events,
+    add_user,
+)
 from usagegraph.auth.resolve import load_user_principal
 from usagegraph.datasources.usage import (
     DAY_SLOT_SECONDS,
@@ -30,13 +35,7 @@ async def _seed(engine: AsyncEngine) -> dict[str, int]:
     await add_institution(engine, institution_id=ACME, name="Acme")
     await add_institution(engine, institution_id=OTHER, name="Other")
     ids = {
-        "admin": await add_user(
-            engine,
-            email="admin@acme.edu",
-            role="admin",
-            permissions=["institutions.edit"],
-            member_of={ACME: "admin"},
-        ),
+        "admin": await add_institution_admin(engine, email="admin@acme.edu", institution_id=ACME),
         "member": await add_user(engine, email="m@acme.edu", member_of={ACME: "user"}),
         "outsider": await add_user(engine, email="o@other.edu", member_of={OTHER: "user"}),
     }

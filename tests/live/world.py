@@ -13,7 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_institution_admin, add_user
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
 from usagegraph.db.engine import session_factory
@@ -44,13 +44,7 @@ async def build_world(engine: AsyncEngine) -> LiveWorld:
     await add_institution(engine, institution_id=ACME, name="Acme")
     await add_institution(engine, institution_id=GLOBEX, name="Globex")
     member = await add_user(engine, email="member@acme.test", member_of={ACME: "user"})
-    admin = await add_user(
-        engine,
-        email="admin@acme.test",
-        role="admin",
-        permissions=["institutions.edit"],
-        member_of={ACME: "admin"},
-    )
+    admin = await add_institution_admin(engine, email="admin@acme.test", institution_id=ACME)
     outsider = await add_user(engine, email="outsider@globex.test", member_of={GLOBEX: "user"})
     super_user = await add_user(engine, email="root@example.test", role="super")
     async with session_factory(engine)() as session, session.begin():

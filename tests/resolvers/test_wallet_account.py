@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
 from tests.fixtures.contexts import request_context
-from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_institution_admin, add_user
 from tests.fixtures.wallet_account_data import (
     ACME,
     Event,
@@ -46,13 +46,7 @@ async def _users(engine: AsyncEngine) -> dict[str, int]:
     return {
         "ada": await add_user(engine, email="ada@acme.edu", member_of={ACME: "user"}),
         "bob": await add_user(engine, email="bob@acme.edu", member_of={ACME: "user"}),
-        "admin": await add_user(
-            engine,
-            email="admin@acme.edu",
-            role="admin",
-            permissions=["institutions.edit"],
-            member_of={ACME: "admin"},
-        ),
+        "admin": await add_institution_admin(engine, email="admin@acme.edu", institution_id=ACME),
         "root": await add_user(engine, email="root@example.com", role="super"),
     }
 

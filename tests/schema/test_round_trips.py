@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from strawberry.relay import to_base64
 
 from tests.conftest import with_read_path
-from tests.fixtures.factories import add_institution, add_user
+from tests.fixtures.factories import add_institution, add_institution_admin, add_user
 from tests.fixtures.statements import count_statements
 from tests.schema.graph import graphql
 from tests.schema.test_wallet import ACME, _institution_with_members
@@ -93,13 +93,7 @@ async def test_another_users_row_is_still_read_through_the_caller_scoped_loader(
     """Only the caller's own row is known in advance: a member of an institution the caller
     administers is read (one more statement), a user outside it is null."""
     await add_institution(engine, institution_id=ACME, name="Acme")
-    caller = await add_user(
-        engine,
-        email="admin@acme.edu",
-        role="admin",
-        permissions=["institutions.edit"],
-        member_of={ACME: "admin"},
-    )
+    caller = await add_institution_admin(engine, email="admin@acme.edu", institution_id=ACME)
     member = await add_user(engine, email="member@acme.edu", member_of={ACME: "user"})
     stranger = await add_user(engine, email="stranger@else.org")
     query = """query($m: ID!, $s: ID!) { m: node(id: $m) { ... on User { email } }

@@ -9,7 +9,12 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.fixtures.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.factories import (
+    add_institution,
+    add_institution_admin,
+    add_usage_events,
+    add_user,
+)
 from tests.schema.graph import graphql
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import UsageEvent
@@ -26,13 +31,7 @@ async def _seed(engine: AsyncEngine) -> dict[str, int]:
     await add_institution(engine, institution_id=ACME, name="Acme")
     await add_institution(engine, institution_id=OTHER, name="Other")
     ids = {
-        "admin": await add_user(
-            engine,
-            email="a@acme.edu",
-            role="admin",
-            permissions=["institutions.edit"],
-            member_of={ACME: "admin"},
-        ),
+        "admin": await add_institution_admin(engine, email="a@acme.edu", institution_id=ACME),
         "member": await add_user(
             engine, email="m@acme.edu", member_of={ACME: "user", OTHER: "user"}
         ),

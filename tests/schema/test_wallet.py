@@ -11,7 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from tests.conftest import FIXED_NOW, TEST_JWT_SECRET, client_of, with_read_path
-from tests.fixtures.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.factories import (
+    add_institution,
+    add_institution_admin,
+    add_usage_events,
+    add_user,
+)
 from tests.fixtures.statements import count_statements
 from tests.schema.graph import error_codes, graphql
 from usagegraph.auth.tokens import mint_token
@@ -136,13 +141,7 @@ async def test_someone_elses_wallet_is_forbidden_even_to_their_admin(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
     await add_institution(engine, institution_id=ACME, name="Acme")
-    admin = await add_user(
-        engine,
-        email="a@acme.edu",
-        role="admin",
-        permissions=["institutions.edit"],
-        member_of={ACME: "admin"},
-    )
+    admin = await add_institution_admin(engine, email="a@acme.edu", institution_id=ACME)
     member = await add_user(engine, email="m@acme.edu", member_of={ACME: "user"})
     body = await graphql(
         client,
