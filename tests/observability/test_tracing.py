@@ -33,7 +33,7 @@ from usagegraph.observability.tracing import (
 )
 from usagegraph.settings import Settings
 
-QUERY = "query Me { viewer { kind email } }"
+QUERY = "query Me { viewer { kind email user { memberships { role } } } }"
 
 
 @pytest.fixture
@@ -135,17 +135,22 @@ async def test_a_graphql_request_is_one_span_tree_from_http_through_resolvers_to
     child("GraphQL Validation", operation)
     child("GraphQL Resolving: viewer", operation)
     email = child("GraphQL Resolving: email", operation)
+    memberships = child("GraphQL Resolving: memberships", operation)
     assert not [span for span in spans if span.name == "GraphQL Resolving: kind"], tree
 
-    # SQL: the caller's lookup (principal middleware) under the HTTP span, and the email
-    # resolver's user load under that resolver, with its statement.
+    # SQL: the caller's lookup (principal middleware) under the HTTP span, which brings the
+    # caller's users row along (so `email` reads nothing), and the memberships resolver's
+    # load under that resolver, with its statement.
     statements = [span for span in spans if is_sql(span)]
     assert all(ancestors(span, by_id)[-1] == "POST /graphql" for span in statements), tree
-    under_email = [span for span in statements if span.parent.span_id == email.context.span_id]
-    assert len(under_email) == 1, tree
-    statement = str((under_email[0].attributes or {})["db.statement"])
-    assert statement.startswith("SELECT users.id"), statement
-    assert (under_email[0].attributes or {})["db.system"] == engine.dialect.name
+    assert not [span for span in statements if span.parent.span_id == email.context.span_id]
+    under_memberships = [
+        span for span in statements if span.parent.span_id == memberships.context.span_id
+    ]
+    assert len(under_memberships) == 1, tree
+    statement = str((under_memberships[0].attributes or {})["db.statement"])
+    assert statement.startswith("SELECT memberships."), statement
+    assert (under_memberships[0].attributes or {})["db.system"] == engine.dialect.name
     assert any(span.parent.span_id == http_span.context.span_id for span in statements), tree
 
 
