@@ -28,7 +28,7 @@ from graphql import (
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from usagegraph.schema.plain_values import attribute_reader
+from usagegraph.schema.plain_values import attribute_reader, is_plain_field
 
 # (reader, leaf type, non-null) of a plain leaf field, or None; per (type, field name).
 _Plan = tuple[Any, GraphQLScalarType | GraphQLEnumType, bool] | None
@@ -44,7 +44,7 @@ def _plan(parent_type: GraphQLObjectType, name: str) -> _Plan:
 
 def _plan_of(parent_type: GraphQLObjectType, name: str) -> _Plan:
     field = parent_type.fields.get(name)
-    if field is None or field.args or not getattr(field.resolve, "_is_default", False):
+    if field is None or not is_plain_field(field):
         return None
     field_type, non_null = field.type, False
     if isinstance(field_type, GraphQLNonNull):

@@ -68,7 +68,7 @@ def attribute_reader(field: GraphQLField) -> Callable[[Any], Any]:
     that a report of 30 buckets made 150 times. Anything else keeps its resolver.
     """
     definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    default = getattr(field.resolve, "_is_default", False) and definition is not None
+    default = _is_default_read(field) and definition is not None
     if default and definition.default_resolver is getattr:
         return attrgetter(definition.python_name)
     resolve = field.resolve
@@ -77,7 +77,13 @@ def attribute_reader(field: GraphQLField) -> Callable[[Any], Any]:
 
 def is_plain_field(field: GraphQLField) -> bool:
     """Strawberry's default attribute read, without arguments."""
-    return not field.args and getattr(field.resolve, "_is_default", False)
+    return not field.args and _is_default_read(field)
+
+
+def _is_default_read(field: GraphQLField) -> bool:
+    """Whether Strawberry marked the field's resolver as its default attribute read (no
+    resolver function, no permission classes, no field extensions)."""
+    return bool(getattr(field.resolve, "_is_default", False))
 
 
 def maybe_awaitable(value: Any) -> bool:
