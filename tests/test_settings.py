@@ -179,3 +179,11 @@ def test_unusable_limits_are_refused(tmp_path: Path, variable: str, value: str) 
     env = {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET, variable: value}
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env(env)
+
+
+def test_the_garbage_collector_threshold_is_a_setting(tmp_path: Path) -> None:
+    env = {"USAGEGRAPH_DATA_DIR": str(tmp_path), "USAGEGRAPH_JWT_SECRET": SECRET}
+    assert Settings.from_env(env).gc_young_threshold == 50_000
+    assert Settings.from_env({**env, "USAGEGRAPH_GC_YOUNG_THRESHOLD": "0"}).gc_young_threshold == 0
+    with pytest.raises(SettingsError, match="USAGEGRAPH_GC_YOUNG_THRESHOLD"):
+        Settings.from_env({**env, "USAGEGRAPH_GC_YOUNG_THRESHOLD": "-1"})

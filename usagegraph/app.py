@@ -20,6 +20,7 @@ from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.db.engine import create_engine, session_factory
 from usagegraph.db.partitions import keep_partitions_ahead, maintain_partitions
 from usagegraph.db.schema_version import ensure_schema
+from usagegraph.garbage_collection import settle_heap
 from usagegraph.http.availability import AvailabilityMiddleware, settle_cancelled_work
 from usagegraph.http.body_limit import BodyLimitMiddleware
 from usagegraph.http.cors import cors_middleware
@@ -117,6 +118,7 @@ def create_app(
                 else None
             )
             watchdog.start()
+            settle_heap(settings.gc_young_threshold)  # last: what is alive now lives long
             metrics.READY.set(1)  # the schema was checked: ready until a probe says otherwise
             yield
         finally:

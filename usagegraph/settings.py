@@ -92,6 +92,10 @@ DEFAULT_MAX_EVENTS_PER_REQUEST = 10_000
 DEFAULT_DATABASE_POOL_SIZE = 20
 DATABASE_POOL_OVERFLOW = 10
 
+# Objects allocated (net) before the garbage collector's young pass (Python: 700); see
+# usagegraph/garbage_collection.py. At 700 a 100-member events read ran ~18 passes.
+DEFAULT_GC_YOUNG_THRESHOLD = 50_000
+
 # Async drivers we ship; plain URLs are upgraded to these so users can paste what they know.
 _DRIVER_FOR_BACKEND = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _BACKEND_ALIASES = {"postgres": "postgresql"}
@@ -234,6 +238,9 @@ class Settings:
     # Connections each worker keeps open to PostgreSQL (USAGEGRAPH_DATABASE_POOL_SIZE); up to
     # DATABASE_POOL_OVERFLOW more are opened when busier and closed again once returned.
     database_pool_size: int = DEFAULT_DATABASE_POOL_SIZE
+    # The garbage collector's young threshold once the worker has started, after freezing
+    # what it holds (USAGEGRAPH_GC_YOUNG_THRESHOLD; 0: Python's defaults, nothing frozen).
+    gc_young_threshold: int = DEFAULT_GC_YOUNG_THRESHOLD
     # A request still running after this many seconds is answered 503 and its work cancelled.
     request_timeout_seconds: float = 30.0
     # Largest request body read (USAGEGRAPH_MAX_BODY_BYTES; http/body_limit.py): 8 MiB holds a
@@ -300,6 +307,13 @@ class Settings:
                 DEFAULT_DATABASE_POOL_SIZE,
                 minimum=1,
                 maximum=1000,
+            ),
+            gc_young_threshold=_integer(
+                env,
+                "USAGEGRAPH_GC_YOUNG_THRESHOLD",
+                DEFAULT_GC_YOUNG_THRESHOLD,
+                minimum=0,
+                maximum=10_000_000,
             ),
             request_timeout_seconds=float(
                 _integer(env, "USAGEGRAPH_REQUEST_TIMEOUT_SECONDS", 30, minimum=1)

@@ -247,6 +247,21 @@ class Loaders:
     def billing_months(self) -> DataLoader[BillingMonthsKey, list[int]]:
         return self._grouped(self._billing_months)
 
+    async def close(self) -> None:
+        """Drop this request's loaders and what they cached, once the answer is sent.
+
+        Each loader's batch function is a closure over these `Loaders`, which hold the loader:
+        a reference cycle, so without this everything the request loaded (rows, ORM objects,
+        futures; ~3,600 objects for 100 members' event pages) waits for the cyclic garbage
+        collector, whose full passes then cost tens of milliseconds. Emptying the loaders
+        breaks the cycle and reference counting frees the request's objects at once.
+        """
+        for name, value in list(vars(self).items()):
+            if isinstance(value, _DataLoader):
+                value.clear_all()
+                del self.__dict__[name]
+        self.caller_user = None
+
     def read_session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """Where a batch (or another read-only rule of the request) reads: the shared read
         connection, or a session of its own."""

@@ -1,4 +1,4 @@
-"""Release what a request held (its read connection) once its answer is sent.
+"""Release what a request held (its read connection, its loaders) once its answer is sent.
 
 Pure ASGI, so it wraps streaming answers too; the resources are found on the request's state,
 where the request context keeps them, under `RESOURCES_KEY`: anything with `async close()`.

@@ -59,17 +59,20 @@ def context_of(connection: HTTPConnection) -> RequestContext:
         if reads is None:
             reads = ReadConnection(app_state.engine)
             connection.scope["state"].setdefault(RESOURCES_KEY, []).append(reads)
+        loaders = Loaders(
+            app_state.sessions,
+            principal,
+            reads,
+            caller_user=getattr(request_state, CALLER_USER_STATE, None),
+        )
+        # Emptied at the end of the request by http.request_resources (see Loaders.close).
+        connection.scope["state"].setdefault(RESOURCES_KEY, []).append(loaders)
         context = RequestContext(
             principal=principal,
             sessions=app_state.sessions,
             request_id=request_state.request_id,
             now=app_state.clock(),
-            loaders=Loaders(
-                app_state.sessions,
-                principal,
-                reads,
-                caller_user=getattr(request_state, CALLER_USER_STATE, None),
-            ),
+            loaders=loaders,
             cache=getattr(app_state, "cache", None),
             settings=app_state.settings,
         )
