@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from typing import TypeVar
 
 from usagegraph.datasources.loaders import UsageEventCountKey, UsageEventPageKey
 from usagegraph.datasources.usage import EventFilter, EventRow
@@ -36,8 +37,16 @@ class RecordedUsageEvent:
     forgotten: bool = described("Flagged by the user: out of the reports, still counted for money.")
 
 
-def recorded_event(row: models.UsageEvent | EventRow) -> RecordedUsageEvent:
-    return RecordedUsageEvent(
+EventT = TypeVar("EventT")
+
+
+def recorded_event(
+    row: models.UsageEvent | EventRow,
+    build: Callable[..., EventT] = RecordedUsageEvent,  # type: ignore[assignment]
+) -> EventT:
+    """The event as recorded, made by `build` from RecordedUsageEvent's fields: the graph
+    passes its own type, so a page of 500 events is built once, not built then copied."""
+    return build(
         id=row.id,
         user_id=row.user_id,
         instance_id=models.instance_of(row.institution_id),
@@ -51,11 +60,13 @@ def recorded_event(row: models.UsageEvent | EventRow) -> RecordedUsageEvent:
 
 
 async def usage_events_by_id(
-    context: RequestContext, ids: Sequence[int]
-) -> list[RecordedUsageEvent | None]:
+    context: RequestContext,
+    ids: Sequence[int],
+    build: Callable[..., EventT] = RecordedUsageEvent,  # type: ignore[assignment]
+) -> list[EventT | None]:
     """Events by id (the graph's `node`), each only if the caller may read it."""
     rows = await context.loaders.usage_event.load_many(ids)
-    return [recorded_event(row) if row else None for row in rows]
+    return [recorded_event(row, build) if row else None for row in rows]
 
 
 async def usage_event_page(
@@ -67,7 +78,8 @@ async def usage_event_page(
     end: datetime | None,
     size: int,
     before: tuple[datetime, int] | tuple[None, None],
-) -> tuple[list[RecordedUsageEvent], Callable[[], Awaitable[int]]]:
+    build: Callable[..., EventT] = RecordedUsageEvent,  # type: ignore[assignment]
+) -> tuple[list[EventT], Callable[[], Awaitable[int]]]:
     """`size + 1` events of the user older than `before` (time, id), and how to count those
     that match (awaited only when the query asks for the total)."""
     event_filter = EventFilter(instance=instance, start=start, end=end)
@@ -78,4 +90,6 @@ async def usage_event_page(
         UsageEventPageKey(user_id=user_id, event_filter=event_filter, first=size, before=position)
     )
     count_key = UsageEventCountKey(user_id=user_id, event_filter=event_filter)
-    return [recorded_event(row) for row in rows], partial(loaders.usage_event_count.load, count_key)
+    return [recorded_event(row, build) for row in rows], partial(
+        loaders.usage_event_count.load, count_key
+    )

@@ -12,7 +12,6 @@ from strawberry import relay
 from usagegraph.resolvers import usage_events
 from usagegraph.schema.connections import CountedConnection, build_connection
 from usagegraph.schema.context import Info
-from usagegraph.schema.fields import fields_of
 from usagegraph.schema.node_ids import integer_keys, load_keys
 from usagegraph.schema.pagination import encode_cursor, moment_id_cursor, page_size
 from usagegraph.schema.shape_types import shape_fields_of
@@ -25,18 +24,14 @@ class UsageEvent(relay.Node, shape_fields_of(usage_events.RecordedUsageEvent, pr
         return str(root.id)
 
     @classmethod
-    def of(cls, event: usage_events.RecordedUsageEvent) -> UsageEvent:
-        """A copy: graphql-core checks a node's Python type."""
-        return cls(**fields_of(event))
-
-    @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[UsageEvent | None]:
-        events = await load_keys(
-            integer_keys(node_ids), lambda ids: usage_events.usage_events_by_id(info.context, ids)
+        # Built as this type (graphql-core checks a node's Python type), not copied into it.
+        return await load_keys(
+            integer_keys(node_ids),
+            lambda ids: usage_events.usage_events_by_id(info.context, ids, build=cls),
         )
-        return [cls.of(event) if event else None for event in events]
 
 
 @strawberry.type(description="A page of usage events, newest first.")
@@ -64,6 +59,7 @@ async def resolve_usage_events(
         end=end,
         size=size,
         before=moment_id_cursor(after),
+        build=UsageEvent,
     )
     return build_connection(
         UsageEventConnection,
@@ -72,5 +68,5 @@ async def resolve_usage_events(
         after=after,
         count=count,
         cursor_of=lambda event: encode_cursor(event.occurred_at.isoformat(), event.id),
-        node_of=UsageEvent.of,
+        node_of=lambda event: event,
     )
