@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
-from typing import TypeVar
+from functools import cache, partial
+from operator import itemgetter
+from typing import Any, TypeVar
 
 from usagegraph.datasources.loaders import UsageEventCountKey, UsageEventPageKey
 from usagegraph.datasources.usage import EventFilter, EventRow
@@ -59,6 +60,62 @@ def recorded_event(
     )
 
 
+# The columns an event is made of, in the order `recorded_events` reads them.
+_EVENT_COLUMNS = (
+    "id",
+    "user_id",
+    "institution_id",
+    "occurred_at",
+    "credits",
+    "messages",
+    "endpoint",
+    "status",
+    "forgotten",
+)
+
+
+@cache
+def _read_by_position(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """Reads a result row's event columns by position: a page's rows are plain column rows,
+    and a name lookup on a SQLAlchemy row costs several times an index (9 of them per event,
+    500 events in issue 14's question: ~1.3 ms of its ~35)."""
+    return itemgetter(*(names.index(name) for name in _EVENT_COLUMNS))
+
+
+def recorded_events(
+    rows: Sequence[EventRow],
+    build: Callable[..., EventT] = RecordedUsageEvent,  # type: ignore[assignment]
+) -> list[EventT]:
+    """`recorded_event` of each page row (plain column rows, datasources.usage)."""
+    if not rows:
+        return []
+    read = _read_by_position(rows[0]._fields)
+    return [
+        build(
+            id=event_id,
+            user_id=user_id,
+            instance_id=models.instance_of(institution_id),
+            occurred_at=occurred_at,
+            credits=credits,
+            messages=messages,
+            endpoint=endpoint,
+            status=status,
+            forgotten=forgotten,
+        )
+        for (
+            event_id,
+            user_id,
+            institution_id,
+            occurred_at,
+            credits,
+            messages,
+            endpoint,
+            status,
+            forgotten,
+        ) in map(read, rows)
+    ]
+
+
 async def usage_events_by_id(
     context: RequestContext,
     ids: Sequence[int],
@@ -90,6 +147,4 @@ async def usage_event_page(
         UsageEventPageKey(user_id=user_id, event_filter=event_filter, first=size, before=position)
     )
     count_key = UsageEventCountKey(user_id=user_id, event_filter=event_filter)
-    return [recorded_event(row, build) for row in rows], partial(
-        loaders.usage_event_count.load, count_key
-    )
+    return recorded_events(rows, build), partial(loaders.usage_event_count.load, count_key)
