@@ -11,7 +11,7 @@ import hmac
 import secrets
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from usagegraph.db.models import ApiKey
 
@@ -52,16 +52,18 @@ async def create_api_key(
     return row, key
 
 
-# Built once: every API-key request runs it, and building costs more than running it.
-_LIVE_KEY_BY_HASH = select(ApiKey).where(
-    ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)
+# Built once: every API-key request runs it, and building costs more than running it. Core
+# columns, so it runs on a session or on a request's read connection alike.
+_KEYS = ApiKey.__table__
+_LIVE_KEY_BY_HASH = select(_KEYS.c.key_hash, _KEYS.c.institution_id).where(
+    _KEYS.c.key_hash == bindparam("digest"), _KEYS.c.revoked_at.is_(None)
 )
 
 
-async def institution_for_api_key(session: AsyncSession, key: str) -> str | None:
+async def institution_for_api_key(reader: AsyncSession | AsyncConnection, key: str) -> str | None:
     """The institution a live key acts for, or None for an unknown or revoked key."""
     digest = hash_api_key(key)
-    row = await session.scalar(_LIVE_KEY_BY_HASH, {"digest": digest})
+    row = (await reader.execute(_LIVE_KEY_BY_HASH, {"digest": digest})).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     return row.institution_id

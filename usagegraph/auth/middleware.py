@@ -52,7 +52,7 @@ class PrincipalMiddleware:
                 caller = Caller(Principal.misdirected(misdirected))
             else:
                 reads = request_reads(scope.setdefault("state", {}), state)
-                sessions = reads.session if reads is not None else state.sessions
+                sessions = reads.connection if reads is not None else state.sessions
                 try:
                     caller = await resolve_caller(
                         sessions, settings.jwt_secret, credential, settings.tokens

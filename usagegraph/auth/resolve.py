@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, inspect, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from usagegraph.auth.api_keys import institution_for_api_key
 from usagegraph.auth.credentials import PresentedCredential
@@ -14,11 +17,24 @@ from usagegraph.auth.tokens import DEFAULT_RULES, InvalidTokenError, user_id_fro
 from usagegraph.db.models import Membership, User
 from usagegraph.settings import TokenRules
 
-# Built once: every authenticated request runs it.
+# Where a caller is read: a session, or (a request's reads) the connection itself.
+Reader = AsyncSession | AsyncConnection
+Readers = Callable[[], AbstractAsyncContextManager[Reader]]
+
+_USERS = User.__table__
+_MEMBERSHIPS = Membership.__table__
+# Each mapped attribute of a user and the result column it is read from.
+_USER_COLUMNS = tuple((prop.key, prop.columns[0].key) for prop in inspect(User).column_attrs)
+# Built once: every authenticated request runs it. Core columns, not the ORM entity: loading
+# an entity through a session cost ~0.2 ms more than the statement's round trip.
 _USER_WITH_MEMBERSHIPS = (
-    select(User, Membership.institution_id, Membership.role)
-    .outerjoin(Membership, Membership.user_id == User.id)
-    .where(User.id == bindparam("user_id"))
+    select(
+        *_USERS.c,
+        _MEMBERSHIPS.c.institution_id.label("member_of"),
+        _MEMBERSHIPS.c.role.label("member_role"),
+    )
+    .select_from(_USERS.outerjoin(_MEMBERSHIPS, _MEMBERSHIPS.c.user_id == _USERS.c.id))
+    .where(_USERS.c.id == bindparam("user_id"))
 )
 
 
@@ -34,35 +50,38 @@ class Caller:
     user: User | None = None
 
 
-async def load_user_caller(session: AsyncSession, user_id: int) -> Caller | None:
+async def load_user_caller(reader: Reader, user_id: int) -> Caller | None:
     """The caller of an existing user, or None when the user does not exist.
 
     One statement (the user joined to their memberships, a row per membership or one with
-    none): every authenticated request pays for it.
+    none): every authenticated request pays for it. The user comes back as a `User` made
+    from the row (it is only read, never flushed), as the user loader would give it.
     """
-    rows = (await session.execute(_USER_WITH_MEMBERSHIPS, {"user_id": user_id})).all()
+    rows = (await reader.execute(_USER_WITH_MEMBERSHIPS, {"user_id": user_id})).all()
     if not rows:
         return None
-    user: User = rows[0][0]
+    user = _user_of(rows[0]._mapping)
     principal = Principal.for_user(
         user_id=user_id,
         role=user.role,
         permissions=frozenset(user.permissions or ()),
-        memberships={
-            institution: member_role for _, institution, member_role in rows if institution
-        },
+        memberships={row.member_of: row.member_role for row in rows if row.member_of},
     )
     return Caller(principal, user)
 
 
-async def load_user_principal(session: AsyncSession, user_id: int) -> Principal | None:
+def _user_of(columns: Any) -> User:
+    return User(**{attribute: columns[column] for attribute, column in _USER_COLUMNS})
+
+
+async def load_user_principal(session: Reader, user_id: int) -> Principal | None:
     """The principal of an existing user, or None when the user does not exist."""
     caller = await load_user_caller(session, user_id)
     return caller.principal if caller is not None else None
 
 
 async def resolve_caller(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Readers,
     jwt_secret: str,
     credential: PresentedCredential | None,
     token_rules: TokenRules = DEFAULT_RULES,
@@ -76,7 +95,7 @@ async def resolve_caller(
 
 
 async def resolve_principal(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Readers,
     jwt_secret: str,
     credential: PresentedCredential | None,
     token_rules: TokenRules = DEFAULT_RULES,
@@ -85,7 +104,7 @@ async def resolve_principal(
     return (await resolve_caller(sessions, jwt_secret, credential, token_rules)).principal
 
 
-async def _principal_for_api_key(sessions: async_sessionmaker[AsyncSession], key: str) -> Principal:
+async def _principal_for_api_key(sessions: Readers, key: str) -> Principal:
     async with sessions() as session:
         institution_id = await institution_for_api_key(session, key)
     if institution_id is None:
@@ -94,7 +113,7 @@ async def _principal_for_api_key(sessions: async_sessionmaker[AsyncSession], key
 
 
 async def _caller_for_token(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Readers,
     token: str,
     jwt_secret: str,
     token_rules: TokenRules,
