@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, bindparam, func, inspect, select, true, union_all
@@ -115,12 +116,12 @@ def _lateral(
         .limit(limit)
         .lateral("page")
     )
-    row = aliased(model, page)
+    row = _rows_of(model, page, columns)
     return (
         select(*_selected(model, row, columns))
         .select_from(wanted)
         .join(page, true())
-        .order_by(wanted.c.parent, *(key.on(row) for key in order))
+        .order_by(wanted.c.parent, *(_ordered(model, row, key, columns) for key in order))
     )
 
 
@@ -148,15 +149,37 @@ def _union_of_limited(
         for value in parents
     ]
     compound = (terms[0] if len(terms) == 1 else union_all(*terms)).subquery("page")
-    row = aliased(model, compound)
+    row = _rows_of(model, compound, columns)
     return select(*_selected(model, row, columns)).order_by(
-        getattr(row, parent.key), *(key.on(row) for key in order)
+        _ordered(model, row, Ordered(parent.key), columns),
+        *(_ordered(model, row, key, columns) for key in order),
     )
 
 
+def _rows_of(model: Any, page: Any, columns: bool) -> Any:
+    """What the outer select reads the page through: the model aliased to the page (ORM
+    objects), or the page's own columns. Labelling attributes of an aliased entity adapts
+    each column through the alias, which cost ~1 ms per statement for 11 columns: more than
+    the rest of building it, on every batch."""
+    return page.c if columns else aliased(model, page)
+
+
 def _selected(model: Any, row: Any, columns: bool) -> list[Any]:
-    """The aliased entity itself, or its mapped columns labelled by attribute name."""
+    """The aliased entity itself, or the page's columns labelled by attribute name."""
     if not columns:
         return [row]
-    attributes = inspect(model).column_attrs
-    return [getattr(row, attribute.key).label(attribute.key) for attribute in attributes]
+    return [row[column].label(key) for key, column in _column_keys(model)]
+
+
+def _ordered(model: Any, row: Any, key: Ordered, columns: bool) -> ColumnElement[Any]:
+    """`key` restated on the page's rows (an attribute of the alias, or the page's column)."""
+    if not columns:
+        return key.on(row)
+    column: ColumnElement[Any] = row[dict(_column_keys(model))[key.name]]
+    return column.desc() if key.descending else column.asc()
+
+
+@cache
+def _column_keys(model: Any) -> tuple[tuple[str, str], ...]:
+    """(attribute name, column key) of each mapped column of the model, in mapper order."""
+    return tuple((attr.key, attr.columns[0].key) for attr in inspect(model).column_attrs)
