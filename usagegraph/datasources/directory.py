@@ -7,15 +7,21 @@ starts from it, so a resolver that forgets a check returns nothing it should not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Row, false, func, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
+from usagegraph.datasources.column_rows import labelled_columns
 from usagegraph.datasources.pages import Ordered, page_per_parent_statements
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.db.models import Institution, Membership, User
+
+# A user's or a membership's columns, named like the model's attributes (column_rows.py).
+UserRow = Row[Any]
+MembershipRow = Row[Any]
 
 
 def readable_institutions(principal: Principal) -> ColumnElement[bool]:
@@ -56,8 +62,11 @@ def readable_memberships(principal: Principal) -> ColumnElement[bool]:
 
 async def users_by_id(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, User]:
-    rows = await session.scalars(select(User).where(readable_users(principal), User.id.in_(ids)))
+) -> dict[int, UserRow]:
+    """Users by id, as rows of columns (a batch is only copied into answers)."""
+    rows = await session.execute(
+        select(*labelled_columns(User)).where(readable_users(principal), User.id.in_(ids))
+    )
     return {user.id: user for user in rows}
 
 
@@ -103,8 +112,9 @@ async def member_pages(
     *,
     first: int,
     after_user_id: int | None,
-) -> dict[str, list[Membership]]:
-    """Up to `first + 1` members of each institution after a cursor, in one statement.
+) -> dict[str, list[MembershipRow]]:
+    """Up to `first + 1` members of each institution after a cursor, in one statement, as
+    rows of columns.
 
     The extra row tells the caller whether a next page exists.
     """
@@ -119,10 +129,11 @@ async def member_pages(
         conditions,
         MEMBERS_BY_USER,
         first + 1,
+        columns=True,
     )
-    pages: dict[str, list[Membership]] = {i: [] for i in institution_ids}
+    pages: dict[str, list[MembershipRow]] = {i: [] for i in institution_ids}
     for statement in statements:
-        for membership in await session.scalars(statement):
+        for membership in await session.execute(statement):
             pages[membership.institution_id].append(membership)
     return pages
 

@@ -27,7 +27,7 @@ from usagegraph.datasources import billing, buckets, directory, usage, wallet_ba
 from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.datasources.usage import EventFilter
 from usagegraph.datasources.wallet import LedgerPosition
-from usagegraph.db.models import Membership, Snapshot, User
+from usagegraph.db.models import Snapshot, User
 
 # --- the keys of the grouped loaders -------------------------------------------------------
 # A grouped key names one parent (`PARENT` names its field) and the arguments of its page.
@@ -192,7 +192,7 @@ class Loaders:
         return self._by_key(directory.member_counts)
 
     @cached_property
-    def member_page(self) -> DataLoader[MemberPageKey, list[Membership]]:
+    def member_page(self) -> DataLoader[MemberPageKey, list[directory.MembershipRow]]:
         return self._grouped(self._member_pages)
 
     @cached_property
@@ -365,7 +365,7 @@ class Loaders:
 
     async def _member_pages(
         self, key: MemberPageKey, institution_ids: list[str]
-    ) -> dict[str, list[Membership]]:
+    ) -> dict[str, list[directory.MembershipRow]]:
         async with self.read_session() as session:
             return await directory.member_pages(
                 session,

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, inspect, select, true, union_all
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, true, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, aliased
+
+from usagegraph.datasources.column_rows import column_keys, labelled_columns
 
 ModelT = TypeVar("ModelT")
 
@@ -168,18 +169,12 @@ def _selected(model: Any, row: Any, columns: bool) -> list[Any]:
     """The aliased entity itself, or the page's columns labelled by attribute name."""
     if not columns:
         return [row]
-    return [row[column].label(key) for key, column in _column_keys(model)]
+    return labelled_columns(model, row)
 
 
 def _ordered(model: Any, row: Any, key: Ordered, columns: bool) -> ColumnElement[Any]:
     """`key` restated on the page's rows (an attribute of the alias, or the page's column)."""
     if not columns:
         return key.on(row)
-    column: ColumnElement[Any] = row[dict(_column_keys(model))[key.name]]
+    column: ColumnElement[Any] = row[dict(column_keys(model))[key.name]]
     return column.desc() if key.descending else column.asc()
-
-
-@cache
-def _column_keys(model: Any) -> tuple[tuple[str, str], ...]:
-    """(attribute name, column key) of each mapped column of the model, in mapper order."""
-    return tuple((attr.key, attr.columns[0].key) for attr in inspect(model).column_attrs)

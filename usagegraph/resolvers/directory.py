@@ -69,7 +69,7 @@ class DirectoryMembership:
     )
 
 
-def _user(row: models.User) -> DirectoryUser:
+def _user(row: models.User | directory.UserRow) -> DirectoryUser:
     return DirectoryUser(
         id=row.id,
         email=row.email,
@@ -94,7 +94,7 @@ def _institution(row: models.Institution) -> DirectoryInstitution:
     )
 
 
-def _membership(row: models.Membership) -> DirectoryMembership:
+def _membership(row: models.Membership | directory.MembershipRow) -> DirectoryMembership:
     return DirectoryMembership(
         user_id=row.user_id,
         institution_id=row.institution_id,
