@@ -30,7 +30,13 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     return with_read_path(settings, request.param)
 
 
-async def _costs(app: Starlette, client: httpx.AsyncClient, caller: int) -> tuple[int, int]:
+async def _costs(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    caller: int,
+    query: str = NESTED,
+    variables: dict[str, Any] | None = None,
+) -> tuple[int, int]:
     """(statements, transaction-control events that reach the database) of one read."""
     control: list[str] = []
     sync_engine = app.state.engine.sync_engine
@@ -44,7 +50,12 @@ async def _costs(app: Starlette, client: httpx.AsyncClient, caller: int) -> tupl
         event.listen(sync_engine, name, record)
     try:
         with count_statements(app.state.engine) as statements:
-            body = await graphql(client, NESTED, user_id=caller, variables={"id": ACME})
+            body = await graphql(
+                client,
+                query,
+                user_id=caller,
+                variables={"id": ACME} if variables is None else variables,
+            )
     finally:
         for name in ("begin", "rollback", "commit"):
             event.remove(sync_engine, name, record)
@@ -66,6 +77,28 @@ async def test_a_nested_read_costs_the_same_whatever_the_members(
         assert statements == 6
     # The caller's resolution reads on the request's autocommit connection too: no BEGIN or
     # ROLLBACK reaches the database.
+    assert control == 0
+
+
+INSTITUTIONS_MEMBERS_EVENTS = """{ institutions(first: 5) { totalCount edges { node {
+  members(first: 20) { edges { node { role user { email
+    usageEvents(first: 5) { edges { node { credits } } } } } } } } } } }"""
+
+
+async def test_the_institutions_page_reads_without_a_transaction(
+    engine: AsyncEngine, app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """Issue 14's question from the root: the page of institutions and its count are read on
+    the request's read connection like the batches below them, with no BEGIN or ROLLBACK."""
+    caller = await _institution_with_members(engine, 3)
+    statements, control = await _costs(
+        app, client, caller, INSTITUTIONS_MEMBERS_EVENTS, variables={}
+    )
+    if app.state.settings.graphql.compile_reads and app.state.engine.dialect.name == "postgresql":
+        assert statements == 2  # the caller's principal, then one compiled statement
+    else:
+        # principal, institutions, their count, members page, users, usage events
+        assert statements == 6
     assert control == 0
 
 

@@ -177,14 +177,15 @@ async def institutions_page(
     context: RequestContext, *, size: int, after_id: str | None
 ) -> tuple[list[DirectoryInstitution], Callable[[], Awaitable[int]]]:
     """The caller's institutions after `after_id` by id, `size + 1` of them (the extra one
-    tells there is a next page), and how to count all the caller sees (only if asked)."""
-    async with context.sessions() as session:
+    tells there is a next page), and how to count all the caller sees (only if asked).
+    Both only read: on the request's read connection, with no BEGIN/ROLLBACK around them."""
+    async with context.read_session() as session:
         rows = await directory.institution_page(
             session, context.principal, first=size, after_id=after_id
         )
 
     async def count() -> int:
-        async with context.sessions() as session:
+        async with context.read_session() as session:
             return await directory.institution_count(session, context.principal)
 
     return [_institution(row) for row in rows], count

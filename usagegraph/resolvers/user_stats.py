@@ -422,7 +422,7 @@ async def user_stats(
     filters: UserStatsFilters | None = None,
 ) -> UserStats:
     """The extract for this caller: at most ROW_LIMIT rows, a summary over all that matched."""
-    async with context.sessions() as session:
+    async with context.read_session() as session:
         return await _user_stats(
             session,
             context.principal,

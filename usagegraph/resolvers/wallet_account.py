@@ -270,7 +270,7 @@ async def user_usage(
     """A user's usage per period (the graph's `User.usage`): their own account, or super."""
     require_account(context.principal, user_id)
     window = usage_window(context.now, start, end)
-    async with context.sessions() as session:
+    async with context.read_session() as session:
         return await _usage_stats(session, context.principal, user_id, period, window)
 
 
@@ -367,7 +367,7 @@ async def account_summary(context: RequestContext) -> AccountSummary:
     """Balance, subscription, this month's usage and lifetime request count of the caller."""
     principal = context.principal
     user_id = account_holder_id(principal)
-    async with context.sessions() as session:
+    async with context.read_session() as session:
         user = await account_holder(session, principal, user_id)
         if user is None:  # deleted since the token was checked
             raise unauthorized(INVALID_TOKEN_MESSAGE)

@@ -141,7 +141,7 @@ async def account_ledger(
     validate_limit(limit)
     validate_offset(offset)
     query = _query(user_id, ledger_filter)
-    async with context.sessions() as session:
+    async with context.read_session() as session:
         total = await count_ledger_entries(session, principal, query)
         rows = await ledger_entries(session, principal, query, limit=limit, offset=offset)
     entries = tuple(ledger_entry(row) for row in rows)

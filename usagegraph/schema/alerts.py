@@ -55,7 +55,7 @@ class AlertQueries:
         ] = None,
     ) -> list[AlertRule]:  # type: ignore[valid-type]
         context = info.context
-        async with context.sessions() as session:
+        async with context.read_session() as session:
             return await alerts.list_rules(session, context.principal, institution_id)
 
     @strawberry.field(description="The latest alerts raised, newest first.")
@@ -68,7 +68,7 @@ class AlertQueries:
         first: Annotated[int, strawberry.argument(description="How many (1 to 100).")] = 20,
     ) -> list[Alert]:  # type: ignore[valid-type]
         context = info.context
-        async with context.sessions() as session:
+        async with context.read_session() as session:
             return await alerts.list_alerts(session, context.principal, institution_id, first)
 
 

@@ -62,7 +62,7 @@ class WebhookQueries:
         institution_id: Annotated[str, strawberry.argument(description="The institution.")],
     ) -> list[WebhookEndpoint]:  # type: ignore[valid-type]
         context = info.context
-        async with context.sessions() as session:
+        async with context.read_session() as session:
             return await webhooks.list_endpoints(session, context.principal, institution_id)
 
     @strawberry.field(description="An endpoint's delivery log, newest first (its admins).")
@@ -73,7 +73,7 @@ class WebhookQueries:
         first: Annotated[int, strawberry.argument(description="How many (1 to 100).")] = 20,
     ) -> list[WebhookDelivery]:  # type: ignore[valid-type]
         context = info.context
-        async with context.sessions() as session:
+        async with context.read_session() as session:
             return await webhooks.list_deliveries(session, context.principal, endpoint_id, first)
 
 
