@@ -73,8 +73,8 @@ async def test_a_nested_read_costs_the_same_whatever_the_members(
         # the caller's principal (one statement), then ONE compiled statement
         assert statements == 2
     else:
-        # principal, institution, members page, users, usage events, ledger
-        assert statements == 6
+        # principal, institution, members page (their users with it), usage events, ledger
+        assert statements == 5
     # The caller's resolution reads on the request's autocommit connection too: no BEGIN or
     # ROLLBACK reaches the database.
     assert control == 0
@@ -97,8 +97,36 @@ async def test_the_institutions_page_reads_without_a_transaction(
     if app.state.settings.graphql.compile_reads and app.state.engine.dialect.name == "postgresql":
         assert statements == 2  # the caller's principal, then one compiled statement
     else:
-        # principal, institutions, their count, members page, users, usage events
-        assert statements == 6
+        # principal, institutions, their count, members page with users, usage events
+        assert statements == 5
+    assert control == 0
+
+
+async def test_an_admins_members_bring_their_users_in_a_batch_of_their_own(
+    engine: AsyncEngine, app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """A super's member page carries each member's user (one statement less); an admin's does
+    not (joined per row, their condition would read the whole institution's memberships), so
+    the users come from the loader's batch: one more statement, the same answer."""
+    await _institution_with_members(engine, 3)
+    admin = await add_institution_admin(engine, email="boss@acme.edu", institution_id=ACME)
+    query = """query($id: String!) { institution(id: $id) { members(first: 10) { edges { node {
+      user { email } } } } } }"""
+    statements, control = await _costs(app, client, admin, query)
+    body = await graphql(client, query, user_id=admin, variables={"id": ACME})
+    emails = [
+        edge["node"]["user"]["email"] for edge in body["data"]["institution"]["members"]["edges"]
+    ]
+    assert sorted(emails) == [
+        "boss@acme.edu",
+        "member0@acme.edu",
+        "member1@acme.edu",
+        "member2@acme.edu",
+    ]
+    if app.state.settings.graphql.compile_reads and app.state.engine.dialect.name == "postgresql":
+        assert statements == 2
+    else:
+        assert statements == 4  # principal, institution, members page, the users' batch
     assert control == 0
 
 

@@ -9,6 +9,7 @@ same for both.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from functools import cache
 from typing import Any
 
@@ -21,8 +22,24 @@ def column_keys(model: Any) -> tuple[tuple[str, str], ...]:
     return tuple((attr.key, attr.columns[0].key) for attr in inspect(model).column_attrs)
 
 
-def labelled_columns(model: Any, columns: Any = None) -> list[ColumnElement[Any]]:
+def labelled_columns(model: Any, columns: Any = None, prefix: str = "") -> list[ColumnElement[Any]]:
     """The model's columns (or the same-keyed `columns` of a subquery of its table, such as
-    a page) labelled by attribute name."""
+    a page) labelled by attribute name, after `prefix` (a joined model's columns)."""
     columns = inspect(model).local_table.c if columns is None else columns
-    return [columns[column].label(attribute) for attribute, column in column_keys(model)]
+    return [columns[column].label(prefix + attribute) for attribute, column in column_keys(model)]
+
+
+@cache
+def _row_type(model: Any) -> Any:
+    """A tuple type whose fields are the model's attributes, for rows read back from a join."""
+    return namedtuple(f"{model.__name__}Row", [attribute for attribute, _ in column_keys(model)])
+
+
+def joined_row(row: Any, model: Any, prefix: str) -> Any | None:
+    """The `model` row a statement joined to `row` under `prefix` (labelled_columns), read
+    like the model; None when the join found none (or its condition refused it)."""
+    values = [getattr(row, prefix + attribute) for attribute, _ in column_keys(model)]
+    primary = inspect(model).primary_key[0].key
+    if getattr(row, prefix + primary) is None:
+        return None
+    return _row_type(model)(*values)

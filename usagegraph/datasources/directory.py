@@ -7,6 +7,7 @@ starts from it, so a resolver that forgets a check returns nothing it should not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, false, func, or_, select, true, tuple_
@@ -14,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
-from usagegraph.datasources.column_rows import labelled_columns
-from usagegraph.datasources.pages import Ordered, page_per_parent_statements
+from usagegraph.datasources.column_rows import joined_row, labelled_columns
+from usagegraph.datasources.pages import Joined, Ordered, page_per_parent_statements
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.db.models import Institution, Membership, User
 
@@ -105,6 +106,14 @@ async def memberships_by_key(
     return {(m.user_id, m.institution_id): m for m in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class MemberPages:
+    """Each institution's page of members, and the members' users the caller may read."""
+
+    pages: dict[str, list[MembershipRow]]
+    users: list[UserRow]
+
+
 async def member_pages(
     session: AsyncSession,
     principal: Principal,
@@ -112,15 +121,22 @@ async def member_pages(
     *,
     first: int,
     after_user_id: int | None,
-) -> dict[str, list[MembershipRow]]:
+) -> MemberPages:
     """Up to `first + 1` members of each institution after a cursor, in one statement, as
-    rows of columns.
+    rows of columns; for a caller who reads every user (super), each with its user.
 
-    The extra row tells the caller whether a next page exists.
+    The extra row tells the caller whether a next page exists. The users come with the page
+    because a member list is nearly always read with them (`members { user { email } }`),
+    and a second batch keyed by the page costs a round trip and a statement. Only where
+    `readable_users` is no condition at all: joined per page row, an administrator's
+    condition (members of the institutions they administer) reads every membership of those
+    institutions, whatever the page (tests/datasources/test_page_plans.py); their users are
+    read by the user loader's batch instead.
     """
     conditions = [readable_memberships(principal)]
     if after_user_id is not None:
         conditions.append(Membership.user_id > after_user_id)
+    with_users = is_super(principal)
     statements = page_per_parent_statements(
         dialect_of(session),
         Membership,
@@ -130,12 +146,19 @@ async def member_pages(
         MEMBERS_BY_USER,
         first + 1,
         columns=True,
+        joined=Joined(User, by="user_id", condition=true(), prefix=_USER) if with_users else None,
     )
-    pages: dict[str, list[MembershipRow]] = {i: [] for i in institution_ids}
+    found = MemberPages(pages={i: [] for i in institution_ids}, users=[])
     for statement in statements:
         for membership in await session.execute(statement):
-            pages[membership.institution_id].append(membership)
-    return pages
+            found.pages[membership.institution_id].append(membership)
+            user = joined_row(membership, User, _USER) if with_users else None
+            if user is not None:
+                found.users.append(user)
+    return found
+
+
+_USER = "user__"
 
 
 # Served by ix_memberships_institution_user (migration 0006).

@@ -45,6 +45,20 @@ class DataLoader(_DataLoader[Any, Any]):
     wait.
     """
 
+    def __init__(self, batch_load_fn: Callable[[list[Any]], Awaitable[list[Any]]]) -> None:
+        # aiodataloader's cache of answers (key -> future), held here so `known` can read it.
+        self.answers: dict[Hashable, asyncio.Future[Any]] = {}
+        super().__init__(batch_load_fn, cache_map=self.answers)
+
+    def known(self, key: Any) -> Any:
+        """The key's value when it is already known (loaded or primed), else None: a field
+        can then answer at once instead of awaiting (graphql-core's async machinery costs
+        more than the value)."""
+        future = self.answers.get(self.get_cache_key(key))
+        if future is None or not future.done() or future.cancelled():
+            return None
+        return None if future.exception() is not None else future.result()
+
     def load(self, key: Any) -> asyncio.Future[Any]:
         shared = super().load(key)
         # Nobody may be left to read a failure (every asker cancelled): read it here, so that
@@ -366,14 +380,18 @@ class Loaders:
     async def _member_pages(
         self, key: MemberPageKey, institution_ids: list[str]
     ) -> dict[str, list[directory.MembershipRow]]:
+        """The pages; the members' users they came with are answers of the user loader."""
         async with self.read_session() as session:
-            return await directory.member_pages(
+            found = await directory.member_pages(
                 session,
                 self.principal,
                 institution_ids,
                 first=key.first,
                 after_user_id=key.after_user_id,
             )
+        for user in found.users:
+            self.user.prime(user.id, user)
+        return found.pages
 
     async def _billing_months(
         self, key: BillingMonthsKey, institution_ids: list[str]

@@ -28,7 +28,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select, true, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    inspect,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -57,6 +67,19 @@ def newest_first(*names: str) -> tuple[Ordered, ...]:
     return tuple(Ordered(name, descending=True) for name in names)
 
 
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """Another model's row read with each page row: `model`'s row whose primary key is the
+    page row's `by`, only where `condition` (the caller's `readable_*` of that model) lets
+    it; a LEFT JOIN, so a refused or missing row comes back as nulls. Its columns are named
+    `prefix` + attribute (column_rows.joined_row reads them back)."""
+
+    model: Any
+    by: str
+    condition: ColumnElement[bool]
+    prefix: str
+
+
 def page_per_parent_statements(
     dialect: str,
     model: type[ModelT],
@@ -67,6 +90,7 @@ def page_per_parent_statements(
     limit: int,
     *,
     columns: bool = False,
+    joined: Joined | None = None,
 ) -> list[Select[Any]]:
     """The statements reading, for each parent, its first `limit` rows of `model` that meet
     `conditions` in `order`; rows come back ordered by parent, then in `order`.
@@ -75,6 +99,9 @@ def page_per_parent_statements(
     `session.execute`), not an ORM object: for pages read only to be copied into answers,
     where building, identity-mapping and tracking hundreds of objects cost more than the SQL.
 
+    With `joined` (rows of columns only), each row also carries the joined model's row: one
+    statement instead of a second batch keyed by the page's rows.
+
     `order` must be served by an index led by `parent` (see migration 0006), or the database
     sorts each parent's rows before the cut.
     """
@@ -82,19 +109,25 @@ def page_per_parent_statements(
     if not wanted:
         return []
     if dialect == "postgresql":
-        return [_lateral(model, parent, wanted, conditions, order, limit, columns)]
-    return [
-        _union_of_limited(
-            model,
-            parent,
-            wanted[start : start + SQLITE_PARENTS_PER_STATEMENT],
-            conditions,
-            order,
-            limit,
-            columns,
-        )
-        for start in range(0, len(wanted), SQLITE_PARENTS_PER_STATEMENT)
-    ]
+        statements = [_lateral(model, parent, wanted, conditions, order, limit, columns)]
+    else:
+        statements = [
+            _union_of_limited(
+                model,
+                parent,
+                wanted[start : start + SQLITE_PARENTS_PER_STATEMENT],
+                conditions,
+                order,
+                limit,
+                columns,
+            )
+            for start in range(0, len(wanted), SQLITE_PARENTS_PER_STATEMENT)
+        ]
+    if joined is None:
+        return statements
+    if not columns:
+        raise ValueError("a joined row is read with rows of columns only")
+    return [_joining(statement, model, joined) for statement in statements]
 
 
 def _lateral(
@@ -154,6 +187,16 @@ def _union_of_limited(
     return select(*_selected(model, row, columns)).order_by(
         _ordered(model, row, Ordered(parent.key), columns),
         *(_ordered(model, row, key, columns) for key in order),
+    )
+
+
+def _joining(statement: Select[Any], model: Any, joined: Joined) -> Select[Any]:
+    """`statement` (rows of `model`'s columns) LEFT JOINed to `joined.model`."""
+    page_key = statement.selected_columns[joined.by]
+    target = inspect(joined.model)
+    on = and_(target.primary_key[0] == page_key, joined.condition)
+    return statement.outerjoin(target.local_table, on).add_columns(
+        *labelled_columns(joined.model, prefix=joined.prefix)
     )
 
 

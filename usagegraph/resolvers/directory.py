@@ -117,6 +117,13 @@ async def user_by_id(context: RequestContext, user_id: int) -> DirectoryUser | N
     return _user(row) if row else None
 
 
+def known_user(context: RequestContext, user_id: int) -> DirectoryUser | None:
+    """The user when this request has read them already (the caller, a member listed with
+    their page), else None: `user_by_id` then reads them, or finds they may not be read."""
+    row = context.loaders.user.known(user_id)
+    return _user(row) if row else None
+
+
 async def institutions_by_id(
     context: RequestContext, ids: Sequence[str]
 ) -> list[DirectoryInstitution | None]:
