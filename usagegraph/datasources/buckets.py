@@ -88,8 +88,8 @@ async def snapshots_of_buckets(
         limit_per_bucket,
     )
     found: dict[str, list[Snapshot]] = {bucket_id: [] for bucket_id in bucket_ids}
-    for statement in statements:
-        for row in await session.scalars(statement):
+    for statement, parameters in statements:
+        for row in await session.scalars(statement, parameters):
             found[row.bucket_id].append(row)
     return found
 

@@ -149,8 +149,8 @@ async def member_pages(
         joined=Joined(User, by="user_id", condition=true(), prefix=_USER) if with_users else None,
     )
     found = MemberPages(pages={i: [] for i in institution_ids}, users=[])
-    for statement in statements:
-        for membership in await session.execute(statement):
+    for statement, parameters in statements:
+        for membership in await session.execute(statement, parameters):
             found.pages[membership.institution_id].append(membership)
             user = joined_row(membership, User, _USER) if with_users else None
             if user is not None:

@@ -20,11 +20,19 @@ events reads 50,000 rows to return six.
 The caller passes the scoping conditions (`readable_*` of its datasource) with the filters:
 this module only shapes the page, it never decides who reads what. The compiled-read path
 reuses these builders so both paths cost the same.
+
+Building a page statement with SQLAlchemy costs about a millisecond, more than PostgreSQL
+takes to run it, and a nested read builds one per connection per request. On PostgreSQL the
+parents are an execution parameter, so a statement is built once per shape and reused:
+kept per (model, parent, order, limit, joined row, and the conditions with their values).
+Conditions carry the caller's scope and the filters as bound values, so two callers or two
+filters never share a statement; only the parents change between uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,6 +56,13 @@ ModelT = TypeVar("ModelT")
 
 # SQLite refuses compound selects of more than 500 terms (SQLITE_MAX_COMPOUND_SELECT).
 SQLITE_PARENTS_PER_STATEMENT = 250
+# The parents of a PostgreSQL page statement, given when it runs (one array).
+PARENTS = "page_parents"
+# How many built PostgreSQL page statements a process keeps (least recently used go first).
+KEPT_STATEMENTS = 512
+
+# A statement, and the parameters it runs with: `session.execute(statement, parameters)`.
+PageRead = tuple[Select[Any], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +106,10 @@ def page_per_parent_statements(
     *,
     columns: bool = False,
     joined: Joined | None = None,
-) -> list[Select[Any]]:
+) -> list[PageRead]:
     """The statements reading, for each parent, its first `limit` rows of `model` that meet
-    `conditions` in `order`; rows come back ordered by parent, then in `order`.
+    `conditions` in `order`, each with the parameters to run it with; rows come back ordered
+    by parent, then in `order`.
 
     With `columns`, each row is the model's columns named by its attributes (run with
     `session.execute`), not an ORM object: for pages read only to be copied into answers,
@@ -108,40 +124,106 @@ def page_per_parent_statements(
     wanted = sorted(set(parents))
     if not wanted:
         return []
-    if dialect == "postgresql":
-        statements = [_lateral(model, parent, wanted, conditions, order, limit, columns)]
-    else:
-        statements = [
-            _union_of_limited(
-                model,
-                parent,
-                wanted[start : start + SQLITE_PARENTS_PER_STATEMENT],
-                conditions,
-                order,
-                limit,
-                columns,
-            )
-            for start in range(0, len(wanted), SQLITE_PARENTS_PER_STATEMENT)
-        ]
-    if joined is None:
-        return statements
-    if not columns:
+    if joined is not None and not columns:
         raise ValueError("a joined row is read with rows of columns only")
-    return [_joining(statement, model, joined) for statement in statements]
+    if dialect == "postgresql":
+        shape = _Shape(model, parent, tuple(conditions), tuple(order), limit, columns, joined)
+        return [(_kept_lateral(shape), {PARENTS: wanted})]
+    statements = [
+        _union_of_limited(
+            model,
+            parent,
+            wanted[start : start + SQLITE_PARENTS_PER_STATEMENT],
+            conditions,
+            order,
+            limit,
+            columns,
+        )
+        for start in range(0, len(wanted), SQLITE_PARENTS_PER_STATEMENT)
+    ]
+    if joined is not None:
+        statements = [_joining(statement, joined) for statement in statements]
+    return [(statement, {}) for statement in statements]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """Everything a PostgreSQL page statement is built from but its parents."""
+
+    model: Any
+    parent: InstrumentedAttribute[Any]
+    conditions: tuple[ColumnElement[bool], ...]
+    order: tuple[Ordered, ...]
+    limit: int
+    columns: bool
+    joined: Joined | None
+
+    def key(self) -> Hashable | None:
+        """What identifies the statement: the conditions' SQL structure and bound values (the
+        caller's scope, the filters), the rest as given; None when a value is not hashable."""
+        clauses = [*self.conditions, *([self.joined.condition] if self.joined else [])]
+        cache_key = and_(true(), *clauses)._generate_cache_key()
+        if cache_key is None:
+            return None
+        try:
+            values = tuple(_frozen(bound.effective_value) for bound in cache_key.bindparams)
+            hash(values)
+        except TypeError:
+            return None
+        joined = self.joined
+        return (
+            self.model,
+            self.parent.key,
+            self.order,
+            self.limit,
+            self.columns,
+            (joined.model, joined.by, joined.prefix) if joined else None,
+            cache_key.key,
+            values,
+        )
+
+
+_KEPT: OrderedDict[Hashable, Select[Any]] = OrderedDict()
+
+
+def _kept_lateral(shape: _Shape) -> Select[Any]:
+    """The PostgreSQL statement of this shape, built on first use."""
+    key = shape.key()
+    statement = _KEPT.get(key) if key is not None else None
+    if statement is not None:
+        _KEPT.move_to_end(key)
+        return statement
+    statement = _lateral(
+        shape.model, shape.parent, shape.conditions, shape.order, shape.limit, shape.columns
+    )
+    if shape.joined is not None:
+        statement = _joining(statement, shape.joined)
+    if key is not None:
+        _KEPT[key] = statement
+        if len(_KEPT) > KEPT_STATEMENTS:
+            _KEPT.popitem(last=False)
+    return statement
+
+
+def _frozen(value: Any) -> Any:
+    """A bound value as a hashable key part (IN lists become tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 def _lateral(
     model: type[ModelT],
     parent: InstrumentedAttribute[Any],
-    parents: list[Any],
     conditions: Sequence[ColumnElement[bool]],
     order: Sequence[Ordered],
     limit: int,
     columns: bool,
 ) -> Select[Any]:
-    """PostgreSQL: `unnest(:parents) CROSS JOIN LATERAL (... LIMIT n)`; one parameter
-    whatever the number of parents, so the statement's text (and its cached plan) is one."""
-    array = bindparam("page_parents", parents, type_=ARRAY(parent.type))
+    """PostgreSQL: `unnest(:page_parents) CROSS JOIN LATERAL (... LIMIT n)`; one parameter
+    whatever the number of parents, so the statement's text (and its cached plan) is one. The
+    parents are given when it runs (`PARENTS`), so one statement serves every batch."""
+    array = bindparam(PARENTS, type_=ARRAY(parent.type), required=True)
     wanted = select(func.unnest(array).label("parent")).subquery("wanted")
     page = (
         select(model)
@@ -190,7 +272,7 @@ def _union_of_limited(
     )
 
 
-def _joining(statement: Select[Any], model: Any, joined: Joined) -> Select[Any]:
+def _joining(statement: Select[Any], joined: Joined) -> Select[Any]:
     """`statement` (rows of `model`'s columns) LEFT JOINed to `joined.model`."""
     page_key = statement.selected_columns[joined.by]
     target = inspect(joined.model)

@@ -428,7 +428,7 @@ async def usage_event_pages(
         )
     pages: dict[int, list[EventRow]] = {user_id: [] for user_id in user_ids}
     for users, scope in _scopes_of_pages(principal, user_ids):
-        for statement in page_per_parent_statements(
+        for statement, parameters in page_per_parent_statements(
             dialect_of(session),
             UsageEvent,
             UsageEvent.user_id,
@@ -438,7 +438,7 @@ async def usage_event_pages(
             first + 1,
             columns=True,
         ):
-            for event in await session.execute(statement):
+            for event in await session.execute(statement, parameters):
                 pages[event.user_id].append(event)
     return pages
 

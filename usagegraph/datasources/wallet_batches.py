@@ -79,8 +79,8 @@ async def ledger_pages(
         columns=True,
     )
     pages: dict[int, list[EntryRow]] = {user_id: [] for user_id in user_ids}
-    for statement in statements:
-        for entry in await session.execute(statement):
+    for statement, parameters in statements:
+        for entry in await session.execute(statement, parameters):
             pages[entry.user_id].append(entry)
     return pages
 
