@@ -15,6 +15,7 @@ from tests.schema.graph import graphql
 from tests.schema.test_round_trips import NESTED
 from tests.schema.test_wallet import ACME, _institution_with_members
 from usagegraph.auth.principal import Principal
+from usagegraph.datasources.loaders import DataLoader as RequestLoader
 from usagegraph.datasources.loaders import Loaders
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import Base
@@ -62,3 +63,24 @@ async def test_a_loader_asked_after_the_close_loads_afresh(
     assert after is not None
     assert after is not before
     assert after.email == "root@ug.io"
+
+
+async def test_a_loader_knows_only_the_answers_it_already_holds() -> None:
+    """`known` is what lets a field answer without awaiting: a primed or loaded value, never
+    a pending one, a failure or a key nobody asked for."""
+
+    async def batch(keys: list[int]) -> list[object]:
+        return [ValueError("no") if key == 3 else f"user {key}" for key in keys]
+
+    loader = RequestLoader(batch)
+    loader.prime(1, "primed")
+    pending = loader.load(2)
+    failing = loader.load(3)
+    assert loader.known(1) == "primed"
+    assert loader.known(2) is None  # asked for, not answered yet
+    assert await pending == "user 2"
+    assert loader.known(2) == "user 2"
+    with pytest.raises(ValueError, match="no"):
+        await failing
+    assert loader.known(3) is None
+    assert loader.known(4) is None

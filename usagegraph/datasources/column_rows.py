@@ -30,16 +30,17 @@ def labelled_columns(model: Any, columns: Any = None, prefix: str = "") -> list[
 
 
 @cache
-def _row_type(model: Any) -> Any:
-    """A tuple type whose fields are the model's attributes, for rows read back from a join."""
-    return namedtuple(f"{model.__name__}Row", [attribute for attribute, _ in column_keys(model)])
+def _row_type(model: Any) -> tuple[Any, str]:
+    """A tuple type whose fields are the model's attributes, for rows read back from a join,
+    and the attribute of its primary key."""
+    fields = [attribute for attribute, _ in column_keys(model)]
+    return namedtuple(f"{model.__name__}Row", fields), inspect(model).primary_key[0].key
 
 
 def joined_row(row: Any, model: Any, prefix: str) -> Any | None:
     """The `model` row a statement joined to `row` under `prefix` (labelled_columns), read
     like the model; None when the join found none (or its condition refused it)."""
-    values = [getattr(row, prefix + attribute) for attribute, _ in column_keys(model)]
-    primary = inspect(model).primary_key[0].key
+    row_type, primary = _row_type(model)
     if getattr(row, prefix + primary) is None:
         return None
-    return _row_type(model)(*values)
+    return row_type(*(getattr(row, prefix + attribute) for attribute in row_type._fields))

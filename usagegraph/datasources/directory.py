@@ -108,7 +108,8 @@ async def memberships_by_key(
 
 @dataclass(frozen=True, slots=True)
 class MemberPages:
-    """Each institution's page of members, and the members' users the caller may read."""
+    """Each institution's page of members, and the members' users when they came with it
+    (a super caller's pages)."""
 
     pages: dict[str, list[MembershipRow]]
     users: list[UserRow]

@@ -278,8 +278,8 @@ class Membership(
 
     @strawberry.field(description="The member.", graphql_type=User | None)
     def user(self, info: Info) -> User | Awaitable[User | None] | None:
-        """A plain value when the member's user came with their page (as it does from
-        `Institution.members`), else an awaitable read of them.
+        """A plain value when this request has the member's user already (a super's page of
+        `Institution.members` brings them), else an awaitable read of them.
 
         Not `async`: graphql-core completes an awaitable field through tasks and coroutines,
         which for a page of 100 members cost more than the users themselves.
