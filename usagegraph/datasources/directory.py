@@ -137,7 +137,10 @@ async def member_pages(
     conditions = [readable_memberships(principal)]
     if after_user_id is not None:
         conditions.append(Membership.user_id > after_user_id)
+    # Who may read which user is `readable_users`, here as everywhere; whether to join is
+    # only a question of cost (for super the condition is no condition at all).
     with_users = is_super(principal)
+    users = Joined(User, by="user_id", condition=readable_users(principal), prefix=_USER)
     statements = page_per_parent_statements(
         dialect_of(session),
         Membership,
@@ -147,7 +150,7 @@ async def member_pages(
         MEMBERS_BY_USER,
         first + 1,
         columns=True,
-        joined=Joined(User, by="user_id", condition=true(), prefix=_USER) if with_users else None,
+        joined=users if with_users else None,
     )
     found = MemberPages(pages={i: [] for i in institution_ids}, users=[])
     for statement, parameters in statements:
