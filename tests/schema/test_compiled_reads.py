@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 
 from tests.conftest import FIXED_NOW, client_of, with_read_path
 from tests.fixtures.factories import add_usage_events
+from tests.fixtures.page_plans import capture_statements, postgres_plan
 from tests.fixtures.statements import count_statements
 from tests.schema.graph import graphql
 from tests.schema.test_wallet import ACME, MEMBERS_WITH_ACCOUNTS, _institution_with_members
@@ -51,6 +53,34 @@ async def test_a_compiled_root_field_is_one_statement_whatever_the_list_sizes(
     # and counts in ONE statement.
     assert len(statements) == 2, statements
     assert statements[1].lstrip().startswith("SELECT (SELECT ('{\"members\":'")
+
+
+async def test_a_members_user_and_wallet_are_joined_onto_the_page_not_scanned_per_member(
+    engine: AsyncEngine, app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """A to-one link read by a subquery per row is planned for one row: on a small table a
+    sequential scan, repeated for every member. Joined onto the page it is planned for all
+    of them (a hash join, or an index per row): no table is scanned whole more than once."""
+    super_id = await _institution_with_members(engine, 40)
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("ANALYZE")
+    with capture_statements(app.state.engine) as issued:
+        body = await graphql(
+            client, MEMBERS_WITH_ACCOUNTS, user_id=super_id, variables={"id": ACME}
+        )
+    assert len(body["data"]["institution"]["members"]["edges"]) == 40
+    async with engine.connect() as connection:
+        plan = await postgres_plan(connection, issued[-1])
+    repeated = [
+        (node["Relation Name"], node["Actual Loops"])
+        for node in _nodes(plan)
+        if node["Node Type"] == "Seq Scan" and node["Actual Loops"] > 1
+    ]
+    assert repeated == []
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _nodes(child))]
 
 
 async def test_the_second_identical_request_plans_nothing(
