@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.fixtures.wallet_invariants import wallets_miscounting_their_ledger
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import (
     ClientBucket,
@@ -128,6 +129,7 @@ async def test_ledger_chain_wallets_and_debits_match_usage(engine: AsyncEngine) 
     events = await _all(engine, select(UsageEvent).where(UsageEvent.institution_id.is_(None)))
 
     assert set(wallets) == set(summary.user_ids)
+    assert await wallets_miscounting_their_ledger(engine) == []
     balances: dict[int, Decimal] = defaultdict(Decimal)
     last: dict[int, LedgerEntry] = {}
     debits: dict[tuple[int, str], Decimal] = defaultdict(Decimal)

@@ -102,6 +102,7 @@ async def test_every_kind_round_trips_with_ids_kept(engine: AsyncEngine) -> None
         assert ledger[2].amount == Decimal("-2.5")
         wallet = await session.get(Wallet, 7)
         assert wallet is not None
+        assert wallet.entry_count == 4
         assert wallet.balance == Decimal("67.35")
         assert wallet.reserved == Decimal(0)
         assert (

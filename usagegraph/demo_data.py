@@ -965,6 +965,7 @@ def _wallet_rows(
             "currency": "usd",
             "balance": _money(book.balance),
             "reserved": Decimal(0),
+            "entry_count": len(book.rows),
             "auto_reload_enabled": w.auto_reload,
             "auto_reload_threshold": _money(w.threshold) if w.auto_reload else None,
             "auto_reload_amount": _money(w.reload_amount) if w.auto_reload else None,

@@ -384,6 +384,7 @@ class _Importer:
         metadata = reader.mapping("metadata")
         wallet = await self._wallet_for(user_id)
         wallet.balance = wallet.balance + signed_amount(entry_type, amount)
+        wallet.entry_count = (wallet.entry_count or 0) + 1
         self.pending_ledger.append(
             (
                 line,

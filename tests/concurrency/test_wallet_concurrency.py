@@ -30,6 +30,7 @@ from tests.fixtures.usage_recording_data import (
     usage_rows,
     wallet,
 )
+from tests.fixtures.wallet_invariants import wallets_miscounting_their_ledger
 from usagegraph.auth.principal import Principal
 from usagegraph.db.models import signed_amount
 from usagegraph.errors import ErrorCode, UsageGraphError
@@ -110,6 +111,8 @@ async def test_200_concurrent_debits_never_overdraw_or_lose_an_update(
     assert refused, "200 credits were asked of 150.5: some must be refused"
     assert all(amount > stored.balance for amount in refused)
     assert stored.balance < max(amounts)
+    # and the wallet counted exactly the entries that were written
+    assert await wallets_miscounting_their_ledger(engine) == []
 
 
 async def test_equal_concurrent_debits_accept_exactly_what_the_funds_cover(
@@ -251,6 +254,7 @@ async def test_auto_reload_fires_exactly_once_per_crossing_under_concurrency(
     # 25 -> 9 after 16 debits (reload -> 21), then every 12 debits: 21 -> 9 (reload)...
     # 100 debits: 16 + 12k <= 100 -> k = 0..7: 8 crossings
     assert len(reloads) == expected_reloads == 8
+    assert await wallets_miscounting_their_ledger(engine) == []
 
 
 async def test_concurrent_batches_never_exceed_an_enforced_cap(

@@ -12,6 +12,7 @@ from usagegraph.db.partitions import is_partition_table
 from usagegraph.db.schema_version import (
     SchemaBehindError,
     ensure_schema,
+    migrate,
     schema_status,
     upgrade_to_head,
 )
@@ -111,3 +112,45 @@ async def test_rollup_tables_keep_room_for_in_page_updates(empty_database: TestD
     finally:
         await engine.dispose()
     assert options == {model.__tablename__: ["fillfactor=70"] for model in ROLLUPS}
+
+
+async def test_wallets_count_the_ledgers_they_already_have(empty_database: TestDatabase) -> None:
+    """Migration 0011 counts each existing wallet's entries once; a wallet without entries
+    holds 0. From then on the writers keep the count (tests/fixtures/wallet_invariants.py)."""
+    from sqlalchemy import text
+
+    engine = create_engine(empty_database.url)
+    try:
+        await migrate(engine, "upgrade", "0010")
+        async with engine.begin() as connection:
+            for user_id in (1, 2):
+                await connection.execute(
+                    text(
+                        "INSERT INTO users (id, email, role, permissions, created_at) "
+                        "VALUES (:id, :email, 'user', '[]', '2026-01-01')"
+                    ),
+                    {"id": user_id, "email": f"u{user_id}@x.org"},
+                )
+                await connection.execute(
+                    text(
+                        "INSERT INTO wallets (user_id, currency, balance, reserved, "
+                        "auto_reload_enabled, updated_at) VALUES (:id, 'usd', 0, 0, false, "
+                        "'2026-01-01')"
+                    ),
+                    {"id": user_id},
+                )
+            for _ in range(3):
+                await connection.execute(
+                    text(
+                        "INSERT INTO ledger_entries (user_id, type, amount, balance_after, "
+                        "metadata, created_at) VALUES (1, 'credit', 1, 1, '{}', '2026-01-01')"
+                    )
+                )
+        await upgrade_to_head(engine)
+        async with engine.connect() as connection:
+            counts = dict(
+                (await connection.execute(text("SELECT user_id, entry_count FROM wallets"))).all()
+            )
+    finally:
+        await engine.dispose()
+    assert counts == {1: 3, 2: 0}

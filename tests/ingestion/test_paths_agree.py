@@ -28,6 +28,7 @@ from tests.fixtures.events_data import (
     top_up,
 )
 from tests.fixtures.usage_recording_data import ACME
+from tests.fixtures.wallet_invariants import wallets_miscounting_their_ledger
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import ROLLUPS, LedgerEntry, UsageEvent, Wallet
 from usagegraph.importer import import_file
@@ -117,6 +118,8 @@ async def _store(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
         store["ledger"] = [tuple(row) for row in ledger]
         wallets = await session.execute(select(Wallet.user_id, Wallet.balance).order_by("user_id"))
         store["wallets"] = [tuple(row) for row in wallets]
+    # Whichever path wrote the debits, each wallet counts exactly its entries.
+    assert await wallets_miscounting_their_ledger(engine) == []
     return store
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from tests.conftest import FIXED_NOW, client_of, with_read_path
-from tests.fixtures.factories import add_usage_events
+from tests.fixtures.factories import add_ledger_entries, add_usage_events
 from tests.fixtures.page_plans import capture_statements, postgres_plan
 from tests.fixtures.statements import count_statements
 from tests.schema.graph import graphql
@@ -113,8 +113,9 @@ async def _rich_user(engine: AsyncEngine) -> int:
             ("debit", "30.25", "69.75", {"day": "2026-05-19"}, FIXED_NOW - timedelta(hours=2)),
             ("adjustment", "-2.5", "67.25", {}, FIXED_NOW - timedelta(microseconds=1500)),
         ]
-        for entry_type, amount, after, metadata, at in entries:
-            session.add(
+        await add_ledger_entries(
+            session,
+            *(
                 LedgerEntry(
                     user_id=user.id,
                     type=entry_type,
@@ -123,7 +124,9 @@ async def _rich_user(engine: AsyncEngine) -> int:
                     metadata_=metadata,
                     created_at=at,
                 )
-            )
+                for entry_type, amount, after, metadata, at in entries
+            ),
+        )
         return user.id
 
 

@@ -24,7 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
-from tests.fixtures.factories import add_institution, add_usage_events, add_user
+from tests.fixtures.factories import (
+    add_institution,
+    add_ledger_entries,
+    add_usage_events,
+    add_user,
+)
 from tests.schema.graph import graphql
 from usagegraph.db.engine import session_factory
 from usagegraph.db.models import ClientBucket, LedgerEntry, Membership, Snapshot, UsageEvent
@@ -82,16 +87,19 @@ async def _usage_events(engine: AsyncEngine) -> tuple[Any, list[Any]]:
 async def _ledger(engine: AsyncEngine) -> tuple[Any, list[Any]]:
     user = await add_user(engine, email="ledger@x.org")
     async with session_factory(engine)() as session, session.begin():
-        session.add_all(
-            LedgerEntry(
-                user_id=user,
-                type="credit",
-                amount=Decimal(1),
-                balance_after=Decimal(index + 1),
-                created_at=moment,
-                metadata_={"n": index},
-            )
-            for index, moment in enumerate(TIMES)
+        await add_ledger_entries(
+            session,
+            *(
+                LedgerEntry(
+                    user_id=user,
+                    type="credit",
+                    amount=Decimal(1),
+                    balance_after=Decimal(index + 1),
+                    created_at=moment,
+                    metadata_={"n": index},
+                )
+                for index, moment in enumerate(TIMES)
+            ),
         )
     async with session_factory(engine)() as session:
         rows = (

@@ -14,6 +14,7 @@ from tests.conftest import FIXED_NOW, TEST_JWT_SECRET, client_of, with_read_path
 from tests.fixtures.factories import (
     add_institution,
     add_institution_admin,
+    add_ledger_entries,
     add_usage_events,
     add_user,
 )
@@ -51,8 +52,9 @@ async def _institution_with_members(engine: AsyncEngine, members: int) -> int:
             await session.flush()
             session.add(Membership(user_id=user.id, institution_id=ACME, role="user"))
             session.add(Wallet(user_id=user.id, balance=Decimal(120), reserved=Decimal(0)))
-            for i in range(12):
-                session.add(
+            await add_ledger_entries(
+                session,
+                *(
                     LedgerEntry(
                         user_id=user.id,
                         type="credit",
@@ -61,7 +63,9 @@ async def _institution_with_members(engine: AsyncEngine, members: int) -> int:
                         created_at=FIXED_NOW - timedelta(hours=12 - i),
                         metadata_={},
                     )
-                )
+                    for i in range(12)
+                ),
+            )
     return await add_user(engine, email="root@ug.io", role="super")
 
 
@@ -103,9 +107,10 @@ async def test_a_250_entry_ledger_pages_without_gaps_or_repeats(
 ) -> None:
     user_id = await add_user(engine, email="rich@example.com")
     async with session_factory(engine)() as session, session.begin():
-        for i in range(250):
-            # Pairs share a timestamp, so the id tie-break is exercised too.
-            session.add(
+        # Pairs share a timestamp, so the id tie-break is exercised too.
+        await add_ledger_entries(
+            session,
+            *(
                 LedgerEntry(
                     user_id=user_id,
                     type="credit",
@@ -114,7 +119,9 @@ async def test_a_250_entry_ledger_pages_without_gaps_or_repeats(
                     created_at=FIXED_NOW - timedelta(minutes=250 - i // 2 * 2),
                     metadata_={"n": i},
                 )
-            )
+                for i in range(250)
+            ),
+        )
     query = """query($id: Int!, $after: String) { user(id: $id) {
         ledger(first: 100, after: $after) {
           totalCount pageInfo { hasNextPage endCursor } edges { node { metadata } } } } }"""
@@ -159,7 +166,8 @@ async def test_graph_and_rest_agree_on_balance_ledger_and_usage(
     user_id = await add_user(engine, email="same@example.com")
     async with session_factory(engine)() as session, session.begin():
         session.add(Wallet(user_id=user_id, balance=Decimal("7.25"), reserved=Decimal("1.5")))
-        session.add(
+        await add_ledger_entries(
+            session,
             LedgerEntry(
                 user_id=user_id,
                 type="credit",
@@ -167,7 +175,7 @@ async def test_graph_and_rest_agree_on_balance_ledger_and_usage(
                 balance_after=Decimal("7.25"),
                 created_at=FIXED_NOW - timedelta(days=1),
                 metadata_={},
-            )
+            ),
         )
         for day, credits in ((3, "0.5"), (19, "1.25"), (20, "2")):
             await add_usage_events(

@@ -45,6 +45,7 @@ from usagegraph.datasources.wallet import (
     ledger_filter_conditions,
     older_than,
     readable_account,
+    total_is_kept,
 )
 from usagegraph.datasources.wallet_batches import LEDGER_NEWEST_FIRST
 from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent, UsageTotal, Wallet
@@ -340,12 +341,19 @@ def _ledger(user: str, selection: Selection) -> Page:
             where += f" AND {s.clause(older_than(before))}"
         return _limited("ledger_entries", where, LEDGER_NEWEST_FIRST, limit)
 
+    def count(s: JsonStatement) -> str:
+        if not total_is_kept(entry_type, start, end):
+            return _count("ledger_entries", conditions(s))
+        readable = s.clause(readable_account(s.principal, Wallet.user_id))
+        wallet = s.join(user, "wallets", f"wallets.user_id = {user}.id AND {readable}")
+        return f"coalesce({wallet}.entry_count, 0)::text"
+
     return Page.of(
         selection,
         type_name="LedgerEntry",
         order=LEDGER_NEWEST_FIRST,
         rows=rows,
-        count=lambda s: _count("ledger_entries", conditions(s)),
+        count=count,
         cursor=lambda row: js.cursor(
             f"'[\"' || {js.iso_instant(f'{row}.created_at')} || '\", ' || {row}.id::text || ']'"
         ),

@@ -8,6 +8,7 @@ SQL (LIMIT/OFFSET with a COUNT here; keyset pages for the graph in `wallet_batch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -107,6 +108,21 @@ def ledger_filter_conditions(
     return conditions
 
 
+def total_is_kept(entry_type: str | None, start: datetime | None, end: datetime | None) -> bool:
+    """Whether a ledger total counts every entry (no type, no window): the wallet row keeps
+    that number (`Wallet.entry_count`, moved with the balance), so it is read, not counted.
+    A user without a wallet row has no entries."""
+    return entry_type is None and start is None and end is None
+
+
+def kept_ledger_totals(principal: Principal, user_ids: Sequence[int]) -> Select[tuple[int, int]]:
+    """(user id, entries) of these users' ledgers, as far as the caller may read them: the
+    same `readable_account` rule as the entries themselves."""
+    return select(Wallet.user_id, Wallet.entry_count).where(
+        readable_account(principal, Wallet.user_id), Wallet.user_id.in_(user_ids)
+    )
+
+
 def _ledger_conditions(principal: Principal, query: LedgerQuery) -> list[ColumnElement[bool]]:
     return [
         *ledger_filter_conditions(principal, query.entry_type, query.start, query.end),
@@ -154,6 +170,9 @@ async def count_ledger_entries(
     session: AsyncSession, principal: Principal, query: LedgerQuery
 ) -> int:
     """How many entries match the query (for `total`), ignoring any page."""
+    if total_is_kept(query.entry_type, query.start, query.end):
+        kept = await session.execute(kept_ledger_totals(principal, [query.user_id]))
+        return next((int(count) for _, count in kept), 0)
     statement = (
         select(func.count()).select_from(LedgerEntry).where(*_ledger_conditions(principal, query))
     )

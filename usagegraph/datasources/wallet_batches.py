@@ -19,9 +19,11 @@ from usagegraph.datasources.pages import newest_first, page_per_parent_statement
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.datasources.wallet import (
     LedgerPosition,
+    kept_ledger_totals,
     ledger_filter_conditions,
     older_than,
     readable_account,
+    total_is_kept,
 )
 from usagegraph.db.models import LedgerEntry, Subscription, Wallet
 
@@ -102,14 +104,17 @@ async def ledger_counts(
     start: datetime | None,
     end: datetime | None,
 ) -> dict[int, int]:
-    rows = await session.execute(
-        select(LedgerEntry.user_id, func.count())
-        .where(
-            *ledger_filter_conditions(principal, entry_type, start, end),
-            LedgerEntry.user_id.in_(user_ids),
+    if total_is_kept(entry_type, start, end):
+        rows = await session.execute(kept_ledger_totals(principal, user_ids))
+    else:
+        rows = await session.execute(
+            select(LedgerEntry.user_id, func.count())
+            .where(
+                *ledger_filter_conditions(principal, entry_type, start, end),
+                LedgerEntry.user_id.in_(user_ids),
+            )
+            .group_by(LedgerEntry.user_id)
         )
-        .group_by(LedgerEntry.user_id)
-    )
     counts = dict.fromkeys(user_ids, 0)
     counts.update({user_id: count for user_id, count in rows})
     return counts

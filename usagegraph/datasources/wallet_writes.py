@@ -142,11 +142,13 @@ class LedgerBook:
         reference: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Posting:
-        """Append one entry and move the balance by it (debit subtracts, adjustment signed)."""
+        """Append one entry and move the balance by it (debit subtracts, adjustment signed);
+        the wallet counts it (`Wallet.entry_count`)."""
         balance = wallet.balance + signed_amount(entry_type, amount)
         money_range.stored_sum(balance, "amount", f"the balance of user {wallet.user_id}")
         moment = self.touch(wallet)
         wallet.balance = balance
+        wallet.entry_count = (wallet.entry_count or 0) + 1
         posting = Posting(
             user_id=wallet.user_id,
             type=entry_type,

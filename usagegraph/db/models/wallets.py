@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
@@ -29,6 +29,9 @@ class Wallet(Base):
     # balance equals the signed sum of the ledger; kept here so reads need no scan.
     balance: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     reserved: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # How many entries the ledger holds, kept by the same writer for the same reason: an
+    # unfiltered ledger total is read here, not counted (migration 0011).
+    entry_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     auto_reload_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     auto_reload_threshold: Mapped[Decimal | None] = mapped_column(Money)
     auto_reload_amount: Mapped[Decimal | None] = mapped_column(Money)
