@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import strawberry
 
+from usagegraph.recently_used import RecentlyUsed
 from usagegraph.schema import plain_values
-from usagegraph.schema.compiled_execution import CompilingExecutionContext
+from usagegraph.schema.compiled_execution import MAX_PLAIN_PLANS, CompilingExecutionContext
 
 
 @strawberry.enum(description="A colour.")
@@ -84,6 +85,14 @@ fragment C on Cell { n label }
 """
 
 
+@pytest.fixture(autouse=True)
+def no_kept_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test plans afresh: the plans of one test's spies are not kept for the next."""
+    monkeypatch.setattr(
+        "usagegraph.schema.compiled_execution._PLAIN_PLANS", RecentlyUsed(MAX_PLAIN_PLANS)
+    )
+
+
 def _answer(result: Any) -> tuple[Any, list[tuple[str, list[Any] | None]]]:
     errors = [(e.message, e.path) for e in result.errors or []]
     return result.data, sorted(errors, key=repr)
@@ -149,3 +158,32 @@ async def test_a_selection_is_plain_when_every_field_it_selects_is_an_attribute_
     assert await _plan("{ holder { table { name tags } } }", "Holder") is not None
     assert await _plan("{ holder { table { name size } } }", "Holder") is None
     assert await _plan("{ holder { table { size } } }", "Table") is None
+
+
+async def test_a_plain_selection_is_planned_once_for_every_request_of_its_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    planned: list[str] = []
+    planner = plain_values.plain_completer
+
+    def spy(collect: Any, object_type: Any, details: Any) -> Any:
+        planned.append(object_type.name)
+        return planner(collect, object_type, details)
+
+    monkeypatch.setattr("usagegraph.schema.compiled_execution.plain_completer", spy)
+    for _ in range(3):
+        result = await FAST.execute("{ holder { table { name tags } } }")
+        assert result.data == {"holder": {"table": {"name": "t", "tags": ["a"]}}}
+    assert planned == ["Holder"]
+
+
+async def test_directive_variables_are_part_of_the_kept_plan() -> None:
+    """`@skip(if: $skip)` changes the selection: each value has its plan, and answers as
+    graphql-core does whichever came first."""
+    document = "query Q($skip: Boolean!) { holder { cells { n label @skip(if: $skip) } } }"
+    for skip in (True, False, True, False):
+        fast = await FAST.execute(document, variable_values={"skip": skip})
+        reference = await REFERENCE.execute(document, variable_values={"skip": skip})
+        assert _answer(fast) == _answer(reference)
+        assert fast.data is not None
+        assert ("label" in fast.data["holder"]["cells"][0]) is not skip

@@ -58,6 +58,8 @@ from usagegraph.schema.pagination import (
 from usagegraph.schema.plain_values import Completer, NotPlain, plain_completer
 
 MAX_PLANS = 512
+# Plain completers kept across requests, per (query text, operation, type, field nodes).
+MAX_PLAIN_PLANS = 2048
 
 
 def _page(arguments: dict[str, Any], decode_after: Callable[[str | None], Any]) -> dict[str, Any]:
@@ -137,6 +139,7 @@ class SelectionPlans:
 
 
 PLANS = SelectionPlans()
+_PLAIN_PLANS: RecentlyUsed[tuple[Any, ...], Completer | None] = RecentlyUsed(MAX_PLAIN_PLANS)
 
 
 class _Planner:
@@ -248,9 +251,40 @@ class CompilingExecutionContext(LeafFieldsExecutionContext):
         )
 
     def _plain(self, object_type: GraphQLObjectType, field_details_list: Any) -> Completer | None:
-        """The plain selection's completer, or None; planned once per selection, memoized on
-        the identity of the field nodes as graphql-core's `collect_subfields` is (the list is
-        kept alive with it, so that its id cannot be reused during the execution)."""
+        """The plain selection's completer, or None: planned once per selection of a query
+        text and kept across requests (`_PLAIN_PLANS`), since a completer holds nothing of
+        the request that planned it. Planning per request cost ~0.14 ms of a ~3 ms usage
+        history read (py-spy). Without source locations it is planned per request."""
+        key = self._plain_key(object_type, field_details_list)
+        if key is None:
+            return self._plain_of_this_request(object_type, field_details_list)
+        return _PLAIN_PLANS.get_or_make(
+            key, lambda: plain_completer(self._plain_subfields, object_type, field_details_list)
+        )
+
+    def _plain_key(self, object_type: GraphQLObjectType, field_details_list: Any) -> Any:
+        """What the plan depends on: the query text and operation, the type, the field nodes
+        (by their place in the text) and, when the text has directives, the variables
+        (`@skip`/`@include`/`@defer` may read them). None when nodes carry no location."""
+        operation = self.operation
+        starts = []
+        for details in field_details_list:
+            loc = details.node.loc
+            if loc is None:
+                return None
+            starts.append(loc.start)
+        source = operation.loc.source.body if operation.loc is not None else None
+        if source is None:
+            return None
+        variables = repr(sorted(self.variable_values.coerced.items())) if "@" in source else None
+        name = operation.name.value if operation.name else None
+        return (source, name, object_type, tuple(starts), variables)
+
+    def _plain_of_this_request(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> Completer | None:
+        """Memoized on the identity of the field nodes as graphql-core's `collect_subfields`
+        is (the list is kept alive with it, so that its id cannot be reused meanwhile)."""
         plans: dict[tuple[GraphQLObjectType, int], tuple[Any, Completer | None]] | None
         plans = self.__dict__.get("_plain_plans")
         if plans is None:

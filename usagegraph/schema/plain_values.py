@@ -13,8 +13,8 @@ A selection is plain when every field it selects (after aliases, fragments and
 attribute read without arguments, of a scalar, an enum, a list of them, or an object type
 whose own selection is plain. Other fields of the type do not matter: `usageEvents { edges
 { node { credits } } }` is plain although a connection's `totalCount` is a resolver. Such a
-selection is planned once per request (memoized on the execution context like graphql-core's
-`collect_subfields`) into completers, and every row then goes straight through them,
+selection is planned once per query text (kept across requests by the execution context,
+`schema/compiled_execution.py`) into completers, and every row then goes straight through them,
 calling the same attribute reads, `is_type_of` checks and scalar and enum coercions.
 
 Nothing here reports an error: whenever a value would need one (a null for a non-null
