@@ -29,6 +29,7 @@ from tests.fixtures.factories import (
     add_ledger_entries,
     add_usage_events,
     add_user,
+    numbered_credits,
 )
 from tests.schema.graph import graphql
 from usagegraph.db.engine import session_factory
@@ -87,20 +88,7 @@ async def _usage_events(engine: AsyncEngine) -> tuple[Any, list[Any]]:
 async def _ledger(engine: AsyncEngine) -> tuple[Any, list[Any]]:
     user = await add_user(engine, email="ledger@x.org")
     async with session_factory(engine)() as session, session.begin():
-        await add_ledger_entries(
-            session,
-            *(
-                LedgerEntry(
-                    user_id=user,
-                    type="credit",
-                    amount=Decimal(1),
-                    balance_after=Decimal(index + 1),
-                    created_at=moment,
-                    metadata_={"n": index},
-                )
-                for index, moment in enumerate(TIMES)
-            ),
-        )
+        await add_ledger_entries(session, *numbered_credits(user, TIMES))
     async with session_factory(engine)() as session:
         rows = (
             await session.execute(

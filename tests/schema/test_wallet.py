@@ -17,6 +17,7 @@ from tests.fixtures.factories import (
     add_ledger_entries,
     add_usage_events,
     add_user,
+    numbered_credits,
 )
 from tests.fixtures.statements import count_statements
 from tests.schema.graph import error_codes, graphql
@@ -108,20 +109,8 @@ async def test_a_250_entry_ledger_pages_without_gaps_or_repeats(
     user_id = await add_user(engine, email="rich@example.com")
     async with session_factory(engine)() as session, session.begin():
         # Pairs share a timestamp, so the id tie-break is exercised too.
-        await add_ledger_entries(
-            session,
-            *(
-                LedgerEntry(
-                    user_id=user_id,
-                    type="credit",
-                    amount=Decimal(1),
-                    balance_after=Decimal(i + 1),
-                    created_at=FIXED_NOW - timedelta(minutes=250 - i // 2 * 2),
-                    metadata_={"n": i},
-                )
-                for i in range(250)
-            ),
-        )
+        moments = (FIXED_NOW - timedelta(minutes=250 - i // 2 * 2) for i in range(250))
+        await add_ledger_entries(session, *numbered_credits(user_id, moments))
     query = """query($id: Int!, $after: String) { user(id: $id) {
         ledger(first: 100, after: $after) {
           totalCount pageInfo { hasNextPage endCursor } edges { node { metadata } } } } }"""
