@@ -265,7 +265,8 @@ class CompilingExecutionContext(LeafFieldsExecutionContext):
     def _plain_key(self, object_type: GraphQLObjectType, field_details_list: Any) -> Any:
         """What the plan depends on: the query text and operation, the type, the field nodes
         (by their place in the text) and, when the text has directives, the variables
-        (`@skip`/`@include`/`@defer` may read them). None when nodes carry no location."""
+        (`@skip`/`@include` may read them). None when nodes carry no location, or when the
+        text defers or streams (the graph does not enable either; kept out all the same)."""
         operation = self.operation
         starts = []
         for details in field_details_list:
@@ -274,8 +275,8 @@ class CompilingExecutionContext(LeafFieldsExecutionContext):
                 return None
             starts.append(loc.start)
         source = operation.loc.source.body if operation.loc is not None else None
-        if source is None:
-            return None
+        if source is None or "@defer" in source or "@stream" in source:
+            return None  # what is deferred depends on the path too, not only on the nodes
         variables = repr(sorted(self.variable_values.coerced.items())) if "@" in source else None
         name = operation.name.value if operation.name else None
         return (source, name, object_type, tuple(starts), variables)
