@@ -203,6 +203,7 @@ class _Importer:
         if wallet is None:
             wallet = Wallet(user_id=user_id, currency="usd", balance=Decimal(0))
             wallet.reserved = Decimal(0)
+            wallet.entry_count = 0
             self.session.add(wallet)
         self.wallets[user_id] = wallet
         return wallet
@@ -384,7 +385,7 @@ class _Importer:
         metadata = reader.mapping("metadata")
         wallet = await self._wallet_for(user_id)
         wallet.balance = wallet.balance + signed_amount(entry_type, amount)
-        wallet.entry_count = (wallet.entry_count or 0) + 1
+        wallet.entry_count += 1
         self.pending_ledger.append(
             (
                 line,

@@ -148,7 +148,7 @@ class LedgerBook:
         money_range.stored_sum(balance, "amount", f"the balance of user {wallet.user_id}")
         moment = self.touch(wallet)
         wallet.balance = balance
-        wallet.entry_count = (wallet.entry_count or 0) + 1
+        wallet.entry_count += 1
         posting = Posting(
             user_id=wallet.user_id,
             type=entry_type,
