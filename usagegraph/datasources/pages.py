@@ -31,7 +31,6 @@ filters never share a statement; only the parents change between uses.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -51,6 +50,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from usagegraph.datasources.column_rows import column_keys, labelled_columns
+from usagegraph.recently_used import RecentlyUsed
 
 ModelT = TypeVar("ModelT")
 
@@ -183,26 +183,22 @@ class _Shape:
         )
 
 
-_KEPT: OrderedDict[Hashable, Select[Any]] = OrderedDict()
+_KEPT: RecentlyUsed[Hashable, Select[Any]] = RecentlyUsed(KEPT_STATEMENTS)
 
 
 def _kept_lateral(shape: _Shape) -> Select[Any]:
     """The PostgreSQL statement of this shape, built on first use."""
     key = shape.key()
-    statement = _KEPT.get(key) if key is not None else None
-    if statement is not None:
-        _KEPT.move_to_end(key)
-        return statement
+    if key is None:
+        return _built_lateral(shape)
+    return _KEPT.get_or_make(key, lambda: _built_lateral(shape))
+
+
+def _built_lateral(shape: _Shape) -> Select[Any]:
     statement = _lateral(
         shape.model, shape.parent, shape.conditions, shape.order, shape.limit, shape.columns
     )
-    if shape.joined is not None:
-        statement = _joining(statement, shape.joined)
-    if key is not None:
-        _KEPT[key] = statement
-        if len(_KEPT) > KEPT_STATEMENTS:
-            _KEPT.popitem(last=False)
-    return statement
+    return _joining(statement, shape.joined) if shape.joined is not None else statement
 
 
 def _frozen(value: Any) -> Any:
