@@ -78,6 +78,11 @@ FIXED_NOW = datetime(2026, 5, 20, 15, 30, tzinfo=UTC)
 @pytest.fixture
 def settings(database: TestDatabase, tmp_path: Path) -> Settings:
     """Settings of a server on the test database (not the embedded default)."""
+    return settings_for(database, tmp_path)
+
+
+def settings_for(database: TestDatabase, tmp_path: Path) -> Settings:
+    """Settings of an in-process server on `database`, as every app of the suite runs."""
     return Settings(
         database_url=database.url,
         embedded_database=False,

@@ -18,6 +18,7 @@ from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
 from usagegraph.datasources.read_connection import ReadConnection
 from usagegraph.db.engine import create_engine, session_factory
+from usagegraph.db.partition_span import refresh_span
 from usagegraph.db.partitions import keep_partitions_ahead, maintain_partitions
 from usagegraph.db.schema_version import ensure_schema
 from usagegraph.garbage_collection import settle_heap
@@ -75,6 +76,7 @@ def create_app(
         )
         watch_engine(engine)
         watch_database(engine)
+        await refresh_span(engine)  # usage pages read by time band (db/partition_span.py)
         if tracing is not None:
             tracing.instrument_engine(engine)
         cache = create_cache(settings)
@@ -104,7 +106,9 @@ def create_app(
             app.state.rate_limiter = rate_limiter
             app.state.persisted_queries = persisted_queries
             maintenance = asyncio.create_task(
-                keep_partitions_ahead(engine, history=settings.event_window.max_age)
+                keep_partitions_ahead(
+                    engine, history=settings.event_window.max_age, after_round=refresh_span
+                )
             )
             expiring = asyncio.create_task(
                 keep_expiring_reservations(app.state.sessions, clock, stop_delivering)

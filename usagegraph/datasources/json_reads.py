@@ -49,6 +49,7 @@ from usagegraph.datasources.wallet import (
 )
 from usagegraph.datasources.wallet_batches import LEDGER_NEWEST_FIRST
 from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent, UsageTotal, Wallet
+from usagegraph.db.partition_span import PartitionSpan
 from usagegraph.recently_used import RecentlyUsed
 
 _DIALECT = postgresql.dialect()
@@ -60,8 +61,10 @@ DEFAULT_CURRENCY = "usd"  # a user without a wallet reads as an empty usd one (w
 class JsonStatement:
     """One statement being built: its parameters ($1, $2, ...) and row aliases."""
 
-    def __init__(self, principal: Principal) -> None:
+    def __init__(self, principal: Principal, span: PartitionSpan | None = None) -> None:
         self.principal = principal
+        # The partitioned usage events' unbroken run of months: pages read by time band.
+        self.span = span
         self.parameters: list[Any] = []
         self._aliases = 0
         # The to-one rows joined onto a row: its alias -> the aliases of the joined rows, and
@@ -271,6 +274,20 @@ def _limited(table: str, conditions: str, order: Sequence[Ordered], limit: str) 
     return f"(SELECT {table}.* FROM {table} WHERE {conditions} ORDER BY {ordered} LIMIT {limit})"
 
 
+def _banded(
+    table: str, conditions: str, order: Sequence[Ordered], limit: str, bands: Sequence[str]
+) -> str:
+    """`_limited` per band (`db.partition_span`), merged and cut again; `_limited` itself
+    without bands."""
+    if not bands:
+        return _limited(table, conditions, order, limit)
+    union = " UNION ALL ".join(
+        _limited(table, f"{conditions} AND {band}", order, limit) for band in bands
+    )
+    ordered = ", ".join(_order_sql(key, "b") for key in order)
+    return f"(SELECT b.* FROM ({union}) AS b ORDER BY {ordered} LIMIT {limit})"
+
+
 def _count(table: str, conditions: str) -> str:
     return f"(SELECT count(*) FROM {table} WHERE {conditions})::text"
 
@@ -377,12 +394,13 @@ def _usage_events(user: str, selection: Selection) -> Page:
                 | ((UsageEvent.occurred_at == occurred_at) & (UsageEvent.id < event_id))
             )
         branches = []
+        bands = s.span.sql_bands("usage_events.occurred_at") if s.span is not None else ()
         for of_caller, gate in _usage_branches(s, user):
             scope = usage_page_scope(s.principal, of_caller=of_caller)
             if scope is None:
                 continue
             where = f"{gate} AND usage_events.user_id = {user}.id AND {s.clause(scope, *narrowing)}"
-            branches.append(_limited("usage_events", where, EVENTS_NEWEST_FIRST, limit))
+            branches.append(_banded("usage_events", where, EVENTS_NEWEST_FIRST, limit, bands))
         if not branches:
             return "(SELECT usage_events.* FROM usage_events WHERE false)"
         if len(branches) == 1:
@@ -551,16 +569,19 @@ _FIELDS: dict[str, dict[str, Render]] = {
 # --- the root fields ----------------------------------------------------------------------
 
 
-def root_statement(principal: Principal, root: Selection) -> tuple[str, tuple[Any, ...]]:
+def root_statement(
+    principal: Principal, root: Selection, span: PartitionSpan | None = None
+) -> tuple[str, tuple[Any, ...]]:
     """The statement (text, parameters) answering one root field; its one value is the
     field's JSON, or NULL when the root object is not there (the resolver path then answers,
-    with its error where it has one).
+    with its error where it has one). `span` is the database's `known_span`.
 
-    Kept per (caller, selection): the text depends on both (the caller's `readable_*`
-    clauses, the selected fields and arguments), and a client repeats its few queries.
+    Kept per (caller, selection, span): the text depends on all three (the caller's
+    `readable_*` clauses, the selected fields and arguments, the bands of event pages), and a
+    client repeats its few queries.
     """
-    key = (_caller_key(principal), root)
-    return _STATEMENTS.get_or_make(key, lambda: _root_statement(principal, root))
+    key = (_caller_key(principal), root, span)
+    return _STATEMENTS.get_or_make(key, lambda: _root_statement(principal, root, span))
 
 
 MAX_STATEMENTS = 1024
@@ -581,8 +602,10 @@ def _caller_key(principal: Principal) -> tuple[Any, ...]:
     )
 
 
-def _root_statement(principal: Principal, root: Selection) -> tuple[str, tuple[Any, ...]]:
-    statement = JsonStatement(principal)
+def _root_statement(
+    principal: Principal, root: Selection, span: PartitionSpan | None
+) -> tuple[str, tuple[Any, ...]]:
+    statement = JsonStatement(principal, span)
     if root.name == "institution":
         row = statement.alias()
         conditions = (

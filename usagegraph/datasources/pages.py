@@ -106,6 +106,7 @@ def page_per_parent_statements(
     *,
     columns: bool = False,
     joined: Joined | None = None,
+    bands: Sequence[ColumnElement[bool]] = (),
 ) -> list[PageRead]:
     """The statements reading, for each parent, its first `limit` rows of `model` that meet
     `conditions` in `order`, each with the parameters to run it with; rows come back ordered
@@ -118,6 +119,11 @@ def page_per_parent_statements(
     With `joined` (rows of columns only), each row also carries the joined model's row: one
     statement instead of a second batch keyed by the page's rows.
 
+    With `bands` (PostgreSQL; conditions that together hold for every row exactly once, such
+    as `db.partition_span`'s time bands of the partitioned usage events), each parent's page
+    is the first `limit` rows of each band, merged and cut again: the database can then read
+    each band in order and stop, where it would merge every partition of the whole table.
+
     `order` must be served by an index led by `parent` (see migration 0006), or the database
     sorts each parent's rows before the cut.
     """
@@ -127,7 +133,9 @@ def page_per_parent_statements(
     if joined is not None and not columns:
         raise ValueError("a joined row is read with rows of columns only")
     if dialect == "postgresql":
-        shape = _Shape(model, parent, tuple(conditions), tuple(order), limit, columns, joined)
+        shape = _Shape(
+            model, parent, tuple(conditions), tuple(order), limit, columns, joined, tuple(bands)
+        )
         return [(_kept_lateral(shape), {PARENTS: wanted})]
     statements = [
         _union_of_limited(
@@ -157,11 +165,17 @@ class _Shape:
     limit: int
     columns: bool
     joined: Joined | None
+    bands: tuple[ColumnElement[bool], ...] = ()
 
     def key(self) -> Hashable | None:
         """What identifies the statement: the conditions' SQL structure and bound values (the
-        caller's scope, the filters), the rest as given; None when a value is not hashable."""
-        clauses = [*self.conditions, *([self.joined.condition] if self.joined else [])]
+        caller's scope, the filters, the bands), the rest as given; None when a value is not
+        hashable."""
+        clauses = [
+            *self.conditions,
+            *([self.joined.condition] if self.joined else []),
+            *self.bands,
+        ]
         cache_key = and_(true(), *clauses)._generate_cache_key()
         if cache_key is None:
             return None
@@ -178,6 +192,7 @@ class _Shape:
             self.limit,
             self.columns,
             (joined.model, joined.by, joined.prefix) if joined else None,
+            len(self.bands),
             cache_key.key,
             values,
         )
@@ -196,7 +211,13 @@ def _kept_lateral(shape: _Shape) -> Select[Any]:
 
 def _built_lateral(shape: _Shape) -> Select[Any]:
     statement = _lateral(
-        shape.model, shape.parent, shape.conditions, shape.order, shape.limit, shape.columns
+        shape.model,
+        shape.parent,
+        shape.conditions,
+        shape.order,
+        shape.limit,
+        shape.columns,
+        shape.bands,
     )
     return _joining(statement, shape.joined) if shape.joined is not None else statement
 
@@ -215,19 +236,36 @@ def _lateral(
     order: Sequence[Ordered],
     limit: int,
     columns: bool,
+    bands: Sequence[ColumnElement[bool]] = (),
 ) -> Select[Any]:
     """PostgreSQL: `unnest(:page_parents) CROSS JOIN LATERAL (... LIMIT n)`; one parameter
     whatever the number of parents, so the statement's text (and its cached plan) is one. The
-    parents are given when it runs (`PARENTS`), so one statement serves every batch."""
+    parents are given when it runs (`PARENTS`), so one statement serves every batch. With
+    bands, the lateral is `(band 1 ... LIMIT n) UNION ALL (band 2 ...)`, ordered and cut."""
     array = bindparam(PARENTS, type_=ARRAY(parent.type), required=True)
     wanted = select(func.unnest(array).label("parent")).subquery("wanted")
-    page = (
-        select(model)
-        .where(parent == wanted.c.parent, *conditions)
-        .order_by(*(key.on(model) for key in order))
-        .limit(limit)
-        .lateral("page")
-    )
+
+    def limited(*band: ColumnElement[bool]) -> Select[Any]:
+        return (
+            select(model)
+            .where(parent == wanted.c.parent, *conditions, *band)
+            .order_by(*(key.on(model) for key in order))
+            .limit(limit)
+        )
+
+    if not bands:
+        page = limited().lateral("page")
+    else:
+        # Each band correlates to the parents explicitly: it sits in a FROM subquery, where
+        # SQLAlchemy would otherwise list `wanted` again (a cross join, not the parent).
+        banded = union_all(*(limited(band).correlate(wanted) for band in bands)).subquery("band")
+        keys = dict(column_keys(model))
+        page = (
+            select(banded)
+            .order_by(*(_directed(banded.c[keys[key.name]], key) for key in order))
+            .limit(limit)
+            .lateral("page")
+        )
     row = _rows_of(model, page, columns)
     return (
         select(*_selected(model, row, columns))
@@ -297,5 +335,8 @@ def _ordered(model: Any, row: Any, key: Ordered, columns: bool) -> ColumnElement
     """`key` restated on the page's rows (an attribute of the alias, or the page's column)."""
     if not columns:
         return key.on(row)
-    column: ColumnElement[Any] = row[dict(column_keys(model))[key.name]]
+    return _directed(row[dict(column_keys(model))[key.name]], key)
+
+
+def _directed(column: ColumnElement[Any], key: Ordered) -> ColumnElement[Any]:
     return column.desc() if key.descending else column.asc()

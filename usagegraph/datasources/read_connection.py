@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from usagegraph.db.partition_span import PartitionSpan, known_span
+
 
 class ReadsClosed(Exception):
     """A batch asked for the request's read connection after the request ended (its field
@@ -36,6 +38,11 @@ class ReadConnection:
     def dialect_name(self) -> str:
         """`postgresql` or `sqlite`: what the compiled read path may run on."""
         return self._engine.dialect.name
+
+    @property
+    def partition_span(self) -> PartitionSpan | None:
+        """The database's unbroken run of usage partitions, as last read (`db.partition_span`)."""
+        return known_span(self._engine)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

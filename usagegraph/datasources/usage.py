@@ -56,6 +56,7 @@ from usagegraph.db.models import (
     UsageTotal,
 )
 from usagegraph.db.models.usage_rollups import DAY_SECONDS, HOUR_SECONDS, QUARTER_HOUR_SECONDS
+from usagegraph.db.partition_span import known_span
 
 DAY_SLOT_SECONDS = DAY_SECONDS
 HOUR_SLOT_SECONDS = HOUR_SECONDS
@@ -427,6 +428,8 @@ async def usage_event_pages(
             )
         )
     pages: dict[int, list[EventRow]] = {user_id: [] for user_id in user_ids}
+    span = known_span(session)
+    bands = span.bands(UsageEvent.occurred_at) if span is not None else ()
     for users, scope in _scopes_of_pages(principal, user_ids):
         for statement, parameters in page_per_parent_statements(
             dialect_of(session),
@@ -437,6 +440,7 @@ async def usage_event_pages(
             EVENTS_NEWEST_FIRST,
             first + 1,
             columns=True,
+            bands=bands,
         ):
             for event in await session.execute(statement, parameters):
                 pages[event.user_id].append(event)

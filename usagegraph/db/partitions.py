@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -204,13 +204,17 @@ async def keep_partitions_ahead(
     engine: AsyncEngine,
     interval: float = MAINTENANCE_INTERVAL_SECONDS,
     history: timedelta = DEFAULT_HISTORY,
+    after_round: Callable[[AsyncEngine], Awaitable[object]] | None = None,
 ) -> None:
     """Run `maintain_partitions` every `interval` seconds until cancelled (a server that runs
-    for months keeps its partitions ahead). A failed round is logged and tried next time."""
+    for months keeps its partitions ahead), then `after_round` (the server reads the layout
+    again: `db.partition_span`). A failed round is logged and tried next time."""
     while True:
         await asyncio.sleep(interval)
         try:
             created = await maintain_partitions(engine, history=history)
+            if after_round is not None:
+                await after_round(engine)
         except Exception:  # the database may be down for a while: the server carries on
             log.warning("usage partition maintenance failed; retrying in %s s", interval)
             continue

@@ -63,7 +63,7 @@ async def compiled_root(context: RequestContext, root: Selection) -> str | None:
         if root.name == "user" and not is_id(root.argument("id")):
             return "null"  # `user` answers null for an id no row can have
         _check(principal, root, _known_at_root(principal, root))
-        text, parameters = root_statement(principal, root)
+        text, parameters = root_statement(principal, root, reads.partition_span)
     except (NotCompilable, UsageGraphError):
         return None
     async with reads.session() as session:
