@@ -25,6 +25,13 @@ class RecentlyUsed(Generic[K, V]):
             return True
         return False
 
+    def get(self, key: K) -> V | None:
+        """The kept value, or None."""
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
     def keep(self, key: K, value: V) -> None:
         self._entries[key] = value
         self._entries.move_to_end(key)
@@ -38,3 +45,7 @@ class RecentlyUsed(Generic[K, V]):
         value = make()
         self.keep(key, value)
         return value
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()

@@ -254,10 +254,33 @@ class CompilingExecutionContext(LeafFieldsExecutionContext):
         """The plain selection's completer, or None: planned once per selection of a query
         text and kept across requests (`_PLAIN_PLANS`), since a completer holds nothing of
         the request that planned it. Planning per request cost ~0.14 ms of a ~3 ms usage
-        history read (py-spy). Without source locations it is planned per request."""
+        history read (py-spy). Without source locations it is planned per request.
+
+        Within a request it is looked up once per selection, not once per object: every item
+        of a list comes with the same field nodes, and building the cross-request key (the
+        text, the node positions) for each of 400 objects cost ~1 ms of issue 14's question.
+        """
+        plans: dict[tuple[GraphQLObjectType, int], tuple[Any, Completer | None]] | None
+        plans = self.__dict__.get("_plain_plans")
+        if plans is None:
+            plans = self.__dict__["_plain_plans"] = {}
+        # Memoized on the identity of the field nodes, as graphql-core's `collect_subfields`
+        # is (the list is kept alive with it, so that its id cannot be reused meanwhile).
+        key = (object_type, id(field_details_list))
+        known = plans.get(key)
+        if known is None:
+            known = (field_details_list, self._kept_plain(object_type, field_details_list))
+            plans[key] = known
+        return known[1]
+
+    def _kept_plain(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> Completer | None:
+        """The completer kept across requests under `_plain_key`; planned afresh when the
+        selection has no such key."""
         key = self._plain_key(object_type, field_details_list)
         if key is None:
-            return self._plain_of_this_request(object_type, field_details_list)
+            return plain_completer(self._plain_subfields, object_type, field_details_list)
         return _PLAIN_PLANS.get_or_make(
             key, lambda: plain_completer(self._plain_subfields, object_type, field_details_list)
         )
@@ -280,22 +303,6 @@ class CompilingExecutionContext(LeafFieldsExecutionContext):
         variables = repr(sorted(self.variable_values.coerced.items())) if "@" in source else None
         name = operation.name.value if operation.name else None
         return (source, name, object_type, tuple(starts), variables)
-
-    def _plain_of_this_request(
-        self, object_type: GraphQLObjectType, field_details_list: Any
-    ) -> Completer | None:
-        """Memoized on the identity of the field nodes as graphql-core's `collect_subfields`
-        is (the list is kept alive with it, so that its id cannot be reused meanwhile)."""
-        plans: dict[tuple[GraphQLObjectType, int], tuple[Any, Completer | None]] | None
-        plans = self.__dict__.get("_plain_plans")
-        if plans is None:
-            plans = self.__dict__["_plain_plans"] = {}
-        key = (object_type, id(field_details_list))
-        known = plans.get(key)
-        if known is None:
-            completer = plain_completer(self._plain_subfields, object_type, field_details_list)
-            known = plans[key] = (field_details_list, completer)
-        return known[1]
 
     def _plain_subfields(self, object_type: GraphQLObjectType, field_details_list: Any) -> Any:
         grouped, defers, _forbidden = self.collect_subfields(object_type, field_details_list)

@@ -15,6 +15,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from usagegraph.input_ids import is_id
 from usagegraph.resolvers import directory
+from usagegraph.schema import argument_conversion
 from usagegraph.schema.alerts import AlertMutations, AlertQueries
 from usagegraph.schema.buckets import ClientBucket, Snapshot, resolve_bucket
 from usagegraph.schema.buckets_mutations import BucketsMutations
@@ -140,6 +141,9 @@ class Mutation(
 ):
     pass
 
+
+# Every resolver call converts its arguments through the keeping conversion (argument_conversion).
+argument_conversion.install()
 
 # The converted graph. Strawberry converts a type once per schema and its relay `node` field
 # cannot be converted twice, so deployments share this conversion and differ only in what
