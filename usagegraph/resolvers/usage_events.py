@@ -9,6 +9,7 @@ query, and counted only from the same filter.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -126,6 +127,25 @@ async def usage_events_by_id(
     return [recorded_event(row, build) if row else None for row in rows]
 
 
+def _page_keys(
+    user_id: int,
+    *,
+    instance: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    size: int,
+    before: tuple[datetime, int] | tuple[None, None],
+) -> tuple[UsageEventPageKey, UsageEventCountKey]:
+    """The loader keys of a user's page and of its total."""
+    event_filter = EventFilter(instance=instance, start=start, end=end)
+    before_at, before_id = before
+    position = (before_at, before_id) if before_at is not None and before_id is not None else None
+    return (
+        UsageEventPageKey(user_id=user_id, event_filter=event_filter, first=size, before=position),
+        UsageEventCountKey(user_id=user_id, event_filter=event_filter),
+    )
+
+
 async def usage_event_page(
     context: RequestContext,
     user_id: int,
@@ -139,12 +159,70 @@ async def usage_event_page(
 ) -> tuple[list[EventT], Callable[[], Awaitable[int]]]:
     """`size + 1` events of the user older than `before` (time, id), and how to count those
     that match (awaited only when the query asks for the total)."""
-    event_filter = EventFilter(instance=instance, start=start, end=end)
-    before_at, before_id = before
-    position = (before_at, before_id) if before_at is not None and before_id is not None else None
-    loaders = context.loaders
-    rows = await loaders.usage_event_page.load(
-        UsageEventPageKey(user_id=user_id, event_filter=event_filter, first=size, before=position)
+    page_key, count_key = _page_keys(
+        user_id, instance=instance, start=start, end=end, size=size, before=before
     )
-    count_key = UsageEventCountKey(user_id=user_id, event_filter=event_filter)
+    loaders = context.loaders
+    rows = await loaders.usage_event_page.load(page_key)
     return recorded_events(rows, build), partial(loaders.usage_event_count.load, count_key)
+
+
+def known_usage_event_page(
+    context: RequestContext,
+    user_id: int,
+    *,
+    instance: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    size: int,
+    before: tuple[datetime, int] | tuple[None, None],
+    build: Callable[..., EventT] = RecordedUsageEvent,  # type: ignore[assignment]
+) -> tuple[list[EventT], Callable[[], Awaitable[int]]] | None:
+    """`usage_event_page` when this request has read that page already (fetched ahead with
+    its parents' page, `prefetch_usage_event_pages`), else None."""
+    page_key, count_key = _page_keys(
+        user_id, instance=instance, start=start, end=end, size=size, before=before
+    )
+    loaders = context.loaders
+    rows = loaders.usage_event_page.known(page_key)
+    if rows is None:
+        return None
+    return recorded_events(rows, build), partial(loaders.usage_event_count.load, count_key)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """The arguments of one `usageEvents` selection, decoded as its resolver decodes them."""
+
+    instance: str | None
+    start: datetime | None
+    end: datetime | None
+    size: int
+    before: tuple[datetime, int] | tuple[None, None]
+
+
+async def prefetch_usage_event_pages(
+    context: RequestContext, user_ids: Sequence[int], requests: Sequence[PageRequest]
+) -> None:
+    """Read the pages `requests` ask for of every user, in one batch with the other parents'
+    (the loaders batch what is asked in the same turn), so that each user's field then finds
+    its page known and answers at once (`known_usage_event_page`).
+
+    A failure is not this caller's to report: the pages stay unknown, and each field reads
+    its own and reports what it finds.
+    """
+    loader = context.loaders.usage_event_page
+    keys = [
+        _page_keys(
+            user_id,
+            instance=request.instance,
+            start=request.start,
+            end=request.end,
+            size=request.size,
+            before=request.before,
+        )[0]
+        for request in requests
+        for user_id in user_ids
+    ]
+    with suppress(Exception):
+        await loader.load_many(keys)

@@ -17,16 +17,18 @@ half compiled.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
+    GraphQLError,
     GraphQLField,
     GraphQLIncludeDirective,
     GraphQLObjectType,
+    GraphQLSchema,
     GraphQLSkipDirective,
     InlineFragmentNode,
     OperationType,
@@ -131,7 +133,10 @@ class SelectionPlans:
         def plan() -> Selection | None:
             self.built += 1
             try:
-                return _Planner(execution).field(parent_type, nodes)
+                planner = Planner(
+                    execution.schema, execution.fragment_definitions, execution.variable_values
+                )
+                return planner.field(parent_type, nodes)
             except (NotCompilable, UsageGraphError):
                 return None
 
@@ -142,13 +147,51 @@ PLANS = SelectionPlans()
 _PLAIN_PLANS: RecentlyUsed[tuple[Any, ...], Completer | None] = RecentlyUsed(MAX_PLAIN_PLANS)
 
 
-class _Planner:
-    """Walks a root field's selection set the way graphql-core's `collect_fields` does."""
+class Planner:
+    """Walks a field's selection set the way graphql-core's `collect_fields` does: for a
+    compiled root field (`field`), or down to one nested field (`nested_arguments`)."""
 
-    def __init__(self, execution: CompilingExecutionContext) -> None:
-        self.schema = execution.schema
-        self.fragments = execution.fragment_definitions
-        self.variables = execution.variable_values
+    def __init__(self, schema: GraphQLSchema, fragments: Any, variables: Any) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+
+    def nested_arguments(
+        self, parent_type: GraphQLObjectType, nodes: list[FieldNode], path: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The decoded arguments (`_ARGUMENTS`) of every distinct selection of the field that
+        `path` (field names, aliases aside) reaches below the field of `nodes`, after fragments
+        and `@skip`/`@include`. Empty when the path leaves object types or reaches a field
+        without decoded arguments; a selection whose arguments do not decode (a bad cursor)
+        is left out, for the field itself to report."""
+        object_type, field_nodes = parent_type, nodes
+        for name in path:
+            definition = object_type.fields.get(field_nodes[0].name.value)
+            named = get_named_type(definition.type) if definition is not None else None
+            if not isinstance(named, GraphQLObjectType):
+                return []
+            grouped: dict[str, list[FieldNode]] = {}
+            for node in field_nodes:
+                if node.selection_set is not None:
+                    self._collect(named, node.selection_set, grouped)
+            field_nodes = [node for group in grouped.values() for node in group]
+            field_nodes = [node for node in field_nodes if node.name.value == name]
+            if not field_nodes:
+                return []
+            object_type = named
+        target = object_type.fields.get(path[-1])
+        decode = _ARGUMENTS.get((object_type.name, path[-1]))
+        if target is None or decode is None:
+            return []
+        found: list[dict[str, Any]] = []
+        for node in field_nodes:
+            try:
+                decoded = decode(get_argument_values(target, node, self.variables))
+            except (GraphQLError, UsageGraphError):
+                continue
+            if decoded not in found:
+                found.append(decoded)
+        return found
 
     def field(self, parent_type: GraphQLObjectType, nodes: list[FieldNode]) -> Selection:
         first = nodes[0]

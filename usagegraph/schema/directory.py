@@ -117,9 +117,10 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
 
     @strawberry.field(
         description="Individual usage events, newest first: your own, or (for institution "
-        "admins) a member's events in the institutions you administer."
+        "admins) a member's events in the institutions you administer.",
+        graphql_type=usage_events.UsageEventConnection,
     )
-    async def usage_events(
+    def usage_events(
         self,
         info: Info,
         instance_id: Annotated[
@@ -130,8 +131,8 @@ class User(relay.Node, shape_fields_of(directory.DirectoryUser, private=("id",))
         to: wallet.ToArgument = None,
         first: FirstArgument = None,
         after: AfterArgument = None,
-    ) -> usage_events.UsageEventConnection:
-        return await usage_events.resolve_usage_events(
+    ) -> usage_events.UsageEventConnection | Awaitable[usage_events.UsageEventConnection]:
+        return usage_events.resolve_usage_events(
             info,
             self.id,
             instance=instance_id,
@@ -198,6 +199,9 @@ class Institution(relay.Node, shape_fields_of(directory.DirectoryInstitution, pr
         members, count = await directory.member_page(
             info.context, self.id, size=size, after_user_id=id_cursor(after)
         )
+        # Each member's `user { usageEvents }`, when asked, read with this page's siblings'.
+        shown = [member.user_id for member in members[:size]]
+        await usage_events.prefetch_event_pages(info, usage_events.EVENTS_OF_MEMBERS, shown)
         return build_connection(
             MembershipConnection,
             members,
