@@ -62,6 +62,11 @@ class Query:
     def cells(self) -> list[Cell]:
         return _cells(broken=False)
 
+    @strawberry.field(description="Cells whose numbers sit at the edges of Int.")
+    def edge_cells(self, case: int) -> list[Cell]:
+        numbers: list[Any] = [[0, -(2**31), 2**31 - 1, True, False], [2**31], [-(2**31) - 1]][case]
+        return [Cell(n=n, label=str(n), colour=Colour.BLUE) for n in numbers]
+
     @strawberry.field(description="A holder, null when a cell of it is broken.")
     async def holder(self, broken: bool = False) -> Holder | None:
         cells = _cells(broken)
@@ -135,6 +140,21 @@ async def test_the_walk_answers_what_graphql_core_answers(
         ]
     else:
         assert not fast.errors
+
+
+@pytest.mark.parametrize("case", [0, 1, 2])
+async def test_ints_and_strings_at_their_edges_answer_what_graphql_core_answers(case: int) -> None:
+    # In range they go out unchanged without a call; a bool becomes 0 or 1; out of range is
+    # graphql-core's error, at the same path.
+    document = "query($case: Int!) { edgeCells(case: $case) { n label } }"
+    fast = await FAST.execute(document, variable_values={"case": case})
+    reference = await REFERENCE.execute(document, variable_values={"case": case})
+    assert _answer(fast) == _answer(reference)
+    if case == 0:
+        assert fast.data is not None
+        assert [cell["n"] for cell in fast.data["edgeCells"]] == [0, -(2**31), 2**31 - 1, 1, 0]
+    else:
+        assert fast.errors
 
 
 async def _plan(document: str, type_name: str) -> Any:
