@@ -70,6 +70,16 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[T
     drop_database(database)
 
 
+@pytest.fixture
+async def own_database(empty_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    """A migrated database of the test's own, for tests that change its usage partitions
+    (schema objects: no other test may share them)."""
+    engine = create_engine(empty_database.url)
+    await upgrade_to_head(engine)
+    yield engine
+    await engine.dispose()
+
+
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 # "Now" for every in-process app: a Wednesday afternoon, so windows can be worked out by hand.
 FIXED_NOW = datetime(2026, 5, 20, 15, 30, tzinfo=UTC)

@@ -397,7 +397,7 @@ async def _seed_billing(connection: AsyncConnection) -> list[Any]:
 
 async def _read_usage_events(context: RequestContext, user: Any) -> Sequence[Any]:
     rows, _count = await usage_events.usage_event_page(
-        context, user, instance=None, start=None, end=None, size=FIRST, before=(None, None)
+        context, user, usage_events.PageRequest(size=FIRST)
     )
     return rows
 
@@ -411,13 +411,7 @@ async def _read_ledger(context: RequestContext, user: Any) -> Sequence[Any]:
 
 async def _read_usage_events_of_an_instance(context: RequestContext, user: Any) -> Sequence[Any]:
     rows, _count = await usage_events.usage_event_page(
-        context,
-        user,
-        instance=FIRST_INSTITUTION,
-        start=None,
-        end=None,
-        size=FIRST,
-        before=(None, None),
+        context, user, usage_events.PageRequest(size=FIRST, instance=FIRST_INSTITUTION)
     )
     return rows
 

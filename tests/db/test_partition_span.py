@@ -9,7 +9,7 @@ older than the page never run.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +28,7 @@ from tests.fixtures.partition_layouts import months_up_to_the_servers
 from tests.schema.graph import graphql
 from usagegraph.auth.principal import Principal
 from usagegraph.datasources.usage import EventFilter, usage_event_pages
-from usagegraph.db.engine import create_engine, session_factory
+from usagegraph.db.engine import session_factory
 from usagegraph.db.models import Institution, UsageEvent
 from usagegraph.db.partition_span import PartitionSpan, known_span, refresh_span, span_of
 from usagegraph.db.partitions import (
@@ -38,7 +38,6 @@ from usagegraph.db.partitions import (
     maintain_partitions,
     partition_name,
 )
-from usagegraph.db.schema_version import upgrade_to_head
 
 SUPER = Principal.for_user(1, "super", frozenset(), {})
 
@@ -87,25 +86,16 @@ def test_the_bands_cover_every_moment_exactly_once() -> None:
     )
 
 
-@pytest.fixture
-async def fresh(empty_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
-    """A database of its own (partitions are schema objects: tests must not share them)."""
-    engine = create_engine(empty_database.url)
-    await upgrade_to_head(engine)
-    yield engine
-    await engine.dispose()
-
-
-async def test_the_span_is_read_from_the_catalog(fresh: AsyncEngine) -> None:
-    if fresh.dialect.name != "postgresql":
-        assert await refresh_span(fresh) is None
-        assert known_span(fresh) is None
+async def test_the_span_is_read_from_the_catalog(own_database: AsyncEngine) -> None:
+    if own_database.dialect.name != "postgresql":
+        assert await refresh_span(own_database) is None
+        assert known_span(own_database) is None
         return
-    await maintain_partitions(fresh, lambda: FIXED_NOW)  # May 2026 and three months ahead
-    await ensure_months(fresh, [date(2026, 4, 1), date(2020, 1, 1)])
+    await maintain_partitions(own_database, lambda: FIXED_NOW)  # May 2026 and three months ahead
+    await ensure_months(own_database, [date(2026, 4, 1), date(2020, 1, 1)])
     expected = PartitionSpan(start=_utc(2026, 4), end=_utc(2026, 9))
-    assert await refresh_span(fresh) == expected
-    async with session_factory(fresh)() as session:
+    assert await refresh_span(own_database) == expected
+    async with session_factory(own_database)() as session:
         assert known_span(session) == expected
         assert known_span(await session.connection()) == expected
 
@@ -195,16 +185,16 @@ async def _compiled_statement(
     "read", [_loader_page_statement, _compiled_statement], ids=["loader", "compiled"]
 )
 async def test_a_page_reads_the_newest_months_and_stops(
-    fresh: AsyncEngine,
+    own_database: AsyncEngine,
     empty_database: TestDatabase,
     tmp_path: Path,
     read: Callable[[AsyncEngine, TestDatabase, list[int], Path], Awaitable[Issued]],
 ) -> None:
-    if fresh.dialect.name != "postgresql":
+    if own_database.dialect.name != "postgresql":
         pytest.skip("usage events are partitioned on PostgreSQL only")
-    users = await _members_with_three_months(fresh)
-    statement = await read(fresh, empty_database, users, tmp_path)
-    async with fresh.connect() as connection:
+    users = await _members_with_three_months(own_database)
+    statement = await read(own_database, empty_database, users, tmp_path)
+    async with own_database.connect() as connection:
         plan = await postgres_plan(connection, statement)
     loops: dict[str, int] = {}
     for scan in _scans(plan):

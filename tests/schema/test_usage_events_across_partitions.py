@@ -12,7 +12,6 @@ paths, for the user and for a super user. SQLite keeps one table: the same walk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,11 +26,10 @@ from tests.databases import TestDatabase
 from tests.fixtures.factories import add_usage_events, add_user
 from tests.fixtures.partition_layouts import months_up_to_the_servers, start_of
 from tests.schema.graph import graphql
-from usagegraph.db.engine import create_engine, session_factory
+from usagegraph.db.engine import session_factory
 from usagegraph.db.models import UsageEvent
 from usagegraph.db.partition_span import PartitionSpan, refresh_span
 from usagegraph.db.partitions import detach_month, ensure_months, next_month
-from usagegraph.db.schema_version import upgrade_to_head
 
 TIED = FIXED_NOW - timedelta(days=1)
 MOMENTS = [
@@ -50,15 +48,6 @@ PAGE = """query($id: Int!, $after: String) { user(id: $id) {
     edges { node { credits } } pageInfo { hasNextPage endCursor } } } }"""
 
 
-@pytest.fixture
-async def fresh(empty_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
-    """A database of its own: the test changes its partitions."""
-    engine = create_engine(empty_database.url)
-    await upgrade_to_head(engine)
-    yield engine
-    await engine.dispose()
-
-
 async def _walk(client: httpx.AsyncClient, user: int, caller: int) -> list[Decimal]:
     credits: list[Decimal] = []
     after = None
@@ -75,26 +64,26 @@ async def _walk(client: httpx.AsyncClient, user: int, caller: int) -> list[Decim
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "resolvers"])
 async def test_every_event_once_newest_first_whatever_the_partitions(
-    fresh: AsyncEngine, empty_database: TestDatabase, tmp_path: Path, compiled: bool
+    own_database: AsyncEngine, empty_database: TestDatabase, tmp_path: Path, compiled: bool
 ) -> None:
     run = months_up_to_the_servers(date(2026, 4, 1))
-    await ensure_months(fresh, [*run, date(2024, 1, 1)])
-    if fresh.dialect.name == "postgresql":
+    await ensure_months(own_database, [*run, date(2024, 1, 1)])
+    if own_database.dialect.name == "postgresql":
         span = PartitionSpan(start=start_of(run[0]), end=start_of(next_month(run[-1])))
-        assert await refresh_span(fresh) == span
-    user = await add_user(fresh, email="events@x.org")
-    boss = await add_user(fresh, email="boss@x.org", role="super")
+        assert await refresh_span(own_database) == span
+    user = await add_user(own_database, email="events@x.org")
+    boss = await add_user(own_database, email="boss@x.org", role="super")
     settings = with_read_path(settings_for(empty_database, tmp_path), compiled)
     async with client_of(settings) as client:
         await client.get("/health")  # started: the server has read its span
-        assert await detach_month(fresh, date(2026, 7, 1)) in (None, "usage_events_y2026m07")
-        await ensure_months(fresh, [date(2026, 3, 1)])
-        async with session_factory(fresh)() as session, session.begin():
+        assert await detach_month(own_database, date(2026, 7, 1)) in (None, "usage_events_y2026m07")
+        await ensure_months(own_database, [date(2026, 3, 1)])
+        async with session_factory(own_database)() as session, session.begin():
             for number, moment in enumerate(MOMENTS, start=1):
                 await add_usage_events(
                     session, UsageEvent(user_id=user, occurred_at=moment, credits=Decimal(number))
                 )
-        async with session_factory(fresh)() as session:
+        async with session_factory(own_database)() as session:
             rows = (
                 await session.execute(
                     select(UsageEvent.occurred_at, UsageEvent.id, UsageEvent.credits).where(

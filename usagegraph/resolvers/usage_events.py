@@ -127,41 +127,45 @@ async def usage_events_by_id(
     return [recorded_event(row, build) if row else None for row in rows]
 
 
-def _page_keys(
-    user_id: int,
-    *,
-    instance: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    size: int,
-    before: tuple[datetime, int] | tuple[None, None],
-) -> tuple[UsageEventPageKey, UsageEventCountKey]:
-    """The loader keys of a user's page and of its total."""
-    event_filter = EventFilter(instance=instance, start=start, end=end)
-    before_at, before_id = before
-    position = (before_at, before_id) if before_at is not None and before_id is not None else None
-    return (
-        UsageEventPageKey(user_id=user_id, event_filter=event_filter, first=size, before=position),
-        UsageEventCountKey(user_id=user_id, event_filter=event_filter),
-    )
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """One page of a user's events, as a `usageEvents` selection asks for it: `size + 1`
+    events (the extra one tells there is a next page) of `instance` in [start, end), older
+    than `before` (time, id)."""
+
+    size: int
+    before: tuple[datetime, int] | tuple[None, None] = (None, None)
+    instance: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def keys(self, user_id: int) -> tuple[UsageEventPageKey, UsageEventCountKey]:
+        """The loader keys of this page of the user and of its total."""
+        event_filter = EventFilter(instance=self.instance, start=self.start, end=self.end)
+        before_at, before_id = self.before
+        position = (
+            (before_at, before_id) if before_at is not None and before_id is not None else None
+        )
+        return (
+            UsageEventPageKey(
+                user_id=user_id, event_filter=event_filter, first=self.size, before=position
+            ),
+            UsageEventCountKey(user_id=user_id, event_filter=event_filter),
+        )
+
+
+Page = tuple[list[EventT], Callable[[], Awaitable[int]]]
 
 
 async def usage_event_page(
     context: RequestContext,
     user_id: int,
-    *,
-    instance: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    size: int,
-    before: tuple[datetime, int] | tuple[None, None],
+    request: PageRequest,
     build: Callable[..., EventT] = RecordedUsageEvent,  # type: ignore[assignment]
-) -> tuple[list[EventT], Callable[[], Awaitable[int]]]:
-    """`size + 1` events of the user older than `before` (time, id), and how to count those
-    that match (awaited only when the query asks for the total)."""
-    page_key, count_key = _page_keys(
-        user_id, instance=instance, start=start, end=end, size=size, before=before
-    )
+) -> Page[EventT]:
+    """The user's events of `request`, and how to count all those that match its filter
+    (awaited only when the query asks for the total)."""
+    page_key, count_key = request.keys(user_id)
     loaders = context.loaders
     rows = await loaders.usage_event_page.load(page_key)
     return recorded_events(rows, build), partial(loaders.usage_event_count.load, count_key)
@@ -170,35 +174,17 @@ async def usage_event_page(
 def known_usage_event_page(
     context: RequestContext,
     user_id: int,
-    *,
-    instance: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    size: int,
-    before: tuple[datetime, int] | tuple[None, None],
+    request: PageRequest,
     build: Callable[..., EventT] = RecordedUsageEvent,  # type: ignore[assignment]
-) -> tuple[list[EventT], Callable[[], Awaitable[int]]] | None:
+) -> Page[EventT] | None:
     """`usage_event_page` when this request has read that page already (fetched ahead with
     its parents' page, `prefetch_usage_event_pages`), else None."""
-    page_key, count_key = _page_keys(
-        user_id, instance=instance, start=start, end=end, size=size, before=before
-    )
+    page_key, count_key = request.keys(user_id)
     loaders = context.loaders
     rows = loaders.usage_event_page.known(page_key)
     if rows is None:
         return None
     return recorded_events(rows, build), partial(loaders.usage_event_count.load, count_key)
-
-
-@dataclass(frozen=True, slots=True)
-class PageRequest:
-    """The arguments of one `usageEvents` selection, decoded as its resolver decodes them."""
-
-    instance: str | None
-    start: datetime | None
-    end: datetime | None
-    size: int
-    before: tuple[datetime, int] | tuple[None, None]
 
 
 async def prefetch_usage_event_pages(
@@ -211,18 +197,6 @@ async def prefetch_usage_event_pages(
     A failure is not this caller's to report: the pages stay unknown, and each field reads
     its own and reports what it finds.
     """
-    loader = context.loaders.usage_event_page
-    keys = [
-        _page_keys(
-            user_id,
-            instance=request.instance,
-            start=request.start,
-            end=request.end,
-            size=request.size,
-            before=request.before,
-        )[0]
-        for request in requests
-        for user_id in user_ids
-    ]
+    keys = [request.keys(user_id)[0] for request in requests for user_id in user_ids]
     with suppress(Exception):
-        await loader.load_many(keys)
+        await context.loaders.usage_event_page.load_many(keys)

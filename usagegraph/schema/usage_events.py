@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Self
 
@@ -56,53 +56,30 @@ def resolve_usage_events(
     once when the page was fetched ahead with its parents' (`prefetch_event_pages`), else an
     awaitable read. Not a coroutine: graphql-core completes an awaitable field through
     coroutines and tasks, which for 100 members' pages cost more than the pages."""
-    size = page_size(first)
-    before = moment_id_cursor(after)
-    known = usage_events.known_usage_event_page(
-        info.context,
-        user_id,
+    request = usage_events.PageRequest(
+        size=page_size(first),
+        before=moment_id_cursor(after),
         instance=instance,
         start=start,
         end=end,
-        size=size,
-        before=before,
-        build=UsageEvent,
     )
+    known = usage_events.known_usage_event_page(info.context, user_id, request, UsageEvent)
     if known is not None:
-        return _connection(*known, size=size, after=after)
-    return _read_usage_events(info, user_id, instance, start, end, size, before, after)
+        return _connection(known, request.size, after)
+    return _read_usage_events(info, user_id, request, after)
 
 
 async def _read_usage_events(
-    info: Info,
-    user_id: int,
-    instance: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    size: int,
-    before: tuple[datetime, int] | tuple[None, None],
-    after: str | None,
+    info: Info, user_id: int, request: usage_events.PageRequest, after: str | None
 ) -> UsageEventConnection:
-    events, count = await usage_events.usage_event_page(
-        info.context,
-        user_id,
-        instance=instance,
-        start=start,
-        end=end,
-        size=size,
-        before=before,
-        build=UsageEvent,
-    )
-    return _connection(events, count, size=size, after=after)
+    page = await usage_events.usage_event_page(info.context, user_id, request, UsageEvent)
+    return _connection(page, request.size, after)
 
 
 def _connection(
-    events: list[UsageEvent],
-    count: Callable[[], Awaitable[int]],
-    *,
-    size: int,
-    after: str | None,
+    page: usage_events.Page[UsageEvent], size: int, after: str | None
 ) -> UsageEventConnection:
+    events, count = page
     return build_connection(
         UsageEventConnection,
         events,
@@ -139,11 +116,11 @@ async def prefetch_event_pages(info: Info, path: Sequence[str], user_ids: Sequen
         return
     requests = [
         usage_events.PageRequest(
+            size=arguments["size"],
+            before=arguments["before"] or (None, None),
             instance=arguments["instance"],
             start=arguments["from"],
             end=arguments["to"],
-            size=arguments["size"],
-            before=arguments["before"] or (None, None),
         )
         for arguments in selections[:MAX_PREFETCHED_SELECTIONS]
     ]
