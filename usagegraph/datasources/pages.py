@@ -47,6 +47,8 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from usagegraph.datasources.column_rows import column_keys, labelled_columns
@@ -152,6 +154,17 @@ def page_per_parent_statements(
     if joined is not None:
         statements = [_joining(statement, joined) for statement in statements]
     return [(statement, {}) for statement in statements]
+
+
+async def column_rows(session: AsyncSession, reads: Sequence[PageRead]) -> list[Row[Any]]:
+    """The rows of page statements built with `columns`, in order, run on the session's
+    connection: the ORM's execution of a select of plain columns only wraps the same rows
+    (~0.6 ms of issue 14's question for its two batches, in-process)."""
+    connection = await session.connection()
+    rows: list[Row[Any]] = []
+    for statement, parameters in reads:
+        rows.extend(await connection.execute(statement, parameters))
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from sqlalchemy.sql import Subquery
 
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
-from usagegraph.datasources.pages import newest_first, page_per_parent_statements
+from usagegraph.datasources.pages import column_rows, newest_first, page_per_parent_statements
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.datasources.usage_rollups import slot_start_of
 from usagegraph.db.models import (
@@ -432,7 +432,7 @@ async def usage_event_pages(
     span = known_span(session)
     bands = _time_bands(span) if span is not None else ()
     for users, scope in _scopes_of_pages(principal, user_ids):
-        for statement, parameters in page_per_parent_statements(
+        statements = page_per_parent_statements(
             dialect_of(session),
             UsageEvent,
             UsageEvent.user_id,
@@ -442,9 +442,9 @@ async def usage_event_pages(
             first + 1,
             columns=True,
             bands=bands,
-        ):
-            for event in await session.execute(statement, parameters):
-                pages[event.user_id].append(event)
+        )
+        for event in await column_rows(session, statements):
+            pages[event.user_id].append(event)
     return pages
 
 
