@@ -30,6 +30,7 @@ from tests.fixtures.factories import (
     add_usage_events,
     add_user,
     numbered_credits,
+    stored_usage_events,
 )
 from tests.schema.graph import graphql
 from usagegraph.db.engine import session_factory
@@ -74,14 +75,7 @@ async def _usage_events(engine: AsyncEngine) -> tuple[Any, list[Any]]:
             await add_usage_events(
                 session, UsageEvent(user_id=user, occurred_at=moment, credits=Decimal(index + 1))
             )
-    async with session_factory(engine)() as session:
-        rows = (
-            await session.execute(
-                select(UsageEvent.occurred_at, UsageEvent.id, UsageEvent.credits).where(
-                    UsageEvent.user_id == user
-                )
-            )
-        ).all()
+    rows = await stored_usage_events(engine, user)
     return user, _newest_first([(t, i, str(c)) for t, i, c in rows])
 
 

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW, client_of, settings_for, with_read_path
 from tests.databases import TestDatabase
-from tests.fixtures.factories import add_usage_events, add_user
+from tests.fixtures.factories import add_usage_events, add_user, stored_usage_events
 from tests.fixtures.partition_layouts import months_up_to_the_servers, start_of
 from tests.schema.graph import graphql
 from usagegraph.db.engine import session_factory
@@ -83,14 +82,7 @@ async def test_every_event_once_newest_first_whatever_the_partitions(
                 await add_usage_events(
                     session, UsageEvent(user_id=user, occurred_at=moment, credits=Decimal(number))
                 )
-        async with session_factory(own_database)() as session:
-            rows = (
-                await session.execute(
-                    select(UsageEvent.occurred_at, UsageEvent.id, UsageEvent.credits).where(
-                        UsageEvent.user_id == user
-                    )
-                )
-            ).all()
+        rows = await stored_usage_events(own_database, user)
         expected = [credits for _at, _id, credits in sorted(rows, reverse=True)]
         assert len(expected) == len(MOMENTS)
         for caller in (user, boss):

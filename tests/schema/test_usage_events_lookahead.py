@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -85,6 +86,14 @@ ONE_USER = """query($id: Int!) { user(id: $id) {
   usageEvents(first: 1) { edges { node { credits } } } } }"""
 
 
+async def _members_events(client: httpx.AsyncClient, caller: int, *, hide: bool) -> dict[str, Any]:
+    """QUERY's answer (first: 2 through the variable `n`), checked free of errors."""
+    variables = {"id": ACME, "n": 2, "hide": hide}
+    body = await graphql(client, QUERY, user_id=caller, variables=variables)
+    assert "errors" not in body, body
+    return body
+
+
 def _credits(body: dict[str, Any], alias: str) -> list[list[Decimal]]:
     members = body["data"]["institution"]["members"]["edges"]
     pages = [member["node"]["user"][alias]["edges"] for member in members]
@@ -96,9 +105,7 @@ async def test_every_members_pages_are_read_ahead_and_answer_at_once(
 ) -> None:
     boss, _first = await _members_with_events(engine)
     async with client_of(with_read_path(settings, compiled=False)) as client:
-        variables = {"id": ACME, "n": 2, "hide": True}
-        body = await graphql(client, QUERY, user_id=boss, variables=variables)
-    assert "errors" not in body, body
+        body = await _members_events(client, boss, hide=True)
     # Two selections (first: 2 through a variable, first: 5), the skipped one not at all.
     assert reads == {"fields": 0, "ahead": 2 * MEMBERS}
     assert _credits(body, "newest") == [[n * 10, n * 10 + 1] for n in range(MEMBERS)]
@@ -111,10 +118,8 @@ async def test_a_field_not_read_ahead_reads_its_own_page(
 ) -> None:
     boss, first = await _members_with_events(engine)
     async with client_of(with_read_path(settings, compiled=False)) as client:
-        variables = {"id": ACME, "n": 2, "hide": False}
-        body = await graphql(client, QUERY, user_id=boss, variables=variables)
+        body = await _members_events(client, boss, hide=False)
         single = await graphql(client, ONE_USER, user_id=boss, variables={"id": first})
-    assert "errors" not in body, body
     assert reads["ahead"] == 3 * MEMBERS  # the third selection is not skipped now
     assert [len(page) for page in _credits(body, "hidden")] == [3] * MEMBERS
     # A user read at the root has no page of members above it: its field reads its page.
