@@ -288,13 +288,7 @@ class Membership(
         Not `async`: graphql-core completes an awaitable field through tasks and coroutines,
         which for a page of 100 members cost more than the users themselves.
         """
-        known = directory.known_user(info.context, self.user_id)
-        if known is not None:
-            return User.of(known)
-        return self._read_user(info)
-
-    async def _read_user(self, info: Info) -> User | None:
-        return User.of(await directory.user_by_id(info.context, self.user_id))
+        return user_at_once(info, self.user_id)
 
     @strawberry.field(description="The institution.")
     async def institution(self, info: Info) -> Institution | None:
@@ -330,6 +324,21 @@ class MembershipConnection(CountedConnection[Membership]):
 @strawberry.type(description="A page of institutions.")
 class InstitutionConnection(CountedConnection[Institution]):
     pass
+
+
+def user_at_once(info: Info, user_id: int) -> User | Awaitable[User | None] | None:
+    """The user as a plain value when this request has read them already (the caller; a
+    member listed with a super's page of members), else an awaitable read of them (None when
+    the caller may not read them). For fields that are not `async`: graphql-core completes an
+    awaitable field through tasks and coroutines, which cost more than the user."""
+    known = directory.known_user(info.context, user_id)
+    if known is not None:
+        return User.of(known)
+    return _read_user(info, user_id)
+
+
+async def _read_user(info: Info, user_id: int) -> User | None:
+    return User.of(await directory.user_by_id(info.context, user_id))
 
 
 async def resolve_institution(info: Info, institution_id: str) -> Institution:

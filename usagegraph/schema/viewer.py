@@ -8,9 +8,8 @@ from inspect import isawaitable
 import strawberry
 
 from usagegraph.auth.principal import CallerKind as CallerKindValue
-from usagegraph.resolvers import directory
 from usagegraph.schema.context import Info
-from usagegraph.schema.directory import User
+from usagegraph.schema.directory import User, user_at_once
 
 CallerKind = strawberry.enum(
     CallerKindValue,
@@ -46,15 +45,7 @@ class Viewer:
     def user(self, info: Info) -> User | Awaitable[User | None] | None:
         """The caller's row was read with their credentials, so this answers at once (not a
         coroutine: graphql-core's completion of an awaitable costs more than the field)."""
-        if self.user_id is None:
-            return None
-        known = directory.known_user(info.context, self.user_id)
-        if known is not None:
-            return User.of(known)
-        return self._read_user(info)
-
-    async def _read_user(self, info: Info) -> User | None:
-        return User.of(await directory.user_by_id(info.context, self.user_id))
+        return None if self.user_id is None else user_at_once(info, self.user_id)
 
 
 def resolve_viewer(info: Info) -> Viewer:
