@@ -50,10 +50,12 @@ KEPT_CONVERSIONS = 4096
 _RAW_LEAVES = (str, int, float, bool, type(None))
 _CONVERTED_LEAVES = (*_RAW_LEAVES, datetime, date, Decimal, Enum)
 
-# (id of the field's argument list, the coerced values) -> (that list, the converted values).
-# The entry holds the list, so no other list can take its id while the entry lives.
-_KEPT: RecentlyUsed[tuple[Any, ...], tuple[list[StrawberryArgument], dict[str, Any]]] = (
-    RecentlyUsed(KEPT_CONVERSIONS)
+# (ids of the field's argument list, the scalar registry and the config; the coerced values)
+# -> (those three, the converted values or None when they are not all immutable leaves).
+# The entry holds what its key names by id, so no other object can take such an id while the
+# entry lives.
+_KEPT: RecentlyUsed[tuple[Any, ...], tuple[Any, Any, Any, dict[str, Any] | None]] = RecentlyUsed(
+    KEPT_CONVERSIONS
 )
 
 
@@ -70,7 +72,7 @@ def keeping_convert_arguments(
     if not all(type(raw) in _RAW_LEAVES for raw in value.values()):
         return _ORIGINAL(value, arguments, scalar_registry, config, info)
     key = (id(arguments), id(scalar_registry), id(config), *sorted(value.items()))
-    _held, converted = _KEPT.get_or_make(
+    *_held, converted = _KEPT.get_or_make(
         key, lambda: _converted(value, arguments, scalar_registry, config)
     )
     if converted is None:  # a result that is not a leaf: converted every time
@@ -83,11 +85,12 @@ def _converted(
     arguments: list[StrawberryArgument],
     scalar_registry: Mapping[object, Any],
     config: Any,
-) -> tuple[list[StrawberryArgument], dict[str, Any] | None]:
-    """The conversion to keep, or None (kept as such) when a result is not an immutable leaf."""
+) -> tuple[Any, Any, Any, dict[str, Any] | None]:
+    """The entry to keep: the conversion, or None (kept as such) when a result is not an
+    immutable leaf."""
     converted = _ORIGINAL(value, arguments, scalar_registry, config, None)
     keepable = all(v is UNSET or isinstance(v, _CONVERTED_LEAVES) for v in converted.values())
-    return (arguments, converted if keepable else None)
+    return (arguments, scalar_registry, config, converted if keepable else None)
 
 
 # (id of the field definition, id of the node, hide_suggestions) -> (the definition, the
