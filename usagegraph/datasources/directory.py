@@ -16,7 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.datasources.column_rows import joined_row, labelled_columns
-from usagegraph.datasources.pages import Joined, Ordered, column_rows, page_per_parent_statements
+from usagegraph.datasources.pages import (
+    Joined,
+    Ordered,
+    page_per_parent_statements,
+    read_column_pages,
+)
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.db.models import Institution, Membership, User
 
@@ -153,7 +158,7 @@ async def member_pages(
         joined=users if with_users else None,
     )
     found = MemberPages(pages={i: [] for i in institution_ids}, users=[])
-    for membership in await column_rows(session, statements):
+    for membership in await read_column_pages(session, statements):
         found.pages[membership.institution_id].append(membership)
         user = joined_row(membership, User, _USER) if with_users else None
         if user is not None:

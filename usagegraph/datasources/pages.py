@@ -10,8 +10,8 @@ events reads 50,000 rows to return six.
 
 - PostgreSQL: the parents are unnested from one array parameter and each is joined LATERAL
   to `SELECT ... WHERE parent = p ORDER BY ... LIMIT n`, an index scan that stops after n
-  rows (on the partitioned `usage_events`, a merge of each month's index scans, each stopping
-  as early).
+  rows (on the partitioned `usage_events`, one such select per time band, `bands`: inside
+  the run of month partitions they are read newest first until the page is full).
 - SQLite (no LATERAL): a `UNION ALL` of per-parent `ORDER BY ... LIMIT n` selects, each an
   index scan with the same stop; the parents are cut into chunks below SQLite's limit on
   compound selects, so a batch of up to `SQLITE_PARENTS_PER_STATEMENT` parents is one
@@ -156,7 +156,7 @@ def page_per_parent_statements(
     return [(statement, {}) for statement in statements]
 
 
-async def column_rows(session: AsyncSession, reads: Sequence[PageRead]) -> list[Row[Any]]:
+async def read_column_pages(session: AsyncSession, reads: Sequence[PageRead]) -> list[Row[Any]]:
     """The rows of page statements built with `columns`, in order, run on the session's
     connection: the ORM's execution of a select of plain columns only wraps the same rows
     (~0.6 ms of issue 14's question for its two batches, in-process)."""

@@ -44,7 +44,7 @@ from sqlalchemy.sql import Subquery
 
 from usagegraph.auth.access import administered_institutions, is_super
 from usagegraph.auth.principal import CallerKind, Principal
-from usagegraph.datasources.pages import column_rows, newest_first, page_per_parent_statements
+from usagegraph.datasources.pages import newest_first, page_per_parent_statements, read_column_pages
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.datasources.usage_rollups import slot_start_of
 from usagegraph.db.models import (
@@ -443,7 +443,7 @@ async def usage_event_pages(
             columns=True,
             bands=bands,
         )
-        for event in await column_rows(session, statements):
+        for event in await read_column_pages(session, statements):
             pages[event.user_id].append(event)
     return pages
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.auth.principal import Principal
-from usagegraph.datasources.pages import column_rows, newest_first, page_per_parent_statements
+from usagegraph.datasources.pages import newest_first, page_per_parent_statements, read_column_pages
 from usagegraph.datasources.transactions import dialect_of
 from usagegraph.datasources.wallet import (
     LedgerPosition,
@@ -81,7 +81,7 @@ async def ledger_pages(
         columns=True,
     )
     pages: dict[int, list[EntryRow]] = {user_id: [] for user_id in user_ids}
-    for entry in await column_rows(session, statements):
+    for entry in await read_column_pages(session, statements):
         pages[entry.user_id].append(entry)
     return pages
 
