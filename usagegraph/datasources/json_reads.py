@@ -49,7 +49,7 @@ from usagegraph.datasources.wallet import (
 )
 from usagegraph.datasources.wallet_batches import LEDGER_NEWEST_FIRST
 from usagegraph.db.models import PERSONAL_INSTANCE, UsageEvent, UsageTotal, Wallet
-from usagegraph.db.partition_span import PartitionSpan
+from usagegraph.db.partition_span import PartitionSpan, occurred_at_bands
 from usagegraph.recently_used import RecentlyUsed
 
 _DIALECT = postgresql.dialect()
@@ -274,17 +274,13 @@ def _limited(table: str, conditions: str, order: Sequence[Ordered], limit: str) 
     return f"(SELECT {table}.* FROM {table} WHERE {conditions} ORDER BY {ordered} LIMIT {limit})"
 
 
-def _banded(
-    table: str, conditions: str, order: Sequence[Ordered], limit: str, bands: Sequence[str]
-) -> str:
-    """`_limited` per band (`db.partition_span`), merged and cut again; `_limited` itself
-    without bands."""
-    if not bands:
-        return _limited(table, conditions, order, limit)
-    union = " UNION ALL ".join(
-        _limited(table, f"{conditions} AND {band}", order, limit) for band in bands
-    )
+def _merged(selects: Sequence[str], order: Sequence[Ordered], limit: str) -> str:
+    """Limited selects of one table merged in `order` and cut again to `limit`; the one
+    select itself when alone."""
+    if len(selects) == 1:
+        return selects[0]
     ordered = ", ".join(_order_sql(key, "b") for key in order)
+    union = " UNION ALL ".join(selects)
     return f"(SELECT b.* FROM ({union}) AS b ORDER BY {ordered} LIMIT {limit})"
 
 
@@ -394,20 +390,21 @@ def _usage_events(user: str, selection: Selection) -> Page:
                 | ((UsageEvent.occurred_at == occurred_at) & (UsageEvent.id < event_id))
             )
         branches = []
-        bands = s.span.sql_bands("usage_events.occurred_at") if s.span is not None else ()
+        # Each page per time band of the partitions (`db.partition_span`), merged and cut.
+        bands = [s.clause(band) for band in occurred_at_bands(s.span)] if s.span else []
         for of_caller, gate in _usage_branches(s, user):
             scope = usage_page_scope(s.principal, of_caller=of_caller)
             if scope is None:
                 continue
             where = f"{gate} AND usage_events.user_id = {user}.id AND {s.clause(scope, *narrowing)}"
-            branches.append(_banded("usage_events", where, EVENTS_NEWEST_FIRST, limit, bands))
+            banded = [
+                _limited("usage_events", within, EVENTS_NEWEST_FIRST, limit)
+                for within in ([f"{where} AND {band}" for band in bands] or [where])
+            ]
+            branches.append(_merged(banded, EVENTS_NEWEST_FIRST, limit))
         if not branches:
             return "(SELECT usage_events.* FROM usage_events WHERE false)"
-        if len(branches) == 1:
-            return branches[0]
-        ordered = ", ".join(_order_sql(key, "b") for key in EVENTS_NEWEST_FIRST)
-        union = " UNION ALL ".join(branches)
-        return f"(SELECT b.* FROM ({union}) AS b ORDER BY {ordered} LIMIT {limit})"
+        return _merged(branches, EVENTS_NEWEST_FIRST, limit)
 
     def count(s: JsonStatement) -> str:
         if event_filter.start is not None or event_filter.end is not None:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -57,7 +56,7 @@ from usagegraph.db.models import (
     UsageTotal,
 )
 from usagegraph.db.models.usage_rollups import DAY_SECONDS, HOUR_SECONDS, QUARTER_HOUR_SECONDS
-from usagegraph.db.partition_span import PartitionSpan, known_span
+from usagegraph.db.partition_span import known_span, occurred_at_bands
 
 DAY_SLOT_SECONDS = DAY_SECONDS
 HOUR_SLOT_SECONDS = HOUR_SECONDS
@@ -430,7 +429,7 @@ async def usage_event_pages(
         )
     pages: dict[int, list[EventRow]] = {user_id: [] for user_id in user_ids}
     span = known_span(session)
-    bands = _time_bands(span) if span is not None else ()
+    bands = occurred_at_bands(span) if span is not None else ()
     for users, scope in _scopes_of_pages(principal, user_ids):
         statements = page_per_parent_statements(
             dialect_of(session),
@@ -446,13 +445,6 @@ async def usage_event_pages(
         for event in await read_column_pages(session, statements):
             pages[event.user_id].append(event)
     return pages
-
-
-@lru_cache(maxsize=8)
-def _time_bands(span: PartitionSpan) -> tuple[ColumnElement[bool], ...]:
-    """The span's bands on `occurred_at`, built once per span (a page statement is kept per
-    its clauses' structure, so these need not be new objects each request)."""
-    return span.bands(UsageEvent.occurred_at)
 
 
 def _scopes_of_pages(

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -35,6 +36,7 @@ from sqlalchemy import ColumnElement, and_, literal_column, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from usagegraph.db.models import UsageEvent
 from usagegraph.db.partitions import Partition, is_partitioned, list_partitions, next_month
 
 
@@ -54,13 +56,13 @@ class PartitionSpan:
         start, end = (literal_column(bound) for bound in self.literals())
         return (and_(column >= start, column < end), or_(column < start, column >= end))
 
-    def sql_bands(self, column: str) -> tuple[str, str]:
-        """`bands` as SQL text, for statements written as text (the compiled reads)."""
-        start, end = self.literals()
-        return (
-            f"{column} >= {start} AND {column} < {end}",
-            f"({column} < {start} OR {column} >= {end})",
-        )
+
+@lru_cache(maxsize=8)
+def occurred_at_bands(span: PartitionSpan) -> tuple[ColumnElement[bool], ...]:
+    """The span's bands on `usage_events.occurred_at`, for both read paths (the compiled one
+    renders them as text); built once per span, since a kept page statement is keyed by its
+    clauses' structure, not by these objects."""
+    return span.bands(UsageEvent.occurred_at)
 
 
 def _literal(moment: datetime) -> str:
