@@ -1,4 +1,4 @@
-"""Small concurrent usage writes of one caller share a transaction, and each request still
+"""Concurrent usage writes of one caller share a transaction, and each request still
 gets exactly its own answer (resolvers/usage_group_commit.py), on both databases."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.fixtures.factories import add_institution, add_user
 from tests.fixtures.statements import count_statements
 from tests.fixtures.usage_recording_data import ACME, API_ACME, event, usage_rows
 from usagegraph.db.engine import create_engine, session_factory
-from usagegraph.resolvers.usage_group_commit import GROUPED_BELOW, UsageGroupCommit
+from usagegraph.resolvers.usage_group_commit import UsageGroupCommit
 from usagegraph.resolvers.usage_recording import (
     KEY_TTL,
     OutcomeStatus,
@@ -33,8 +33,8 @@ async def members(engine: AsyncEngine) -> list[int]:
     ]
 
 
-def group_commit(engine: AsyncEngine, settings: Settings) -> UsageGroupCommit:
-    return UsageGroupCommit(session_factory(engine), lambda: FIXED_NOW, settings)
+def group_commit(engine: AsyncEngine, settings: Settings, limit: int = 4000) -> UsageGroupCommit:
+    return UsageGroupCommit(session_factory(engine), lambda: FIXED_NOW, settings, limit)
 
 
 async def record_all(
@@ -104,18 +104,37 @@ async def test_a_request_of_several_events_gets_its_own_outcomes_indexed_from_ze
     assert len(await usage_rows(engine)) == 3
 
 
-async def test_large_writes_are_not_queued_behind_others(
+def batch(members: list[int], name: str, size: int) -> list[UsageEventInput]:
+    return [
+        event(members[i % 4], ACME, "1", key=f"{name}-{i}", minutes_ago=1 + i % 50)
+        for i in range(size)
+    ]
+
+
+async def test_concurrent_batches_share_transactions_of_at_most_the_limit(
     engine: AsyncEngine, settings: Settings, members: list[int]
 ) -> None:
-    requests = [
-        [event(members[i % 4], ACME, "1", key=f"{n}-{i}", minutes_ago=1 + i) for i in range(size)]
-        for n, size in enumerate([GROUPED_BELOW, GROUPED_BELOW])
-    ]
+    """Five batches of 100 at once with a limit of 300: the first three fill one
+    transaction, the last two the next; a request is never split."""
+    requests = [batch(members, f"b{n}", 100) for n in range(5)]
     with count_statements(engine) as statements:
-        answers = await record_all(group_commit(engine, settings), requests)
-    assert inserts(statements) == 2  # a transaction each
-    assert [len(a) for a in answers] == [GROUPED_BELOW, GROUPED_BELOW]
-    assert len(await usage_rows(engine)) == 2 * GROUPED_BELOW
+        answers = await record_all(group_commit(engine, settings, limit=300), requests)
+    assert inserts(statements) == 2
+    assert [len(a) for a in answers] == [100] * 5
+    assert all(o.status is OutcomeStatus.INSERTED for a in answers for o in a)
+    assert [[o.index for o in a] for a in answers] == [list(range(100))] * 5
+    assert len(await usage_rows(engine)) == 500
+
+
+async def test_a_request_larger_than_the_limit_is_written_alone_and_whole(
+    engine: AsyncEngine, settings: Settings, members: list[int]
+) -> None:
+    requests = [batch(members, "big", 120), batch(members, "small", 10)]
+    with count_statements(engine) as statements:
+        answers = await record_all(group_commit(engine, settings, limit=100), requests)
+    assert inserts(statements) == 2  # the big one alone, not split; the small one after it
+    assert [len(a) for a in answers] == [120, 10]
+    assert len(await usage_rows(engine)) == 130
 
 
 async def test_a_request_that_goes_away_does_not_cancel_the_others_write(

@@ -1,12 +1,19 @@
-"""Concurrent small usage writes of one caller share one transaction (group commit).
+"""Concurrent usage writes of one caller share one transaction (group commit).
 
 One CloudEvent per request used to cost one transaction: seven statements, BEGIN and a COMMIT
 that waits for the WAL to reach the disk, all for one row. Metering clients (gateways, job
 runners) send many such requests at once. Here, while a write of one caller is running in
-this process, the small writes its other requests bring wait in a queue, and go together in
-the next transaction (up to MAX_BATCH events). Nothing waits on a timer: an idle caller's
-event is written at once, and under load each transaction carries what arrived during the
+this process, the writes its other requests bring wait in a queue, and go together in the
+next transaction (up to GROUP_LIMIT events). Nothing waits on a timer: an idle caller's
+events are written at once, and under load each transaction carries what arrived during the
 last one.
+
+Batches are grouped too. Concurrent batches of one caller mostly add to the same rollup rows
+(the current slots of the same active users): run side by side, each waited on the others'
+row locks until their commits, and each updated every row again. In one transaction the
+rows are summed once: four concurrent 1,000-event batches of the same 1,000 members update
+5,000 rollup rows instead of 20,000 (measured: 8,540-8,634 -> 11,823-16,865 events/s,
+README "Ingestion").
 
 What a caller sees does not change:
 - events are judged exactly as if the requests had come one after another in the order they
@@ -17,11 +24,9 @@ What a caller sees does not change:
 - if that transaction fails, every request in it gets the failure and nothing of theirs was
   written; resending with the same ids is safe.
 
-Only writes of fewer than GROUPED_BELOW events are grouped: a batch of hundreds is a
-transaction's worth on its own, and queueing it behind others would only serialise writes
-that can run side by side. Requests are grouped per caller (an institution's API key, or one
-super user) and per idempotency-key lifetime, the only parts of the caller and the request
-that the write path reads.
+Requests are grouped per caller (an institution's API key, or one super user) and per
+idempotency-key lifetime, the only parts of the caller and the request that the write path
+reads. Callers never share a transaction, so one caller's failure is never another's.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ from usagegraph.resolvers.usage_recording import (
 )
 from usagegraph.settings import Settings
 
-GROUPED_BELOW = 100
+GROUP_LIMIT = 4 * MAX_BATCH
+"""The most events one grouped transaction holds: a request's events are never split, so a
+transaction may hold a few requests of up to MAX_BATCH each."""
 
 _GroupKey = tuple[CallerKind, int | None, str | None, str | None, timedelta]
 
@@ -72,11 +79,16 @@ class UsageGroupCommit:
     """The per-process entry of usage writes from `POST /v1/events` (app.state)."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, settings: Settings
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        settings: Settings,
+        limit: int = GROUP_LIMIT,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.settings = settings
+        self.limit = limit
         self._groups: dict[_GroupKey, _Group] = {}
 
     async def record(
@@ -84,8 +96,6 @@ class UsageGroupCommit:
     ) -> list[UsageOutcome]:
         """Write `events` (at most MAX_BATCH) for `principal`; their outcomes, indexed from 0
         in the order given. Raises what the write raised (nothing of them is then written)."""
-        if len(events) >= GROUPED_BELOW:
-            return await self._write_alone(principal, events, key_ttl)
         key = (principal.kind, principal.user_id, principal.role, principal.institution_id, key_ttl)
         group = self._groups.get(key)
         if group is None:
@@ -102,27 +112,20 @@ class UsageGroupCommit:
         writers = [group.writer for group in self._groups.values() if group.writer is not None]
         await asyncio.gather(*writers, return_exceptions=True)
 
-    async def _write_alone(
-        self, principal: Principal, events: Sequence[UsageEventInput], key_ttl: timedelta
-    ) -> list[UsageOutcome]:
-        async with self.sessions() as session:
-            result = await self._record(session, principal, events, key_ttl)
-        return list(result)
-
     async def _drain(self, key: _GroupKey, group: _Group) -> None:
         try:
             while group.queue:
-                await self._write_together(group, self._take(group.queue))
+                await self._write_together(group, self._take(group.queue, self.limit))
         finally:
             # No await since the queue was seen empty: nothing can have been queued since.
             del self._groups[key]
 
     @staticmethod
-    def _take(queue: deque[_Submission]) -> list[_Submission]:
-        """The oldest submissions that fit in one batch (always at least one)."""
+    def _take(queue: deque[_Submission], limit: int) -> list[_Submission]:
+        """The oldest submissions that fit in `limit` events together (always at least one)."""
         taken = [queue.popleft()]
         size = len(taken[0].events)
-        while queue and size + len(queue[0].events) <= MAX_BATCH:
+        while queue and size + len(queue[0].events) <= limit:
             size += len(queue[0].events)
             taken.append(queue.popleft())
         return taken
@@ -160,8 +163,9 @@ class UsageGroupCommit:
             window=self.settings.event_window,
             reload_limit=self.settings.auto_reload,
             key_ttl=key_ttl,
+            max_events=max(self.limit, len(events)),
         )
         return result.outcomes
 
 
-__all__ = ["GROUPED_BELOW", "UsageGroupCommit"]
+__all__ = ["GROUP_LIMIT", "UsageGroupCommit"]

@@ -605,16 +605,19 @@ async def record_usage_batch(
     window: EventTimeWindow = DEFAULT_WINDOW,
     reload_limit: AutoReloadLimit = DEFAULT_RELOAD_LIMIT,
     key_ttl: timedelta = KEY_TTL,
+    max_events: int = MAX_BATCH,
 ) -> UsageBatchResult:
-    """Record up to MAX_BATCH events in one transaction, answering for each one; `window`
+    """Record up to `max_events` events in one transaction, answering for each one; `window`
     and `reload_limit` are the deployment's settings, `key_ttl` how long the keys of these
     events are remembered (the graph's 30 days; CloudEvents keep theirs longer).
+    `max_events` is a request's limit (MAX_BATCH) unless the caller groups requests
+    (`usage_group_commit`).
 
     The one write path of usage: the graph's recordUsage and recordUsageBatch and
     `POST /v1/events` (`resolvers.cloud_events`) all end here."""
     require_usage_recorder(principal)
-    if len(events) > MAX_BATCH:
-        raise invalid(f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
+    if len(events) > max_events:
+        raise invalid(f"a batch holds at most {max_events} events, got {len(events)}")
     bounds = online_bounds(window, now)
     outcomes: dict[int, UsageOutcome] = {}
     valid: list[tuple[int, UsageEventInput]] = []
