@@ -143,9 +143,8 @@ class UsageGroupCommit:
         start = 0
         for submission in taken:
             end = start + len(submission.events)
-            mine = [replace(each, index=each.index - start) for each in outcomes[start:end]]
             if not submission.done.done():
-                submission.done.set_result(mine)
+                submission.done.set_result(_rebased(outcomes[start:end], start))
             start = end
 
     async def _record(
@@ -166,6 +165,14 @@ class UsageGroupCommit:
             max_events=max(self.limit, len(events)),
         )
         return result.outcomes
+
+
+def _rebased(outcomes: Sequence[UsageOutcome], start: int) -> list[UsageOutcome]:
+    """A request's outcomes indexed from 0 again; the first request's already are (a batch
+    alone in its transaction is a thousand outcomes that need no copy)."""
+    if start == 0:
+        return list(outcomes)
+    return [replace(each, index=each.index - start) for each in outcomes]
 
 
 __all__ = ["GROUP_LIMIT", "UsageGroupCommit"]
