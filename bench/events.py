@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import sys
 import tempfile
 import time
@@ -305,6 +306,20 @@ def _worker_pids(server: RunningServer) -> list[int]:
     return sorted(pids)
 
 
+def _cpu_seconds(pids: list[int]) -> list[float]:
+    """CPU seconds (user + system) each process has used so far (0 once it is gone)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = []
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            used.append(0.0)
+            continue
+        used.append((int(fields[11]) + int(fields[12])) / ticks)
+    return used
+
+
 def _rss_of(pid: int) -> float | None:
     """Resident memory of one process in MiB, or None once it is gone."""
     try:
@@ -429,6 +444,8 @@ async def main(args: argparse.Namespace) -> None:
                 orjson.dumps([events.cloud() for _ in range(size)]) for _ in range(args.batches)
             ]
             rss_before = _worker_rss_mib(server)
+            workers = _worker_pids(server)
+            cpu_before = _cpu_seconds(workers)
             seconds, failed = await _drive(
                 server.base_url,
                 "/v1/events",
@@ -438,6 +455,7 @@ async def main(args: argparse.Namespace) -> None:
                 size,
             )
             rss_after = _worker_rss_mib(server)
+            worker_cpu = [b - a for a, b in zip(cpu_before, _cpu_seconds(workers), strict=True)]
             rows.append(
                 Row(
                     "/v1/events batched",
@@ -500,6 +518,12 @@ async def main(args: argparse.Namespace) -> None:
             print(rss_row.line())
         print(f"ratio batched / floor: {rows[0].rate / rows[-1].rate:.2f}")
         print(f"worker RSS MiB before/after the batched load: {rss_before} -> {rss_after}")
+        print(
+            "worker CPU seconds during the batched load: "
+            + ", ".join(f"{used:.2f}" for used in worker_cpu)
+            + " (a worker near 0 accepted none of the connections: the workers share one "
+            "listening socket, and the first to wake takes every connection waiting)"
+        )
         for line in rss_lines:
             print(line)
         # wrk stops at its deadline without reading the answers in flight, which the server
