@@ -20,8 +20,9 @@ client's own JSON work is not timed), every event with its own id:
   into a scratch table with the usage events' columns, in the same chunks from the same
   number of connections. The ratio is batched events/s over floor events/s.
 
-It also samples the workers' RSS before and after the batched load, checks the stored
-count, and always stops the server and drops the database.
+It also samples the workers' RSS before and after the batched load and the CPU seconds
+each worker used during it (a worker near 0 took none of the connections), checks the
+stored count, and always stops the server and drops the database.
 
 With `--rss-seconds N` (off by default, so the default run stays short) it ends with a
 memory check: batched requests of `--batch-size` fresh events from `--batch-concurrency`

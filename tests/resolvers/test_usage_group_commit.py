@@ -15,7 +15,7 @@ from tests.fixtures.factories import add_institution, add_user
 from tests.fixtures.statements import count_statements
 from tests.fixtures.usage_recording_data import ACME, API_ACME, event, usage_rows
 from usagegraph.db.engine import create_engine, session_factory
-from usagegraph.resolvers.usage_group_commit import UsageGroupCommit
+from usagegraph.resolvers.usage_group_commit import GROUP_LIMIT, UsageGroupCommit
 from usagegraph.resolvers.usage_recording import (
     KEY_TTL,
     OutcomeStatus,
@@ -33,7 +33,9 @@ async def members(engine: AsyncEngine) -> list[int]:
     ]
 
 
-def group_commit(engine: AsyncEngine, settings: Settings, limit: int = 4000) -> UsageGroupCommit:
+def group_commit(
+    engine: AsyncEngine, settings: Settings, limit: int = GROUP_LIMIT
+) -> UsageGroupCommit:
     return UsageGroupCommit(session_factory(engine), lambda: FIXED_NOW, settings, limit)
 
 
