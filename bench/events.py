@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import sys
 import tempfile
 import time
@@ -57,7 +56,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL, make_url
 
 from bench.dataset import ADMIN_URL
-from bench.server import JWT_SECRET, RunningServer, serving
+from bench.server import JWT_SECRET, RunningServer, cpu_seconds_of, serving, stat_fields
 from bench.wrk import Check, IngestLoad, WrkRunner, find_wrk, lua_script
 from usagegraph.auth.api_keys import create_api_key
 from usagegraph.auth.tokens import mint_token
@@ -277,12 +276,12 @@ def _worker_rss_mib(server: RunningServer) -> list[float]:
     """Resident memory of each process of the server's group (Linux /proc)."""
     sizes = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = stat_fields(stat)
+        if fields is None or int(fields[2]) != server.process_group:
+            continue
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != server.process_group:
-                continue
             status = (stat.parent / "status").read_text()
-        except (OSError, IndexError):
+        except OSError:
             continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
@@ -295,12 +294,12 @@ def _worker_pids(server: RunningServer) -> list[int]:
     spawn (its resource tracker, also a child, is not a worker)."""
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = stat_fields(stat)
+        if fields is None or int(fields[1]) != server.process_group:  # field 4: parent pid
+            continue
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) != server.process_group:  # field 4: parent pid
-                continue
             command = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError):
+        except OSError:
             continue
         if b"spawn_main" in command:
             pids.append(int(stat.parent.name))
@@ -309,16 +308,8 @@ def _worker_pids(server: RunningServer) -> list[int]:
 
 def _cpu_seconds(pids: list[int]) -> list[float]:
     """CPU seconds (user + system) each process has used so far (0 once it is gone)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = []
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            used.append(0.0)
-            continue
-        used.append((int(fields[11]) + int(fields[12])) / ticks)
-    return used
+    stats = (stat_fields(Path(f"/proc/{pid}/stat")) for pid in pids)
+    return [0.0 if fields is None else cpu_seconds_of(fields) for fields in stats]
 
 
 def _rss_of(pid: int) -> float | None:

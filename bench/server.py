@@ -131,16 +131,26 @@ class RunningServer:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by every process of the server (Linux /proc; 0 elsewhere)."""
-        total = 0
+        total = 0.0
         for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                # The command name may hold spaces; the fields after it are fixed.
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[2]) == self.process_group:  # field 5: process group id
-                total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-        return total / _CLOCK_TICKS
+            fields = stat_fields(stat)
+            if fields is not None and int(fields[2]) == self.process_group:  # field 5: pgid
+                total += cpu_seconds_of(fields)
+        return total
+
+
+def stat_fields(stat: Path) -> list[str] | None:
+    """The fields of a /proc/<pid>/stat after the command name (which may hold spaces; the
+    fields after it are fixed), or None once the process is gone."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cpu_seconds_of(fields: list[str]) -> float:
+    """User plus system CPU seconds of a process, from its `stat_fields` (fields 14, 15)."""
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 @contextlib.contextmanager

@@ -166,9 +166,8 @@ async def usage_event_page(
     """The user's events of `request`, and how to count all those that match its filter
     (awaited only when the query asks for the total)."""
     page_key, count_key = request.keys(user_id)
-    loaders = context.loaders
-    rows = await loaders.usage_event_page.load(page_key)
-    return recorded_events(rows, build), partial(loaders.usage_event_count.load, count_key)
+    rows = await context.loaders.usage_event_page.load(page_key)
+    return _page(context, rows, count_key, build)
 
 
 def known_usage_event_page(
@@ -180,11 +179,18 @@ def known_usage_event_page(
     """`usage_event_page` when this request has read that page already (fetched ahead with
     its parents' page, `prefetch_usage_event_pages`), else None."""
     page_key, count_key = request.keys(user_id)
-    loaders = context.loaders
-    rows = loaders.usage_event_page.known(page_key)
-    if rows is None:
-        return None
-    return recorded_events(rows, build), partial(loaders.usage_event_count.load, count_key)
+    rows = context.loaders.usage_event_page.known(page_key)
+    return None if rows is None else _page(context, rows, count_key, build)
+
+
+def _page(
+    context: RequestContext,
+    rows: Sequence[EventRow],
+    count_key: UsageEventCountKey,
+    build: Callable[..., EventT],
+) -> Page[EventT]:
+    """A read page's events, and its total as a read that runs only if awaited."""
+    return recorded_events(rows, build), partial(context.loaders.usage_event_count.load, count_key)
 
 
 async def prefetch_usage_event_pages(
