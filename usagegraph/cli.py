@@ -4,11 +4,12 @@ partitions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -36,6 +37,7 @@ from usagegraph.events_client import (
     MAX_PAUSE_SECONDS,
     Summary,
 )
+from usagegraph.http.worker_sockets import worker_sockets
 from usagegraph.observability.logs import configure_logging, logging_config
 from usagegraph.observability.metrics_directory import multiprocess_directory
 from usagegraph.observability.tracing import TracingConfigError, check_tracing_environment
@@ -261,47 +263,67 @@ def serve(
     configure_logging(settings.log_format, settings.log_level)
     # Bound and listening before anything says "serving": a port another process holds is a
     # one-line error here, not a traceback in a worker after the announcement.
-    try:
-        sock = listening_socket(host, port)
-    except OSError as exc:
-        _fail(cannot_listen_message(host, port, exc))
-    # A log line, not a print: in JSON mode every line of a server's output is JSON. The
-    # port is the bound one, so `--port 0` (any free port) says which it got.
-    log.info("usagegraph serving on %s/graphql", _base_url(host, sock.getsockname()[1]))
-    if workers > 1 and settings.redis_url is None and settings.backend != "postgresql":
-        log.warning(
-            "live updates (GraphQL subscriptions) reach only the subscribers of the worker "
-            "that wrote: with %d workers on SQLite, set USAGEGRAPH_REDIS_URL to share them",
-            workers,
-        )
-    # A factory path, not an app object: every worker process builds its own app (and engine)
-    # from the same environment, metrics directory included.
-    with sock, multiprocess_directory(workers):
+    with contextlib.ExitStack() as held:
+        try:
+            sockets = held.enter_context(listening_sockets(host, port, workers))
+        except OSError as exc:
+            _fail(cannot_listen_message(host, port, exc))
+        # A log line, not a print: in JSON mode every line of a server's output is JSON. The
+        # port is the bound one, so `--port 0` (any free port) says which it got.
+        log.info("usagegraph serving on %s/graphql", _base_url(host, sockets[0].getsockname()[1]))
+        if workers > 1 and settings.redis_url is None and settings.backend != "postgresql":
+            log.warning(
+                "live updates (GraphQL subscriptions) reach only the subscribers of the worker "
+                "that wrote: with %d workers on SQLite, set USAGEGRAPH_REDIS_URL to share them",
+                workers,
+            )
+        # A factory path, not an app object: every worker process builds its own app (and
+        # engine) from the same environment, metrics directory included.
+        held.enter_context(multiprocess_directory(workers))
         config = uvicorn.Config(
             "usagegraph.app:create_app", **uvicorn_options(settings, host, port, workers)
         )
         if workers > 1:
-            # uvicorn's own supervisor, handed our socket: the workers inherit it and accept
-            # on it; the supervisor restarts a worker that dies.
-            Multiprocess(config, sockets=[sock]).run()
+            # uvicorn's own supervisor, handed our sockets: each worker accepts on the one it
+            # claims (http/worker_sockets.py); the supervisor restarts a worker that dies.
+            Multiprocess(config, sockets=sockets).run()
             return
         server = uvicorn.Server(config)
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
         if not server.started:
             raise typer.Exit(3)  # the app failed to start (uvicorn has logged why)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port and listening, inheritable by worker processes.
+def listening_sockets(
+    host: str, port: int, workers: int
+) -> contextlib.AbstractContextManager[list[socket.socket]]:
+    """The sockets `serve` listens on: one for one worker; for several, one per worker with
+    SO_REUSEPORT, so that the kernel spreads the connections (http/worker_sockets.py)."""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    if workers > 1:
+        return worker_sockets(address, family, kind, proto, workers, LISTEN_BACKLOG)
+    return _closing_all([listening_socket(address, family, kind, proto)])
+
+
+@contextlib.contextmanager
+def _closing_all(sockets: list[socket.socket]) -> Iterator[list[socket.socket]]:
+    try:
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def listening_socket(address: Any, family: int, kind: int, proto: int) -> socket.socket:
+    """A TCP socket bound to `address` and listening, inheritable by worker processes.
 
     Connections made from now on wait in its backlog until a worker accepts them, so once
     this returns the port is really ours and clients are not refused. SO_REUSEADDR (as
     uvicorn sets it) allows a quick restart over old TIME_WAIT connections; on Linux it never
     lets two listeners share a port.
     """
-    family, kind, proto, _name, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

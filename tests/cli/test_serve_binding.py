@@ -1,30 +1,38 @@
 """`usagegraph serve` says "serving on …" only once its port is really bound and listening,
 and a port another process holds is a one-line error and a non-zero exit, with one worker or
-several. Real processes: the embedded database, real sockets."""
+several, whether the holder shares ports (SO_REUSEPORT, as `serve --workers N` binds) or not.
+Several workers each take a share of the connections. Real processes: the embedded database,
+real sockets."""
 
 from __future__ import annotations
 
+import http.client
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.cli.running import cli_env, run_cli, stop
+from tests.cli.running import cli_env, run_cli, server_process, stop
 
 SERVING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)/graphql")
 WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
 
 
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port some other process is listening on (here: this test's own socket)."""
+@pytest.fixture(params=["plain", "reuseport"])
+def taken_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """A port some other process is listening on (here: this test's own socket), with or
+    without SO_REUSEPORT (another `serve --workers N` of the same user holds it so)."""
     with socket.socket() as holder:
+        if request.param == "reuseport":
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         yield holder.getsockname()[1]
@@ -70,6 +78,42 @@ def test_serving_on_is_said_only_once_the_port_accepts_connections(
         assert answer.status_code == 200
     finally:
         stop(process)
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to see sockets")
+def test_several_workers_each_take_a_share_of_the_connections(tmp_path: Path) -> None:
+    """32 keep-alive connections opened at once land on both workers: each accepts on a
+    socket of its own. On one shared socket, the worker that woke first took them all."""
+    with server_process(cli_env(tmp_path, None), "usagegraph", "--workers", "2") as (base, serve):
+        port = int(base.rsplit(":", 1)[1])
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(32)]
+        try:
+            for connection in connections:
+                connection.connect()
+            for connection in connections:
+                connection.request("GET", "/healthz")
+            answers = [connection.getresponse() for connection in connections]
+            assert [answer.status for answer in answers] == [200] * 32
+            for answer in answers:
+                answer.read()  # the connection stays open (keep-alive) for the count below
+            owners = _connection_owners(port)
+        finally:
+            for connection in connections:
+                connection.close()
+    assert serve.pid not in owners  # the supervisor serves nothing itself
+    assert sum(owners.values()) == 32
+    assert len(owners) == 2, owners
+
+
+def _connection_owners(port: int) -> Counter[int]:
+    """Established connections to `port`, counted per process that holds them (ss -tnp)."""
+    listed = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return Counter(int(pid) for pid in re.findall(r"pid=(\d+)", listed))
 
 
 def _wait_for_serving_line(process: subprocess.Popen, log: Path, timeout: float = 60) -> int:
