@@ -513,8 +513,8 @@ async def main(args: argparse.Namespace) -> None:
         print(
             "worker CPU seconds during the batched load: "
             + ", ".join(f"{used:.2f}" for used in worker_cpu)
-            + " (a worker near 0 accepted none of the connections: the workers share one "
-            "listening socket, and the first to wake takes every connection waiting)"
+            + " (a worker near 0 accepted none of the connections; each worker accepts on "
+            "its own socket and the kernel spreads connections by a hash of their addresses)"
         )
         for line in rss_lines:
             print(line)
