@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from usagegraph.auth.challenge import ChallengeMiddleware
+from usagegraph.auth.known_keys import KnownKeys
 from usagegraph.auth.middleware import PrincipalMiddleware
 from usagegraph.cache import create_cache
 from usagegraph.clock import Clock, system_clock
@@ -97,7 +98,12 @@ def create_app(
         try:
             app.state.engine = engine
             app.state.sessions = session_factory(engine, info=publisher_info(live_bus.publish))
-            app.state.usage_writes = UsageGroupCommit(app.state.sessions, clock, settings)
+            # API keys of POST /v1/events verified before (auth/known_keys.py): checked by the
+            # write's transaction instead of a statement of their own.
+            app.state.known_keys = KnownKeys()
+            app.state.usage_writes = UsageGroupCommit(
+                app.state.sessions, clock, settings, known_keys=app.state.known_keys
+            )
             app.state.live_bus = live_bus
             # Each request's reads (its caller, its loaders, its compiled statements) share
             # one autocommit connection (http.request_resources.request_reads).

@@ -11,10 +11,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FIXED_NOW
+from tests.fixtures.billing_data import add_key, revoke_key
 from tests.fixtures.factories import add_institution, add_user
 from tests.fixtures.statements import count_statements
 from tests.fixtures.usage_recording_data import ACME, API_ACME, event, usage_rows
+from usagegraph.auth.api_keys import hash_api_key
+from usagegraph.auth.known_keys import KnownKeys
+from usagegraph.auth.principal import Principal
 from usagegraph.db.engine import create_engine, session_factory
+from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.resolvers.usage_group_commit import GROUP_LIMIT, UsageGroupCommit
 from usagegraph.resolvers.usage_recording import (
     KEY_TTL,
@@ -167,3 +172,59 @@ async def test_a_failed_transaction_fails_every_request_in_it(settings: Settings
         await unreachable.dispose()
     assert len(answers) == 3
     assert all(isinstance(answer, Exception) for answer in answers)
+
+
+async def test_the_requests_of_a_revoked_key_are_refused_and_the_others_written(
+    engine: AsyncEngine, settings: Settings, members: list[int]
+) -> None:
+    """Two keys of one institution, taken from memory (unchecked): one was revoked since.
+    Their requests share a group; the write reads both keys, answers the revoked key's
+    requests 401, forgets that key, and writes the rest without them."""
+    live, revoked = await add_key(engine, ACME), await add_key(engine, ACME)
+    await revoke_key(engine, revoked)
+    known = KnownKeys()
+    for key in (live, revoked):
+        known.remember(hash_api_key(key), ACME)
+    writes = UsageGroupCommit(
+        session_factory(engine), lambda: FIXED_NOW, settings, known_keys=known
+    )
+    by_key = {
+        key: Principal.for_institution(ACME, unchecked_key=hash_api_key(key))
+        for key in (live, revoked)
+    }
+    order = [live, revoked, live, revoked]
+    answers = await asyncio.gather(
+        *(
+            writes.record(by_key[key], [event(members[i], ACME, key=f"k{i}")], KEY_TTL)
+            for i, key in enumerate(order)
+        ),
+        return_exceptions=True,
+    )
+    for key, answer in zip(order, answers, strict=True):
+        if key == revoked:
+            assert isinstance(answer, UsageGraphError)
+            assert (answer.code, answer.http_status) == (ErrorCode.UNAUTHORIZED, 401)
+        else:
+            assert not isinstance(answer, BaseException)
+            assert [outcome.status for outcome in answer] == [OutcomeStatus.INSERTED]
+    assert sorted(row.user_id for row in await usage_rows(engine)) == [members[0], members[2]]
+    assert known.institution_of(hash_api_key(revoked)) is None
+    assert known.institution_of(hash_api_key(live)) == ACME
+
+
+async def test_a_group_of_live_unchecked_keys_reads_them_in_one_statement(
+    engine: AsyncEngine, settings: Settings, members: list[int]
+) -> None:
+    keys = [await add_key(engine, ACME) for _ in range(3)]
+    writes = group_commit(engine, settings)
+    principals = [Principal.for_institution(ACME, unchecked_key=hash_api_key(k)) for k in keys]
+    with count_statements(engine) as statements:
+        answers = await asyncio.gather(
+            *(
+                writes.record(p, [event(members[i], ACME, key=f"k{i}")], KEY_TTL)
+                for i, p in enumerate(principals)
+            )
+        )
+    assert [[o.status for o in answer] for answer in answers] == [[OutcomeStatus.INSERTED]] * 3
+    assert sum("FROM api_keys" in s for s in statements) == 1
+    assert inserts(statements) == 1

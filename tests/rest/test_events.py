@@ -14,8 +14,10 @@ import httpx
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from tests.conftest import client_of
+from tests.fixtures.billing_data import revoke_key
 from tests.fixtures.events_data import (
     BATCH,
     NDJSON,
@@ -28,6 +30,7 @@ from tests.fixtures.events_data import (
     top_up,
 )
 from tests.fixtures.usage_recording_data import ACME, OTHER, key_rows, ledger, usage_rows
+from usagegraph.auth.api_keys import hash_api_key
 from usagegraph.resolvers.cloud_events import idempotency_key
 from usagegraph.settings import Settings
 
@@ -268,6 +271,45 @@ async def test_credentials(client: httpx.AsyncClient, world: EventsWorld) -> Non
     plain = await post(client, world.plain_jwt, event)
     assert plain.status_code == 403
     assert plain.json()["error"]["code"] == "FORBIDDEN"
+
+
+async def test_a_key_revoked_after_use_is_refused_on_its_next_request(
+    engine: AsyncEngine, app: Starlette, client: httpx.AsyncClient, world: EventsWorld
+) -> None:
+    """The app has read the key once (and takes its institution from memory since); it is
+    revoked behind the app's back; the next request is refused by its write, nothing of it is
+    stored, the key is forgotten, and its 401 is the one of a key refused up front (the
+    request after it)."""
+    digest = hash_api_key(world.key)
+    assert counts(await post(client, world.api_key, [cloud_event("a", world.ada)])) == (1, 0, 0)
+    assert app.state.known_keys.institution_of(digest) == ACME
+    await revoke_key(engine, world.key)
+    refused = await post(client, world.api_key, [cloud_event("b", world.ada)])
+    assert app.state.known_keys.institution_of(digest) is None
+    read_up_front = await post(client, world.api_key, [cloud_event("c", world.ada)])
+    for response in (refused, read_up_front):
+        assert response.status_code == 401
+        assert response.json()["error"] == {
+            "code": "UNAUTHORIZED",
+            "message": "Invalid or expired token",
+        }
+        assert response.headers["www-authenticate"] == (
+            'Bearer realm="usagegraph", error="invalid_token"'
+        )
+    assert [row.key for row in await key_rows(engine)] == [
+        idempotency_key("//gateway.test/llm", "a")
+    ]
+    assert len(await usage_rows(engine)) == 1
+
+
+async def test_a_revoked_key_is_refused_even_when_no_event_reaches_the_write(
+    engine: AsyncEngine, client: httpx.AsyncClient, world: EventsWorld
+) -> None:
+    """Every event refused on reading leaves nothing to write; the key is checked anyway."""
+    assert counts(await post(client, world.api_key, [cloud_event("a", world.ada)])) == (1, 0, 0)
+    await revoke_key(engine, world.key)
+    response = await post(client, world.api_key, [_without(cloud_event("b", world.ada), "id")])
+    assert response.status_code == 401
 
 
 async def test_other_content_types_are_415(client: httpx.AsyncClient, world: EventsWorld) -> None:

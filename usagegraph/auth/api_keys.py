@@ -62,8 +62,33 @@ _LIVE_KEY_BY_HASH = select(_KEYS.c.key_hash, _KEYS.c.institution_id).where(
 
 async def institution_for_api_key(reader: AsyncSession | AsyncConnection, key: str) -> str | None:
     """The institution a live key acts for, or None for an unknown or revoked key."""
-    digest = hash_api_key(key)
+    return await institution_for_digest(reader, hash_api_key(key))
+
+
+async def institution_for_digest(reader: AsyncSession | AsyncConnection, digest: str) -> str | None:
+    """`institution_for_api_key`, for a key already hashed."""
     row = (await reader.execute(_LIVE_KEY_BY_HASH, {"digest": digest})).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     return row.institution_id
+
+
+class RevokedKeys(Exception):
+    """Keys a write found no longer live (`live_digests`), to refuse their requests."""
+
+    def __init__(self, digests: frozenset[str]) -> None:
+        super().__init__(f"{len(digests)} API key(s) revoked")
+        self.digests = digests
+
+
+async def require_live_digests(session: AsyncSession, digests: frozenset[str]) -> None:
+    """Raise RevokedKeys with those of `digests` that are unknown or revoked now; one
+    statement, inside the caller's transaction (the write that trusted them)."""
+    if not digests:
+        return
+    statement = select(_KEYS.c.key_hash).where(
+        _KEYS.c.key_hash.in_(sorted(digests)), _KEYS.c.revoked_at.is_(None)
+    )
+    live = set(await session.scalars(statement))
+    if len(live) < len(digests):
+        raise RevokedKeys(frozenset(digests - live))

@@ -35,6 +35,15 @@ _ROUTE_SOURCES: tuple[tuple[str, frozenset[Source]], ...] = (
 )
 
 
+# Routes whose write checks an API key in its own transaction, so that a key this process
+# verified before need not be read again first (auth/known_keys.py).
+_KEY_CHECKED_BY_WRITE = frozenset({"/v1/events"})
+
+
+def key_checked_by_write(path: str) -> bool:
+    return path in _KEY_CHECKED_BY_WRITE
+
+
 # How a 401 names the header(s) each source is read from.
 _HEADER_OF = {
     Source.ACCESS_TOKEN_HEADER: "x-access-token",

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from usagegraph.auth.credentials import misdirected_header, presented_credential
+from usagegraph.auth.credentials import (
+    key_checked_by_write,
+    misdirected_header,
+    presented_credential,
+)
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.auth.resolve import Caller, resolve_caller
 from usagegraph.http.rate_limit import CALLER_KEY_STATE
@@ -53,9 +57,14 @@ class PrincipalMiddleware:
             else:
                 reads = request_reads(scope.setdefault("state", {}), state)
                 sessions = reads.connection if reads is not None else state.sessions
+                known_keys = (
+                    getattr(state, "known_keys", None)
+                    if key_checked_by_write(scope["path"])
+                    else None
+                )
                 try:
                     caller = await resolve_caller(
-                        sessions, settings.jwt_secret, credential, settings.tokens
+                        sessions, settings.jwt_secret, credential, settings.tokens, known_keys
                     )
                 finally:
                     if reads is not None:

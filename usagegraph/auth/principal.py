@@ -28,6 +28,9 @@ class Principal:
     memberships: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # The institution an API key acts for.
     institution_id: str | None = None
+    # The digest of that key when its liveness was not read for this request: the write of
+    # `POST /v1/events` checks it in its own transaction (auth/known_keys.py).
+    unchecked_key: str | None = None
     # Why presented credentials were refused; None when none were presented or all was well.
     rejection: str | None = None
     # Set when a credential came in a header this route does not read: the header it reads.
@@ -63,5 +66,7 @@ class Principal:
         )
 
     @classmethod
-    def for_institution(cls, institution_id: str) -> Principal:
-        return cls(kind=CallerKind.INSTITUTION, institution_id=institution_id)
+    def for_institution(cls, institution_id: str, unchecked_key: str | None = None) -> Principal:
+        return cls(
+            kind=CallerKind.INSTITUTION, institution_id=institution_id, unchecked_key=unchecked_key
+        )

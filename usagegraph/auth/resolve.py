@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from usagegraph.auth.api_keys import institution_for_api_key
+from usagegraph.auth.api_keys import hash_api_key, institution_for_digest
 from usagegraph.auth.credentials import PresentedCredential
+from usagegraph.auth.known_keys import KnownKeys
 from usagegraph.auth.principal import Principal
 from usagegraph.auth.tokens import DEFAULT_RULES, InvalidTokenError, user_id_from_token
 from usagegraph.db.models import Membership, User
@@ -85,12 +86,18 @@ async def resolve_caller(
     jwt_secret: str,
     credential: PresentedCredential | None,
     token_rules: TokenRules = DEFAULT_RULES,
+    known_keys: KnownKeys | None = None,
 ) -> Caller:
-    """Anonymous (with a reason) unless the credential is valid and its subject exists."""
+    """Anonymous (with a reason) unless the credential is valid and its subject exists.
+
+    With `known_keys` (a route whose write checks the key itself: `POST /v1/events`), an API
+    key this process has verified before is not read again: its principal carries the key
+    as unchecked, and a key read now is remembered.
+    """
     if credential is None:
         return Caller(Principal.anonymous())
     if not credential.is_jwt:
-        return Caller(await _principal_for_api_key(sessions, credential.value))
+        return Caller(await _principal_for_api_key(sessions, credential.value, known_keys))
     return await _caller_for_token(sessions, credential.value, jwt_secret, token_rules)
 
 
@@ -104,11 +111,20 @@ async def resolve_principal(
     return (await resolve_caller(sessions, jwt_secret, credential, token_rules)).principal
 
 
-async def _principal_for_api_key(sessions: Readers, key: str) -> Principal:
+async def _principal_for_api_key(
+    sessions: Readers, key: str, known_keys: KnownKeys | None
+) -> Principal:
+    digest = hash_api_key(key)
+    if known_keys is not None:
+        known = known_keys.institution_of(digest)
+        if known is not None:
+            return Principal.for_institution(known, unchecked_key=digest)
     async with sessions() as session:
-        institution_id = await institution_for_api_key(session, key)
+        institution_id = await institution_for_digest(session, digest)
     if institution_id is None:
         return Principal.anonymous(rejection="invalid API key")
+    if known_keys is not None:
+        known_keys.remember(digest, institution_id)
     return Principal.for_institution(institution_id)
 
 

@@ -230,6 +230,7 @@ class EventWriter:
         self.answer = EventsAnswer()
         self.pending: list[MappedEvent] = []
         self.refusals: list[Refusal] = []
+        self.written = False  # whether a chunk went to the write (which checks the key)
 
     async def add(self, index: int, raw: bytes | msgspec.Raw) -> None:
         mapped = map_event(index, raw, self.bounds)
@@ -247,6 +248,7 @@ class EventWriter:
             return
         events = [item.event for item in items]
         outcomes = await self.writes.record(self.principal, events, key_ttl(self.settings))
+        self.written = True
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.status is OutcomeStatus.INSERTED:
                 self.answer.inserted += 1
@@ -259,6 +261,10 @@ class EventWriter:
 
     async def finish(self) -> EventsAnswer:
         await self.flush()
+        if not self.written and self.principal.unchecked_key is not None:
+            # Nothing to write (every event refused on reading): the key is checked all the
+            # same, so a revoked key is never answered 200.
+            await self.writes.record(self.principal, [], key_ttl(self.settings))
         for refusal in sorted(self.refusals, key=lambda r: r.index):
             self.answer.refuse(refusal)
         return self.answer

@@ -24,9 +24,14 @@ What a caller sees does not change:
 - if that transaction fails, every request in it gets the failure and nothing of theirs was
   written; resending with the same ids is safe.
 
-Requests are grouped per caller (an institution's API key, or one super user) and per
-idempotency-key lifetime, the only parts of the caller and the request that the write path
-reads. Callers never share a transaction, so one caller's failure is never another's.
+Requests are grouped per caller (an institution, or one super user) and per idempotency-key
+lifetime, the only parts of the caller and the request that the write path reads. Callers
+never share a transaction, so one caller's failure is never another's.
+
+The API keys of the group that were not read for their requests (auth/known_keys.py) are
+read first in the transaction, one statement for all of them. The requests of a key found
+revoked are answered 401 (`REVOKED_KEY`) and the rest are written without them, in a fresh
+transaction; the key is forgotten, so its next request reads it up front.
 """
 
 from __future__ import annotations
@@ -39,8 +44,12 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from usagegraph.auth.api_keys import RevokedKeys, require_live_digests
+from usagegraph.auth.challenge import INVALID_TOKEN_MESSAGE
+from usagegraph.auth.known_keys import KnownKeys
 from usagegraph.auth.principal import CallerKind, Principal
 from usagegraph.clock import Clock
+from usagegraph.errors import UsageGraphError, unauthorized
 from usagegraph.resolvers.usage_recording import (
     MAX_BATCH,
     UsageEventInput,
@@ -56,12 +65,20 @@ transaction may hold a few requests of up to MAX_BATCH each."""
 _GroupKey = tuple[CallerKind, int | None, str | None, str | None, timedelta]
 
 
+def revoked_key_error() -> UsageGraphError:
+    """What a request of a key its write found revoked is answered: the 401 of any refused
+    credential."""
+    return unauthorized(INVALID_TOKEN_MESSAGE)
+
+
 @dataclass(slots=True)
 class _Submission:
-    """One request's events, and where its outcomes (or the failure) are delivered."""
+    """One request's events, and where its outcomes (or the failure) are delivered; `key` is
+    the digest of its API key when its write must check that the key is live."""
 
     events: Sequence[UsageEventInput]
     done: asyncio.Future[list[UsageOutcome]]
+    key: str | None = None
 
 
 @dataclass(slots=True)
@@ -84,23 +101,29 @@ class UsageGroupCommit:
         clock: Clock,
         settings: Settings,
         limit: int = GROUP_LIMIT,
+        known_keys: KnownKeys | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.settings = settings
         self.limit = limit
+        self.known_keys = known_keys
         self._groups: dict[_GroupKey, _Group] = {}
 
     async def record(
         self, principal: Principal, events: Sequence[UsageEventInput], key_ttl: timedelta
     ) -> list[UsageOutcome]:
         """Write `events` (at most MAX_BATCH) for `principal`; their outcomes, indexed from 0
-        in the order given. Raises what the write raised (nothing of them is then written)."""
+        in the order given. Raises what the write raised (nothing of them is then written).
+
+        With no events, only the principal's unchecked key is checked (a request whose every
+        event was refused before the write is still refused for a revoked key)."""
         key = (principal.kind, principal.user_id, principal.role, principal.institution_id, key_ttl)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(principal, key_ttl)
-        submission = _Submission(events, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        submission = _Submission(events, future, principal.unchecked_key)
         group.queue.append(submission)
         if group.writer is None:
             group.writer = asyncio.create_task(self._drain(key, group))
@@ -131,15 +154,43 @@ class UsageGroupCommit:
         return taken
 
     async def _write_together(self, group: _Group, taken: list[_Submission]) -> None:
-        events = [event for submission in taken for event in submission.events]
-        try:
-            async with self.sessions() as session:
-                outcomes = await self._record(session, group.principal, events, group.key_ttl)
-        except Exception as error:  # every request of the transaction answers the failure
-            for submission in taken:
-                if not submission.done.done():
-                    submission.done.set_exception(error)
+        while taken:
+            try:
+                outcomes = await self._write(group, taken)
+            except RevokedKeys as revoked:
+                taken = self._refuse_revoked(taken, revoked.digests)
+                continue
+            except Exception as error:  # every request of the transaction answers the failure
+                for submission in taken:
+                    if not submission.done.done():
+                        submission.done.set_exception(error)
+                return
+            self._deliver(taken, outcomes)
             return
+
+    async def _write(self, group: _Group, taken: list[_Submission]) -> tuple[UsageOutcome, ...]:
+        events = [event for submission in taken for event in submission.events]
+        unchecked = frozenset(s.key for s in taken if s.key is not None)
+        async with self.sessions() as session:
+            return await self._record(session, group.principal, events, group.key_ttl, unchecked)
+
+    def _refuse_revoked(
+        self, taken: list[_Submission], revoked: frozenset[str]
+    ) -> list[_Submission]:
+        """Answer the requests of revoked keys 401; the others, to write again without them."""
+        if self.known_keys is not None:
+            self.known_keys.forget(revoked)
+        kept = []
+        for submission in taken:
+            if submission.key in revoked:
+                if not submission.done.done():
+                    submission.done.set_exception(revoked_key_error())
+            else:
+                kept.append(submission)
+        return kept
+
+    @staticmethod
+    def _deliver(taken: list[_Submission], outcomes: Sequence[UsageOutcome]) -> None:
         start = 0
         for submission in taken:
             end = start + len(submission.events)
@@ -153,7 +204,11 @@ class UsageGroupCommit:
         principal: Principal,
         events: Sequence[UsageEventInput],
         key_ttl: timedelta,
+        unchecked: frozenset[str],
     ) -> tuple[UsageOutcome, ...]:
+        async def admit(session: AsyncSession) -> None:
+            await require_live_digests(session, unchecked)
+
         result = await record_usage_batch(
             session,
             principal,
@@ -163,6 +218,7 @@ class UsageGroupCommit:
             reload_limit=self.settings.auto_reload,
             key_ttl=key_ttl,
             max_events=max(self.limit, len(events)),
+            admit=admit if unchecked else None,
         )
         return result.outcomes
 
@@ -175,4 +231,4 @@ def _rebased(outcomes: Sequence[UsageOutcome], start: int) -> list[UsageOutcome]
     return [replace(each, index=each.index - start) for each in outcomes]
 
 
-__all__ = ["GROUP_LIMIT", "UsageGroupCommit"]
+__all__ = ["GROUP_LIMIT", "UsageGroupCommit", "revoked_key_error"]

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -606,12 +606,15 @@ async def record_usage_batch(
     reload_limit: AutoReloadLimit = DEFAULT_RELOAD_LIMIT,
     key_ttl: timedelta = KEY_TTL,
     max_events: int = MAX_BATCH,
+    admit: Callable[[AsyncSession], Awaitable[None]] | None = None,
 ) -> UsageBatchResult:
     """Record up to `max_events` events in one transaction, answering for each one; `window`
     and `reload_limit` are the deployment's settings, `key_ttl` how long the keys of these
     events are remembered (the graph's 30 days; CloudEvents keep theirs longer).
     `max_events` is a request's limit (MAX_BATCH) unless the caller groups requests
-    (`usage_group_commit`).
+    (`usage_group_commit`). `admit` runs first in the write's transaction (every attempt),
+    even when no event is valid; what it raises ends the write with nothing written (the
+    group commit checks unverified API keys there).
 
     The one write path of usage: the graph's recordUsage and recordUsageBatch and
     `POST /v1/events` (`resolvers.cloud_events`) all end here."""
@@ -626,9 +629,13 @@ async def record_usage_batch(
             valid.append((index, validate_event(event, bounds)))
         except UsageGraphError as error:
             outcomes[index] = _refused(index, error)
-    if valid:
+    if valid or admit is not None:
 
         async def work(session: AsyncSession) -> dict[int, UsageOutcome]:
+            if admit is not None:
+                await admit(session)
+            if not valid:
+                return {}
             return await _BatchWriter(session, principal, now, valid, reload_limit, key_ttl).run()
 
         outcomes.update(await run_write(session, work))

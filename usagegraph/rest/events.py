@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from usagegraph.auth.challenge import authentication_error
+from usagegraph.auth.principal import Principal
 from usagegraph.errors import ErrorCode, UsageGraphError
 from usagegraph.http.envelopes import coded_error
 from usagegraph.http.json import JSON
@@ -129,6 +130,9 @@ async def post_events(request: Request) -> Response:
                 await writer.add(index, raw)
         answer = await writer.finish()
     except UsageGraphError as error:
+        if error.code is ErrorCode.UNAUTHORIZED:  # the write found the key revoked
+            # The challenge names the refused credential, as for a key refused up front.
+            request.state.principal = Principal.anonymous(rejection="revoked API key")
         headers = {"Connection": "close"} if isinstance(error, _TooLarge) else None
         response = coded_error(error, request)
         if headers:
