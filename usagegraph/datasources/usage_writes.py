@@ -135,6 +135,21 @@ def _member_caps_statement(dialect: str, lock: bool) -> Any:
     return statement.with_for_update(of=Membership) if lock else statement
 
 
+def _pair_values(
+    dialect: str, pairs: Collection[tuple[int, str]], column: str, plural: str
+) -> dict[str, Any]:
+    """The parameters of a statement that reads rows by (user_id, `column`) pairs: on
+    PostgreSQL the pairs as JSON rows, in order (each probed by primary key); on SQLite the
+    users and the `plural` apart (a superset of the pairs, which the caller narrows)."""
+    if dialect == "postgresql":
+        rows = [{"user_id": user, column: other} for user, other in sorted(pairs)]
+        return {"rows": rows_json(rows)}
+    return {
+        "users": sorted({user for user, _ in pairs}),
+        plural: sorted({other for _, other in pairs}),
+    }
+
+
 async def member_caps(
     session: AsyncSession, members: Collection[MemberKey], *, lock: bool = False
 ) -> dict[MemberKey, MemberCap]:
@@ -146,14 +161,7 @@ async def member_caps(
     if not members:
         return {}
     dialect = dialect_of(session)
-    if dialect == "postgresql":
-        pairs = [{"user_id": user, "institution_id": inst} for user, inst in sorted(members)]
-        values: dict[str, Any] = {"rows": rows_json(pairs)}
-    else:
-        values = {
-            "users": sorted({user for user, _ in members}),
-            "institutions": sorted({institution for _, institution in members}),
-        }
+    values = _pair_values(dialect, members, "institution_id", "institutions")
     rows = await session.execute(_member_caps_statement(dialect, lock), values)
     # Rows unpacked as tuples: a batch reads up to a thousand, and named access costs more.
     return {
@@ -201,14 +209,7 @@ async def live_keys(
     if not refs:
         return {}
     dialect = dialect_of(session)
-    if dialect == "postgresql":
-        pairs = [{"user_id": user, "key": key} for user, key in sorted(refs)]
-        values: dict[str, Any] = {"rows": rows_json(pairs)}
-    else:
-        values = {
-            "keys": sorted({key for _, key in refs}),
-            "users": sorted({user for user, _ in refs}),
-        }
+    values = _pair_values(dialect, refs, "key", "keys")
     rows = await session.execute(_live_keys_statement(dialect), {**values, "since": since})
     found = {
         (user_id, key): (event_id, digest)
