@@ -30,8 +30,8 @@ never share a transaction, so one caller's failure is never another's.
 
 The API keys of the group that were not read for their requests (auth/known_keys.py) are
 read first in the transaction, one statement for all of them. The requests of a key found
-revoked are answered 401 (`REVOKED_KEY`) and the rest are written without them, in a fresh
-transaction; the key is forgotten, so its next request reads it up front.
+revoked are answered 401 (UNAUTHORIZED, as any refused key) and the rest are written without
+them, in a fresh transaction; the key is forgotten, so its next request reads it up front.
 """
 
 from __future__ import annotations
