@@ -37,7 +37,7 @@ from usagegraph.events_client import (
     MAX_PAUSE_SECONDS,
     Summary,
 )
-from usagegraph.http.worker_sockets import worker_sockets
+from usagegraph.http.worker_sockets import listening_socket, worker_sockets
 from usagegraph.observability.logs import configure_logging, logging_config
 from usagegraph.observability.metrics_directory import multiprocess_directory
 from usagegraph.observability.tracing import TracingConfigError, check_tracing_environment
@@ -304,7 +304,7 @@ def listening_sockets(
     )[0]
     if workers > 1:
         return worker_sockets(address, family, kind, proto, workers, LISTEN_BACKLOG)
-    return _closing_all([listening_socket(address, family, kind, proto)])
+    return _closing_all([listening_socket(address, family, kind, proto, LISTEN_BACKLOG)])
 
 
 @contextlib.contextmanager
@@ -314,26 +314,6 @@ def _closing_all(sockets: list[socket.socket]) -> Iterator[list[socket.socket]]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def listening_socket(address: Any, family: int, kind: int, proto: int) -> socket.socket:
-    """A TCP socket bound to `address` and listening, inheritable by worker processes.
-
-    Connections made from now on wait in its backlog until a worker accepts them, so once
-    this returns the port is really ours and clients are not refused. SO_REUSEADDR (as
-    uvicorn sets it) allows a quick restart over old TIME_WAIT connections; on Linux it never
-    lets two listeners share a port.
-    """
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
-        sock.set_inheritable(True)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def cannot_listen_message(host: str, port: int, exc: OSError) -> str:

@@ -73,8 +73,14 @@ async def institution_for_digest(reader: AsyncSession | AsyncConnection, digest:
     return row.institution_id
 
 
+# Built once too: every grouped write of POST /v1/events with a key from memory runs it.
+_LIVE_DIGESTS = select(_KEYS.c.key_hash).where(
+    _KEYS.c.key_hash.in_(bindparam("digests", expanding=True)), _KEYS.c.revoked_at.is_(None)
+)
+
+
 class RevokedKeys(Exception):
-    """Keys a write found no longer live (`live_digests`), to refuse their requests."""
+    """Keys a write found no longer live (`require_live_digests`), to refuse their requests."""
 
     def __init__(self, digests: frozenset[str]) -> None:
         super().__init__(f"{len(digests)} API key(s) revoked")
@@ -86,9 +92,6 @@ async def require_live_digests(session: AsyncSession, digests: frozenset[str]) -
     statement, inside the caller's transaction (the write that trusted them)."""
     if not digests:
         return
-    statement = select(_KEYS.c.key_hash).where(
-        _KEYS.c.key_hash.in_(sorted(digests)), _KEYS.c.revoked_at.is_(None)
-    )
-    live = set(await session.scalars(statement))
+    live = set(await session.scalars(_LIVE_DIGESTS, {"digests": sorted(digests)}))
     if len(live) < len(digests):
         raise RevokedKeys(frozenset(digests - live))

@@ -85,18 +85,36 @@ def worker_sockets(
     lock_directory = Path(tempfile.mkdtemp(prefix="usagegraph-sockets-"))
     try:
         for _ in range(count):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(address)
-            sock.listen(backlog)
-            sock.set_inheritable(True)
+            sockets.append(listening_socket(address, family, kind, proto, backlog, reuse_port=True))
         yield WorkerSockets(sockets, lock_directory)
     finally:
         for sock in sockets:
             sock.close()
         shutil.rmtree(lock_directory, ignore_errors=True)
+
+
+def listening_socket(
+    address: Any, family: int, kind: int, proto: int, backlog: int, *, reuse_port: bool = False
+) -> socket.socket:
+    """A TCP socket bound to `address` and listening, inheritable by worker processes.
+
+    Connections made from now on wait in its backlog until a worker accepts them, so once
+    this returns the port is really ours and clients are not refused. SO_REUSEADDR (as
+    uvicorn sets it) allows a quick restart over old TIME_WAIT connections; on Linux it never
+    lets two listeners share a port. SO_REUSEPORT does, for the sockets of `worker_sockets`.
+    """
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _probe(address: Any, family: int, kind: int, proto: int) -> Any:
