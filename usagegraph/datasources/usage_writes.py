@@ -202,9 +202,10 @@ async def live_keys(
     """Idempotency keys claimed at or after `since` (still live) and their first events.
 
     A live key whose event no longer exists (its institution was deleted, taking its usage
-    along) maps to None. Keys are selected by user and key separately, then matched as
-    pairs here; the events are read only for keys that matched (replays are the rare case,
-    and joining them in made PostgreSQL's generic plan ten times slower).
+    along) maps to None. Keys are read by (user, key) pair on PostgreSQL, and by user and
+    key separately on SQLite, matched as pairs here; the events are read only for keys that
+    matched (replays are the rare case, and joining them in made PostgreSQL's generic plan
+    ten times slower).
     """
     if not refs:
         return {}
