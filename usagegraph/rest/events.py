@@ -103,12 +103,18 @@ def answer_json(answer: EventsAnswer, request_id: str) -> dict[str, object]:
     }
 
 
+def _unauthorized(request: Request, principal: Principal) -> Response:
+    """The 401 of a caller without a usable credential; the principal goes on the request's
+    state, where the challenge middleware reads what to say in WWW-Authenticate."""
+    request.state.principal = principal
+    return coded_error(authentication_error(principal, "Invalid or missing API key"), request)
+
+
 async def post_events(request: Request) -> Response:
     context = context_of(request)
     settings = context.settings
     if not context.principal.is_authenticated:
-        error = authentication_error(context.principal, "Invalid or missing API key")
-        return coded_error(error, request)
+        return _unauthorized(request, context.principal)
     media_type = _media_type(request)
     try:
         if media_type not in MEDIA_TYPES:
@@ -130,9 +136,8 @@ async def post_events(request: Request) -> Response:
                 await writer.add(index, raw)
         answer = await writer.finish()
     except UsageGraphError as error:
-        if error.code is ErrorCode.UNAUTHORIZED:  # the write found the key revoked
-            # The challenge names the refused credential, as for a key refused up front.
-            request.state.principal = Principal.anonymous(rejection="revoked API key")
+        if error.code is ErrorCode.UNAUTHORIZED:  # the write found the key revoked since
+            return _unauthorized(request, Principal.anonymous(rejection="revoked API key"))
         headers = {"Connection": "close"} if isinstance(error, _TooLarge) else None
         response = coded_error(error, request)
         if headers:
